@@ -1,0 +1,39 @@
+"""The process environment CrewAI needs before it is imported, and per-test storage.
+
+CrewAI reads several switches once, at import time: telemetry, tracing, the version check and
+the first-run prompt (which can block for 20 s on a terminal). Storage is located through
+``CREWAI_STORAGE_DIR``, which must be absolute: a relative one splits storage between folders.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+
+# setdefault semantics: a user who set one of these deliberately keeps their value.
+CREWAI_SWITCHES: dict[str, str] = {
+    "CREWAI_TESTING": "true",
+    "CREWAI_DISABLE_TELEMETRY": "true",
+    "OTEL_SDK_DISABLED": "true",
+    "CREWAI_TRACING_ENABLED": "false",
+    "CREWAI_DISABLE_VERSION_CHECK": "true",
+}
+
+STORAGE_VARIABLE = "CREWAI_STORAGE_DIR"
+
+
+def prepare_crewai_environment(session_storage: Path) -> None:
+    """Set CrewAI's switches and an absolute session storage directory (before any import)."""
+    for name, value in CREWAI_SWITCHES.items():
+        os.environ.setdefault(name, value)
+    session_storage.mkdir(parents=True, exist_ok=True)
+    os.environ[STORAGE_VARIABLE] = str(session_storage.resolve())
+
+
+def test_storage_dir(session_storage: Path, nodeid: str) -> Path:
+    """The storage directory of one test: a sub-directory of the session's, named for it."""
+    safe = re.sub(r"[^A-Za-z0-9_.-]+", "_", nodeid).strip("_")[:120] or "test"
+    path = (session_storage / safe).resolve()
+    path.mkdir(parents=True, exist_ok=True)
+    return path

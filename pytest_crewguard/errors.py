@@ -1,0 +1,27 @@
+"""The exceptions crewguard raises. Each message names the thing that is wrong and the fix."""
+
+from __future__ import annotations
+
+
+class CrewguardError(Exception):
+    """Base class: a problem crewguard found, reported as one readable message."""
+
+
+class ConfigError(CrewguardError):
+    """A bad marker argument, option value, price file or schema reference."""
+
+
+class CassetteError(CrewguardError):
+    """A cassette that cannot be read or must not be written (corrupt, holds a secret)."""
+
+
+class UnpricedModelError(CrewguardError):
+    """A cost gate is set but a model of the run has no price."""
+
+
+class CassetteMiss(BaseException):
+    """A request in replay that the cassette cannot answer.
+
+    A ``BaseException`` on purpose: provider SDKs and CrewAI retry on ``Exception`` (about 9 s
+    of retries before a vague ``ConnectionError``); this must reach the test at once.
+    """

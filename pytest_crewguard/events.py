@@ -1,0 +1,166 @@
+"""CrewAI's events, collected for the test that is running.
+
+CrewAI runs event handlers on a thread pool, out of order, and swallows their exceptions. The
+handlers here therefore only copy the few fields crewguard needs into a plain record, under a
+lock; everything is read after ``crewai_event_bus.flush()``, ordered by ``emission_sequence``.
+Handlers are registered once per process (the bus is a singleton) and write to whichever
+:class:`EventLog` is active, so importing this module is what imports crewai.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass(frozen=True)
+class EventRecord:
+    """The parts of one CrewAI event that crewguard uses."""
+
+    event_id: str
+    type: str
+    sequence: int
+    parent_id: str | None
+    agent_role: str | None = None
+    task_name: str | None = None
+    tool_name: str | None = None
+    tool_args: str | None = None
+    source_id: int | None = None
+    error: str | None = None
+    timestamp: float | None = None
+    started_id: str | None = None  # on an ending event: the event that opened its scope
+
+
+@dataclass
+class EventLog:
+    """The events of one test, by id."""
+
+    records: dict[str, EventRecord] = field(default_factory=dict)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def add(self, record: EventRecord) -> None:
+        with self._lock:
+            self.records[record.event_id] = record
+
+    def get(self, event_id: str | None) -> EventRecord | None:
+        if event_id is None:
+            return None
+        with self._lock:
+            return self.records.get(event_id)
+
+    def ordered(self, *types: str) -> list[EventRecord]:
+        """Events of the given types (all when none given), in emission order."""
+        with self._lock:
+            chosen = [r for r in self.records.values() if not types or r.type in types]
+        return sorted(chosen, key=lambda r: r.sequence)
+
+    def descendants(self, root_id: str) -> list[EventRecord]:
+        """Events whose parent chain reaches ``root_id``, in emission order."""
+        with self._lock:
+            records = dict(self.records)
+        found: list[EventRecord] = []
+        for record in records.values():
+            seen: set[str] = set()
+            parent = record.parent_id
+            while parent is not None and parent not in seen:
+                if parent == root_id:
+                    found.append(record)
+                    break
+                seen.add(parent)
+                up = records.get(parent)
+                parent = up.parent_id if up else None
+        return sorted(found, key=lambda r: r.sequence)
+
+
+_active: EventLog | None = None
+_active_lock = threading.Lock()
+_registered = False
+
+
+def _role(agent: Any) -> str | None:
+    role = getattr(agent, "role", None)
+    return str(role) if role is not None else None
+
+
+def _task_name(task: Any) -> str | None:
+    if task is None:
+        return None
+    return str(getattr(task, "name", None) or getattr(task, "description", None) or "") or None
+
+
+def _timestamp(event: Any) -> float | None:
+    stamp = getattr(event, "timestamp", None)
+    return stamp.timestamp() if hasattr(stamp, "timestamp") else None
+
+
+def _record(source: Any, event: Any) -> None:
+    log = _active
+    if log is None:
+        return
+    agent = getattr(event, "agent", None)
+    task = getattr(event, "task", None)
+    args = getattr(event, "tool_args", None)
+    error = getattr(event, "error", None)
+    log.add(
+        EventRecord(
+            event_id=str(event.event_id),
+            type=str(event.type),
+            sequence=int(getattr(event, "emission_sequence", None) or 0),
+            parent_id=getattr(event, "parent_event_id", None),
+            agent_role=getattr(event, "agent_role", None) or _role(agent),
+            task_name=getattr(event, "task_name", None) or _task_name(task),
+            tool_name=getattr(event, "tool_name", None),
+            tool_args=None if args is None else str(args)[:300],
+            source_id=id(source) if source is not None else None,
+            error=None if error is None else str(error)[:500],
+            timestamp=_timestamp(event),
+            started_id=getattr(event, "started_event_id", None),
+        )
+    )
+
+
+def _event_classes() -> list[type[Any]]:
+    from crewai.events.types import agent_events, crew_events, llm_events, task_events
+    from crewai.events.types import tool_usage_events as tools
+
+    return [
+        crew_events.CrewKickoffStartedEvent,
+        crew_events.CrewKickoffCompletedEvent,
+        crew_events.CrewKickoffFailedEvent,
+        task_events.TaskStartedEvent,
+        task_events.TaskCompletedEvent,
+        task_events.TaskFailedEvent,
+        agent_events.AgentExecutionStartedEvent,
+        agent_events.AgentExecutionCompletedEvent,
+        agent_events.AgentExecutionErrorEvent,
+        llm_events.LLMCallStartedEvent,
+        llm_events.LLMCallCompletedEvent,
+        llm_events.LLMCallFailedEvent,
+        tools.ToolUsageStartedEvent,
+        tools.ToolUsageFinishedEvent,
+        tools.ToolUsageErrorEvent,
+    ]
+
+
+def activate(log: EventLog | None) -> None:
+    """Send CrewAI's events to ``log`` (``None`` stops collecting); registers handlers once."""
+    global _active, _registered
+    with _active_lock:
+        if log is not None and not _registered:
+            from crewai.events import crewai_event_bus
+
+            for event_class in _event_classes():
+                crewai_event_bus.on(event_class)(_record)
+            _registered = True
+        _active = log
+
+
+def flush(timeout: float = 10.0) -> None:
+    """Wait until CrewAI's event handlers have run (only if crewai is loaded)."""
+    import sys
+
+    module = sys.modules.get("crewai.events.event_bus")
+    bus = getattr(module, "crewai_event_bus", None)
+    if bus is not None:
+        bus.flush(timeout=timeout)

@@ -1,0 +1,85 @@
+"""Fresh CrewAI objects per run.
+
+A ``Crew``, ``Agent`` or ``LLM`` carries state from one kickoff to the next (retry budgets,
+token and RPM counters, caches, memory), so a run that reuses one depends on who ran before.
+The registry remembers every such object a guarded kickoff used, for the whole session.
+"""
+
+from __future__ import annotations
+
+import threading
+import weakref
+from dataclasses import dataclass
+from typing import Any
+
+
+class ReusedObjectError(AssertionError):
+    """A kickoff was handed a CrewAI object that an earlier run already used."""
+
+
+@dataclass(frozen=True)
+class _Use:
+    description: str
+    nodeid: str
+    ref: Any
+
+
+def describe(obj: Any) -> str:
+    """``Agent 'Researcher'``, ``LLM 'gpt-4o-mini'``, ``Crew 'crew'``."""
+    kind = type(obj).__name__
+    for attr in ("role", "model", "name"):
+        value = getattr(obj, attr, None)
+        if isinstance(value, str) and value:
+            return f"{kind} {value!r}"
+    return kind
+
+
+def crew_parts(crew: Any) -> list[Any]:
+    """The crew, its agents and their LLMs: the objects that carry state across kickoffs."""
+    parts: list[Any] = [crew]
+    for agent in getattr(crew, "agents", None) or []:
+        parts.append(agent)
+        for attr in ("llm", "function_calling_llm"):
+            llm = getattr(agent, attr, None)
+            if llm is not None and not isinstance(llm, str):
+                parts.append(llm)
+    manager = getattr(crew, "manager_llm", None)
+    if manager is not None and not isinstance(manager, str):
+        parts.append(manager)
+    return parts
+
+
+class UsedObjects:
+    """Session-wide record of the CrewAI objects guarded runs have used."""
+
+    def __init__(self) -> None:
+        self._uses: dict[int, _Use] = {}
+        self._lock = threading.Lock()
+
+    def claim(self, crew: Any, nodeid: str) -> None:
+        """Mark the crew's objects used by ``nodeid``; raise if any was used before."""
+        with self._lock:
+            for part in crew_parts(crew):
+                use = self._uses.get(id(part))
+                if use is not None and use.ref() is part:
+                    raise ReusedObjectError(self._message(part, use, nodeid))
+            for part in crew_parts(crew):
+                self._uses[id(part)] = _Use(describe(part), nodeid, _ref(part))
+
+    @staticmethod
+    def _message(part: Any, use: _Use, nodeid: str) -> str:
+        where = "earlier in this test" if use.nodeid == nodeid else f"by {use.nodeid}"
+        return (
+            f"crewguard: {use.description} was already used in a crew run {where}. CrewAI "
+            "objects keep state between kickoffs (retry budgets, token and RPM counters, "
+            "memory), so this run would depend on the one before. Build the crew, its agents "
+            "and their LLMs inside the factory you pass to crewguard.kickoff(), e.g. "
+            "crewguard.kickoff(make_crew) where make_crew() returns a new Crew every call."
+        )
+
+
+def _ref(obj: Any) -> Any:
+    try:
+        return weakref.ref(obj)
+    except TypeError:  # not weak-referenceable: keep it alive so its id is not reused
+        return lambda: obj

@@ -1,0 +1,103 @@
+"""How a request finds its recorded answer, and what a miss looks like.
+
+Requests match on method, URL and a normalised JSON body: key order and volatile fields (ids,
+timestamps, retry counters) do not take part, so a changed prompt is a miss, never a stale
+answer. Headers never take part (``x-stainless-*`` headers change with every SDK release).
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+from collections.abc import Iterable, Iterator
+from typing import Any
+
+MATCH_ON: tuple[str, ...] = ("method", "scheme", "host", "port", "path", "query", "crewguard_body")
+
+# Body fields that change between two runs of the same crew without changing its meaning.
+VOLATILE_FIELDS: frozenset[str] = frozenset(
+    {"user", "metadata", "request_id", "idempotency_key", "timestamp", "created", "retry_count"}
+)
+
+
+def _body_text(body: Any) -> str:
+    if body is None:
+        return ""
+    if isinstance(body, bytes):
+        return body.decode("utf-8", errors="replace")
+    return str(body)
+
+
+def normalised_body(body: Any) -> Any:
+    """The request body as JSON without volatile fields; the raw text when it is not JSON."""
+    text = _body_text(body)
+    if not text:
+        return None
+    try:
+        data = json.loads(text)
+    except ValueError:
+        return text
+    if isinstance(data, dict):
+        return {k: v for k, v in data.items() if k not in VOLATILE_FIELDS}
+    return data
+
+
+def body_matcher(r1: Any, r2: Any) -> None:
+    """vcrpy matcher: raise ``AssertionError`` when the normalised bodies differ."""
+    if normalised_body(r1.body) != normalised_body(r2.body):
+        raise AssertionError("request bodies differ")
+
+
+def _flatten(value: Any, path: str = "") -> Iterator[str]:
+    """One line per scalar, prompts split at newlines, so a diff points at the changed line."""
+    if isinstance(value, dict):
+        for key in sorted(value):
+            yield from _flatten(value[key], f"{path}.{key}" if path else str(key))
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            yield from _flatten(item, f"{path}[{index}]")
+    elif isinstance(value, str):
+        for line in value.splitlines() or [""]:
+            yield f"{path}: {line}"
+    else:
+        yield f"{path}: {json.dumps(value)}"
+
+
+def body_lines(body: Any) -> list[str]:
+    """A request body as diffable lines."""
+    return list(_flatten(normalised_body(body)))
+
+
+def _same_endpoint(a: Any, b: Any) -> bool:
+    return bool(a.method == b.method and a.host == b.host and a.path == b.path)
+
+
+def nearest_request(request: Any, candidates: Iterable[Any]) -> Any | None:
+    """The recorded request most like ``request``: same endpoint first, then body similarity."""
+    mine = body_lines(request.body)
+    best: tuple[float, Any] | None = None
+    for candidate in candidates:
+        score = difflib.SequenceMatcher(None, mine, body_lines(candidate.body)).ratio()
+        score += 1.0 if _same_endpoint(request, candidate) else 0.0
+        if best is None or score > best[0]:
+            best = (score, candidate)
+    return best[1] if best else None
+
+
+def body_diff(recorded: Any, live: Any, context: int = 2, limit: int = 40) -> str:
+    """A unified diff from the recorded request body to the live one, at most ``limit`` lines."""
+    diff = list(
+        difflib.unified_diff(
+            body_lines(recorded.body),
+            body_lines(live.body),
+            fromfile="recorded",
+            tofile="this run",
+            n=context,
+            lineterm="",
+        )
+    )
+    if recorded.uri != live.uri:
+        diff = [f"- url: {recorded.uri}", f"+ url: {live.uri}", *diff]
+    if len(diff) > limit:
+        diff = [*diff[:limit], f"... ({len(diff) - limit} more diff lines)"]
+    return "\n".join(diff) if diff else "(bodies are equal after normalisation)"

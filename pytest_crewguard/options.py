@@ -1,0 +1,110 @@
+"""Command-line options and ini keys, read and checked once per session."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from .errors import ConfigError
+from .marker import RECORD_MODES
+
+# (option, ini key, help). The ini key is the option's name with underscores.
+OPTIONS: tuple[tuple[str, str], ...] = (
+    ("record-mode", f"record mode: {', '.join(RECORD_MODES)} (default none: replay only, network blocked)"),
+    ("cassette-dir", "cassette directory, relative to the rootdir (default cassettes)"),
+    ("max-cost", "USD budget for the whole session: above it pytest exits non-zero"),
+    ("prices", "YAML/TOML/JSON file of price overrides per model (USD per million tokens)"),
+    ("report", "write the JSON report of guarded tests to this path"),
+    ("baseline", "an earlier JSON report to compare this run with"),
+    ("compare-fail", "regressions that fail the run, e.g. cost:10%,tokens:10%,llm_calls:0"),
+)
+
+
+def add_options(parser: pytest.Parser) -> None:
+    group = parser.getgroup("crewguard", "crewguard: CrewAI regression gates")
+    for name, help_text in OPTIONS:
+        group.addoption(f"--crewguard-{name}", dest=f"crewguard_{name.replace('-', '_')}", default=None, help=help_text)
+        parser.addini(f"crewguard_{name.replace('-', '_')}", help_text, default=None)
+
+
+@dataclass(frozen=True)
+class Settings:
+    """The session's crewguard settings, from the command line (which wins) or the ini file."""
+
+    rootdir: Path
+    record_mode_cli: str | None
+    record_mode_ini: str
+    cassette_dir: Path
+    max_cost: float | None
+    prices_file: Path | None
+    report: Path | None
+    baseline: Path | None
+    compare_fail: str | None
+
+    def record_mode_for(self, marker_mode: str | None) -> str:
+        """An explicit command-line mode wins over the marker, which wins over the ini."""
+        return self.record_mode_cli or marker_mode or self.record_mode_ini
+
+
+def _value(config: pytest.Config, name: str) -> tuple[Any, str]:
+    key = f"crewguard_{name.replace('-', '_')}"
+    cli = config.getoption(key)
+    if cli is not None:
+        return cli, f"--crewguard-{name}"
+    ini = config.getini(key)
+    return (ini or None), f"ini {key}"
+
+
+def _mode(value: Any, source: str) -> str | None:
+    if value is None:
+        return None
+    if value not in RECORD_MODES:
+        raise ConfigError(f"{source}={value!r}: expected one of {', '.join(RECORD_MODES)}")
+    return str(value)
+
+
+def _path(config: pytest.Config, value: Any, source: str, *, must_exist: bool) -> Path | None:
+    if value is None:
+        return None
+    path = Path(value)
+    if not path.is_absolute():
+        path = Path(config.rootpath) / path
+    if must_exist and not path.is_file():
+        raise ConfigError(f"{source}={value!r}: no such file ({path})")
+    return path
+
+
+def settings_from_config(config: pytest.Config) -> Settings:
+    """Read and check every option; a bad value raises ``ConfigError`` naming it."""
+    mode_cli = _mode(config.getoption("crewguard_record_mode"), "--crewguard-record-mode")
+    ini_mode = config.getini("crewguard_record_mode") or "none"
+    mode_ini = _mode(ini_mode, "ini crewguard_record_mode") or "none"
+    cassette_dir, _ = _value(config, "cassette-dir")
+    budget_raw, budget_source = _value(config, "max-cost")
+    budget: float | None = None
+    if budget_raw is not None:
+        try:
+            budget = float(budget_raw)
+        except ValueError:
+            budget = -1.0
+        if budget < 0:
+            raise ConfigError(f"{budget_source}={budget_raw!r}: expected a USD amount >= 0, e.g. 0.50")
+    prices, prices_source = _value(config, "prices")
+    report, report_source = _value(config, "report")
+    baseline, baseline_source = _value(config, "baseline")
+    compare_fail, _ = _value(config, "compare-fail")
+    return Settings(
+        rootdir=Path(config.rootpath),
+        record_mode_cli=mode_cli,
+        record_mode_ini=mode_ini,
+        cassette_dir=_path(config, cassette_dir or "cassettes", "cassette dir", must_exist=False)
+        or Path(config.rootpath) / "cassettes",
+        max_cost=budget,
+        prices_file=_path(config, prices, prices_source, must_exist=True),
+        report=_path(config, report, report_source, must_exist=False),
+        baseline=_path(config, baseline, baseline_source, must_exist=True),
+        compare_fail=compare_fail,
+    )

@@ -1,0 +1,178 @@
+"""pytest wiring: options, the marker, the ``crewguard`` fixture and the end-of-run report.
+
+Everything here is cheap at load time: crewai, vcrpy and genai-prices are imported only
+when a guarded test runs, so a pytest run without crew tests does not pay for them.
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from collections.abc import Generator, Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import pytest
+
+from .environment import prepare_crewai_environment
+from .errors import CrewguardError
+from .marker import spec_from_marker
+from .options import Settings, add_options, settings_from_config
+
+if TYPE_CHECKING:
+    from .guard import CrewGuard
+    from .session import CrewguardSession
+
+MARKER = "crewguard"
+_settings_key = pytest.StashKey["Settings"]()
+_session_key = pytest.StashKey["CrewguardSession"]()
+_storage_key = pytest.StashKey[Path]()
+_guard_key = pytest.StashKey["CrewGuard"]()
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    add_options(parser)
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers",
+        "crewguard(cassette=None, max_cost=None, max_tokens=None, max_llm_calls=None, "
+        "max_iterations=None, allow_max_iter=False, max_seconds=None, output=None, repeat=1, "
+        "record_mode=None, max_memory_growth=None): replay the test's crews from a cassette "
+        "and fail it when a limit is crossed",
+    )
+    try:
+        settings = settings_from_config(config)
+    except CrewguardError as err:
+        raise pytest.UsageError(f"crewguard: {err}") from None
+    config.stash[_settings_key] = settings
+    storage = Path(tempfile.mkdtemp(prefix="crewguard-storage-"))
+    config.stash[_storage_key] = storage
+    prepare_crewai_environment(storage)
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    storage = config.stash.get(_storage_key, None)
+    if storage is not None:
+        shutil.rmtree(storage, ignore_errors=True)
+
+
+def _session(config: pytest.Config) -> CrewguardSession:
+    """The session's results, created (with its price table) at the first guarded test."""
+    if _session_key not in config.stash:
+        from .pricing import PriceTable
+        from .session import CrewguardSession
+
+        settings = config.stash[_settings_key]
+        try:
+            prices = PriceTable.from_file(settings.prices_file) if settings.prices_file else PriceTable()
+        except CrewguardError as err:
+            raise pytest.UsageError(f"crewguard: {err}") from None
+        config.stash[_session_key] = CrewguardSession(prices=prices, budget=settings.max_cost)
+    return config.stash[_session_key]
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    # Bad marker arguments stop the run at collection, like an unknown option would.
+    for item in items:
+        for marker in item.iter_markers(MARKER):
+            try:
+                spec_from_marker(marker.args, marker.kwargs, item.nodeid)
+            except CrewguardError as err:
+                raise pytest.UsageError(f"crewguard: {err}") from None
+
+
+@pytest.fixture
+def crewguard(request: pytest.FixtureRequest) -> Iterator[CrewGuard]:
+    """Kick off crews inside the test's cassette and under its ``crewguard`` marker limits."""
+    from .guard import CrewGuard
+    from .isolation import UsedObjects
+
+    config = request.config
+    marker = request.node.get_closest_marker(MARKER)
+    spec = spec_from_marker(marker.args, marker.kwargs, request.node.nodeid) if marker else spec_from_marker((), {}, "")
+    if not hasattr(config, "_crewguard_used"):
+        config._crewguard_used = UsedObjects()  # type: ignore[attr-defined]
+    guard = CrewGuard(
+        spec=spec,
+        nodeid=request.node.nodeid,
+        settings=config.stash[_settings_key],
+        session=_session(config),
+        used=config._crewguard_used,  # type: ignore[attr-defined]
+        storage_root=config.stash[_storage_key],
+    )
+    try:
+        guard.start()
+    except CrewguardError as err:
+        pytest.fail(str(err), pytrace=False)
+    request.node.stash[_guard_key] = guard
+    try:
+        yield guard
+    finally:
+        _session(config).add(guard.record())
+        try:
+            guard.close()
+        except CrewguardError as err:
+            pytest.fail(str(err), pytrace=False)
+
+
+@pytest.fixture(autouse=True)
+def _crewguard_marker(request: pytest.FixtureRequest) -> None:
+    # The marker alone guards a test: kickoffs made by the application's own code count too.
+    if request.node.get_closest_marker(MARKER) is not None:
+        request.getfixturevalue("crewguard")
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_call(item: pytest.Item) -> Generator[None, Any, Any]:
+    result = yield
+    guard = item.stash.get(_guard_key, None)
+    if guard is not None:
+        guard.finish_call()
+    return result
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Generator[None, pytest.TestReport, pytest.TestReport]:
+    report = yield
+    if report.failed and _session_key in item.config.stash and _guard_key in item.stash:
+        guard = item.stash[_guard_key]
+        outcome = "failed" if report.when == "call" else "error"
+        guard.outcome = outcome
+        item.config.stash[_session_key].fail(item.nodeid, outcome)
+    return report
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    config = session.config
+    if _session_key not in config.stash:
+        return
+    results = config.stash[_session_key]
+    settings = config.stash[_settings_key]
+    if settings.report is not None:
+        from .report import write_report
+
+        write_report(results, settings.report)
+    if results.over_budget is not None and session.exitstatus == 0:
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
+def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pytest.Config) -> None:
+    if _session_key not in config.stash:
+        return
+    from .limits import usd
+    from .report import table
+
+    results = config.stash[_session_key]
+    terminalreporter.write_sep("=", "crewguard")
+    terminalreporter.write_line(table(results))
+    over = results.over_budget
+    if over is not None:
+        terminalreporter.write_line(
+            f"crewguard: session cost {usd(results.total_cost)} is over --crewguard-max-cost="
+            f"{usd(results.budget or 0.0)} by {usd(over)}; failing the run even though the tests passed.",
+            red=True,
+            bold=True,
+        )

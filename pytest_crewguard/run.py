@@ -1,0 +1,95 @@
+"""``GuardedRun``: one crew kickoff as crewguard saw it."""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any
+
+from .events import EventRecord
+from .ledger import LLMCall
+
+AgentTask = tuple[str | None, str | None]
+
+
+@dataclass
+class GuardedRun:
+    """The result of one kickoff: the crew's output plus every LLM call it made.
+
+    ``projected_s`` is what the run would take against the live provider: the local time plus
+    the provider latency recorded for each replayed call (``None`` when the cassette has no
+    latencies). Calls that ran concurrently are added up, so it errs on the slow side.
+    """
+
+    output: Any
+    calls: list[LLMCall]
+    elapsed_s: float
+    projected_s: float | None
+    kickoff_id: str | None = None
+    tool_events: list[EventRecord] = field(default_factory=list)
+    error: BaseException | None = None
+    label: str = "kickoff"
+
+    @property
+    def task_outputs(self) -> list[Any]:
+        """The ``TaskOutput`` of each task (empty when the kickoff failed)."""
+        return list(getattr(self.output, "tasks_output", None) or [])
+
+    @property
+    def cost(self) -> float:
+        """Estimated USD cost of the priced calls (see :attr:`unpriced_models`)."""
+        return round(sum(c.cost for c in self.calls if c.cost is not None), 10)
+
+    @property
+    def unpriced_models(self) -> list[str]:
+        """Models of this run that have no price: their calls are not in :attr:`cost`."""
+        return sorted({c.model or "(unknown model)" for c in self.calls if c.cost is None})
+
+    @property
+    def tokens(self) -> int:
+        return sum(c.tokens for c in self.calls)
+
+    @property
+    def input_tokens(self) -> int:
+        return sum(c.input_tokens for c in self.calls)
+
+    @property
+    def output_tokens(self) -> int:
+        return sum(c.output_tokens for c in self.calls)
+
+    @property
+    def llm_calls(self) -> int:
+        return len(self.calls)
+
+    @property
+    def iterations(self) -> dict[AgentTask, int]:
+        """Reasoning/tool rounds per ``(agent_role, task_name)``."""
+        return dict(Counter((c.agent, c.task) for c in self.calls if c.agent_round))
+
+    @property
+    def max_iter_hits(self) -> list[AgentTask]:
+        """The ``(agent_role, task_name)`` pairs where CrewAI forced a final answer."""
+        hits: list[AgentTask] = []
+        for call in self.calls:
+            pair = (call.agent, call.task)
+            if call.forced_final_answer and pair not in hits:
+                hits.append(pair)
+        return hits
+
+    def last_tool_calls(self, agent: str | None, task: str | None, n: int = 3) -> list[str]:
+        """The last ``n`` tool calls an agent made on a task, as ``tool(args)``."""
+        mine = [
+            e
+            for e in self.tool_events
+            if e.type == "tool_usage_started" and e.agent_role == agent and e.task_name == task
+        ]
+        return [f"{e.tool_name}({e.tool_args or ''})" for e in mine[-n:]]
+
+    def assert_output(self, schema: Any, task: str | None = None) -> None:
+        """Validate the final output, or task ``task``'s, against a pydantic model, a JSON
+        Schema dict or a ``.json`` schema file; the failure lists every failing field path."""
+        from .output_schema import check_output
+
+        problem = check_output(self, schema, task=task)
+        if problem:
+            raise AssertionError(problem)

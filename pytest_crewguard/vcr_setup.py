@@ -1,0 +1,39 @@
+"""The vcrpy configuration crewguard records and replays with."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from .matching import MATCH_ON, body_matcher
+from .persister import AtomicYamlPersister, ReadableYamlSerializer
+from .scrubbing import SECRET_HEADERS, SECRET_QUERY_PARAMETERS, scrub_response
+
+
+def make_vcr(record_mode: str) -> Any:
+    """A ``vcr.VCR`` for one record mode (``rewrite`` is ``all`` without the old interactions)."""
+    import vcr
+
+    my_vcr = vcr.VCR(
+        serializer="crewguard_yaml",
+        record_mode="all" if record_mode == "rewrite" else record_mode,
+        drop_unused_requests=record_mode == "rewrite",
+        match_on=MATCH_ON,
+        filter_headers=[(name, None) for name in SECRET_HEADERS],
+        filter_query_parameters=[(name, None) for name in SECRET_QUERY_PARAMETERS],
+        before_record_response=scrub_response,
+        decode_compressed_response=True,
+    )
+    my_vcr.register_serializer("crewguard_yaml", ReadableYamlSerializer)
+    my_vcr.register_persister(AtomicYamlPersister)
+    my_vcr.register_matcher("crewguard_body", body_matcher)
+    return my_vcr
+
+
+@contextmanager
+def cassette(path: Path, record_mode: str) -> Iterator[Any]:
+    """Open ``path`` with vcrpy in ``record_mode``; yields the vcrpy ``Cassette``."""
+    with make_vcr(record_mode).use_cassette(str(path)) as opened:
+        yield opened
