@@ -23,12 +23,26 @@ CREWAI_SWITCHES: dict[str, str] = {
 STORAGE_VARIABLE = "CREWAI_STORAGE_DIR"
 
 
-def prepare_crewai_environment(session_storage: Path) -> None:
-    """Set CrewAI's switches and an absolute session storage directory (before any import)."""
+def prepare_crewai_environment(session_storage: Path) -> dict[str, str | None]:
+    """Set CrewAI's switches and an absolute session storage directory (before any import).
+
+    Returns the previous values, for :func:`restore_environment`.
+    """
+    saved = {name: os.environ.get(name) for name in (*CREWAI_SWITCHES, STORAGE_VARIABLE)}
     for name, value in CREWAI_SWITCHES.items():
         os.environ.setdefault(name, value)
     session_storage.mkdir(parents=True, exist_ok=True)
     os.environ[STORAGE_VARIABLE] = str(session_storage.resolve())
+    return saved
+
+
+def restore_environment(saved: dict[str, str | None]) -> None:
+    """Put back what :func:`prepare_crewai_environment` changed."""
+    for name, value in saved.items():
+        if value is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = value
 
 
 def test_storage_dir(session_storage: Path, nodeid: str) -> Path:

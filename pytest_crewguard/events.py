@@ -91,7 +91,7 @@ def _task_name(task: Any) -> str | None:
 
 def _timestamp(event: Any) -> float | None:
     stamp = getattr(event, "timestamp", None)
-    return stamp.timestamp() if hasattr(stamp, "timestamp") else None
+    return float(stamp.timestamp()) if stamp is not None and hasattr(stamp, "timestamp") else None
 
 
 def _record(source: Any, event: Any) -> None:

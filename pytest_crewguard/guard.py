@@ -11,6 +11,7 @@ import time
 import traceback
 from collections.abc import Awaitable, Callable
 from contextlib import ExitStack
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +20,7 @@ import pytest
 from . import events as crew_events
 from .cassette_location import cassette_path
 from .environment import STORAGE_VARIABLE, test_storage_dir
-from .errors import CassetteMiss
+from .errors import CassetteMiss, CrewguardError
 from .events import EventLog
 from .isolation import ReusedObjectError, UsedObjects
 from .ledger import LLMCall, build_calls, forced_final_answer_texts
@@ -66,7 +67,9 @@ def _interrupt(thread: threading.Thread) -> None:
     # Python cannot kill a thread; this raises CrewTimeout in it at its next bytecode, which
     # ends a crew stuck in Python code. One blocked in a socket read ends when the read does.
     if thread.ident is not None:
-        ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(thread.ident), ctypes.py_object(CrewTimeout))
+        ctypes.pythonapi.PyThreadState_SetAsyncExc(
+            ctypes.c_ulong(thread.ident), ctypes.py_object(CrewTimeout)
+        )
 
 
 class CrewGuard:
@@ -125,9 +128,16 @@ class CrewGuard:
         if self.record_mode == "none":
             self.refused = self._stack.enter_context(network_blocked())
 
-    def close(self) -> None:
-        """Leave the cassette (writing it when recording) and restore the environment."""
-        self._stack.close()
+    def close(self) -> str | None:
+        """Leave the cassette (writing it when recording) and restore the environment.
+
+        Returns the problem, if writing the cassette was refused or failed.
+        """
+        try:
+            self._stack.close()
+        except CrewguardError as err:
+            return str(err).replace(str(self.cassette_path), self._display(self.cassette_path))
+        return None
 
     @staticmethod
     def _restore_env(old: str | None) -> None:
@@ -173,7 +183,7 @@ class CrewGuard:
         runs = []
         for _ in range(self.spec.repeat):
             crew = self._build(factory)
-            runs.append(self._guarded(crew, lambda c=crew: c.kickoff(inputs=inputs)))
+            runs.append(self._guarded(crew, partial(crew.kickoff, inputs=inputs)))
         return runs[0]
 
     async def kickoff_async(self, factory: Factory | Any, inputs: dict[str, Any] | None = None) -> GuardedRun:
@@ -192,9 +202,9 @@ class CrewGuard:
                     output = await asyncio.wait_for(call, self.spec.max_seconds)
                 else:
                     output = await call
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 self._fail_timeout(crew, started, None)
-            except BaseException as err:  # noqa: BLE001 - reported below with the run's calls
+            except BaseException as err:
                 error = err
             runs.append(self._finish_run(crew, output, started, error))
         return runs[0]
@@ -229,7 +239,7 @@ class CrewGuard:
                 output = self._with_deadline(crew, call, started)
         except CassetteMiss as miss:
             error = miss
-        except Exception as err:  # noqa: BLE001 - reported below with the run's calls
+        except Exception as err:
             error = err
         return self._finish_run(crew, output, started, error)
 
@@ -240,7 +250,7 @@ class CrewGuard:
         def target() -> None:
             try:
                 box["output"] = context.run(call)
-            except BaseException as err:  # noqa: BLE001 - handed back to the test thread
+            except BaseException as err:
                 box["error"] = err
 
         thread = threading.Thread(target=target, name=f"crewguard-kickoff[{self.nodeid}]", daemon=True)
@@ -261,10 +271,14 @@ class CrewGuard:
                 stacks.append(f"  thread {other.name}:\n{_stack_of(other)}")
         crew_events.flush(timeout=1.0)
         calls = [c for c in self._calls() if c.kickoff_id in self._kickoff_ids(crew)]
-        done = "\n".join(
-            f"    {i + 1}. {c.model} {c.agent or '-'} / {c.task or '-'} in={c.input_tokens} out={c.output_tokens}"
-            for i, c in enumerate(calls)
-        ) or "    (none finished)"
+        done = (
+            "\n".join(
+                f"    {i + 1}. {c.model} {c.agent or '-'} / {c.task or '-'} "
+                f"in={c.input_tokens} out={c.output_tokens}"
+                for i, c in enumerate(calls)
+            )
+            or "    (none finished)"
+        )
         if thread is not None:
             _interrupt(thread)
         self.failed_gates.append("max_seconds")
@@ -288,18 +302,22 @@ class CrewGuard:
             self.failed_gates.append("cassette_miss")
             pytest.fail(misses[0], pytrace=False)
         if error is not None:
+            from .output_schema import crewai_output_error
+
+            problem = crewai_output_error(error)
+            if problem:
+                self.failed_gates.append("output")
+                pytest.fail(f"crewguard: {problem}", pytrace=False)
             raise error
         self._check(run)
         return run
 
     def _kickoff_ids(self, crew: Any) -> list[str]:
-        return [
-            e.event_id
-            for e in self.events.ordered("crew_kickoff_started")
-            if e.source_id == id(crew)
-        ]
+        return [e.event_id for e in self.events.ordered("crew_kickoff_started") if e.source_id == id(crew)]
 
-    def _make_run(self, kickoff_id: str | None, output: Any, elapsed: float, error: BaseException | None) -> GuardedRun:
+    def _make_run(
+        self, kickoff_id: str | None, output: Any, elapsed: float, error: BaseException | None
+    ) -> GuardedRun:
         calls = [c for c in self._calls() if kickoff_id is not None and c.kickoff_id == kickoff_id]
         latencies = [c.recorded_latency_s for c in calls]
         replayed = self._replayed_ids(kickoff_id)
@@ -318,12 +336,15 @@ class CrewGuard:
             kickoff_id=kickoff_id,
             tool_events=[e for e in tools if e.type.startswith("tool_usage")],
             error=error,
+            rootdir=self.settings.rootdir,
         )
 
     def _replayed_ids(self, kickoff_id: str | None) -> bool:
         if self.recorder is None or kickoff_id is None:
             return False
-        return any(w.replayed for w in self.recorder.calls if w.scope_id("crew_kickoff_started") == kickoff_id)
+        return any(
+            w.replayed for w in self.recorder.calls if w.scope_id("crew_kickoff_started") == kickoff_id
+        )
 
     def _calls(self) -> list[LLMCall]:
         if self.recorder is None:

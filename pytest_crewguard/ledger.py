@@ -102,9 +102,7 @@ def build_calls(
         agent = (agent_event.agent_role if agent_event else None) or (
             llm_event.agent_role if llm_event else None
         )
-        task = (task_event.task_name if task_event else None) or (
-            llm_event.task_name if llm_event else None
-        )
+        task = (task_event.task_name if task_event else None) or (llm_event.task_name if llm_event else None)
         calls.append(
             LLMCall(
                 provider=exchange.provider,

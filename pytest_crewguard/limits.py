@@ -46,6 +46,12 @@ def run_violations(spec: GuardSpec, run: GuardedRun) -> list[tuple[str, str]]:
                         f"max_iterations={spec.max_iterations}",
                     )
                 )
+    if spec.output is not None:
+        from .output_schema import check_output
+
+        problem = check_output(run, spec.output, rootdir=run.rootdir)
+        if problem:
+            found.append(("output", problem))
     if spec.max_seconds is not None and run.projected_s is not None and run.projected_s > spec.max_seconds:
         recorded = run.projected_s - run.elapsed_s
         found.append(
@@ -91,14 +97,16 @@ def total_violations(spec: GuardSpec, calls: Sequence[LLMCall]) -> list[tuple[st
                 (
                     "max_cost",
                     f"cost {usd(cost)} is over max_cost={usd(spec.max_cost)} by "
-                    f"{usd(cost - spec.max_cost)} ({len(calls)} LLM calls); top calls:\n"
-                    + _top_calls(calls),
+                    f"{usd(cost - spec.max_cost)} ({len(calls)} LLM calls); top calls:\n" + _top_calls(calls),
                 )
             )
     tokens = sum(c.tokens for c in calls)
     if spec.max_tokens is not None and tokens > spec.max_tokens:
         found.append(
-            ("max_tokens", f"{tokens} tokens are over max_tokens={spec.max_tokens}; top calls:\n" + _top_calls(calls))
+            (
+                "max_tokens",
+                f"{tokens} tokens are over max_tokens={spec.max_tokens}; top calls:\n" + _top_calls(calls),
+            )
         )
     if spec.max_llm_calls is not None and len(calls) > spec.max_llm_calls:
         found.append(("max_llm_calls", f"{len(calls)} LLM calls are over max_llm_calls={spec.max_llm_calls}"))

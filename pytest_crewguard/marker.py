@@ -68,9 +68,7 @@ def spec_from_marker(args: tuple[Any, ...], kwargs: dict[str, Any], where: str) 
             if name not in ARGUMENTS:
                 close = difflib.get_close_matches(name, ARGUMENTS, n=1)
                 hint = f" (did you mean {close[0]!r}?)" if close else ""
-                raise ConfigError(
-                    f"unknown argument {name!r}{hint}; known arguments: {', '.join(ARGUMENTS)}"
-                )
+                raise ConfigError(f"unknown argument {name!r}{hint}; known arguments: {', '.join(ARGUMENTS)}")
         values = dict(kwargs)
         for name in ("max_cost", "max_seconds"):
             if values.get(name) is not None:

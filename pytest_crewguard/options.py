@@ -26,7 +26,9 @@ OPTIONS: tuple[tuple[str, str], ...] = (
 def add_options(parser: pytest.Parser) -> None:
     group = parser.getgroup("crewguard", "crewguard: CrewAI regression gates")
     for name, help_text in OPTIONS:
-        group.addoption(f"--crewguard-{name}", dest=f"crewguard_{name.replace('-', '_')}", default=None, help=help_text)
+        group.addoption(
+            f"--crewguard-{name}", dest=f"crewguard_{name.replace('-', '_')}", default=None, help=help_text
+        )
         parser.addini(f"crewguard_{name.replace('-', '_')}", help_text, default=None)
 
 

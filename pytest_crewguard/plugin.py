@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from .environment import prepare_crewai_environment
+from .environment import prepare_crewai_environment, restore_environment
 from .errors import CrewguardError
 from .marker import spec_from_marker
 from .options import Settings, add_options, settings_from_config
@@ -24,10 +24,11 @@ if TYPE_CHECKING:
     from .session import CrewguardSession
 
 MARKER = "crewguard"
-_settings_key = pytest.StashKey["Settings"]()
+_settings_key = pytest.StashKey[Settings]()
 _session_key = pytest.StashKey["CrewguardSession"]()
 _storage_key = pytest.StashKey[Path]()
 _guard_key = pytest.StashKey["CrewGuard"]()
+_saved_env_key = pytest.StashKey[dict[str, str | None]]()
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -49,13 +50,14 @@ def pytest_configure(config: pytest.Config) -> None:
     config.stash[_settings_key] = settings
     storage = Path(tempfile.mkdtemp(prefix="crewguard-storage-"))
     config.stash[_storage_key] = storage
-    prepare_crewai_environment(storage)
+    config.stash[_saved_env_key] = prepare_crewai_environment(storage)
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
     storage = config.stash.get(_storage_key, None)
     if storage is not None:
         shutil.rmtree(storage, ignore_errors=True)
+    restore_environment(config.stash.get(_saved_env_key, {}))
 
 
 def _session(config: pytest.Config) -> CrewguardSession:
@@ -78,7 +80,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     for item in items:
         for marker in item.iter_markers(MARKER):
             try:
-                spec_from_marker(marker.args, marker.kwargs, item.nodeid)
+                spec_from_marker(marker.args, dict(marker.kwargs), item.nodeid)
             except CrewguardError as err:
                 raise pytest.UsageError(f"crewguard: {err}") from None
 
@@ -91,7 +93,11 @@ def crewguard(request: pytest.FixtureRequest) -> Iterator[CrewGuard]:
 
     config = request.config
     marker = request.node.get_closest_marker(MARKER)
-    spec = spec_from_marker(marker.args, marker.kwargs, request.node.nodeid) if marker else spec_from_marker((), {}, "")
+    spec = (
+        spec_from_marker(marker.args, dict(marker.kwargs), request.node.nodeid)
+        if marker
+        else spec_from_marker((), {}, "")
+    )
     if not hasattr(config, "_crewguard_used"):
         config._crewguard_used = UsedObjects()  # type: ignore[attr-defined]
     guard = CrewGuard(
@@ -111,10 +117,9 @@ def crewguard(request: pytest.FixtureRequest) -> Iterator[CrewGuard]:
         yield guard
     finally:
         _session(config).add(guard.record())
-        try:
-            guard.close()
-        except CrewguardError as err:
-            pytest.fail(str(err), pytrace=False)
+        problem = guard.close()
+        if problem:
+            pytest.fail(problem, pytrace=False)
 
 
 @pytest.fixture(autouse=True)
@@ -134,7 +139,9 @@ def pytest_runtest_call(item: pytest.Item) -> Generator[None, Any, Any]:
 
 
 @pytest.hookimpl(wrapper=True)
-def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Generator[None, pytest.TestReport, pytest.TestReport]:
+def pytest_runtest_makereport(
+    item: pytest.Item, call: pytest.CallInfo[None]
+) -> Generator[None, pytest.TestReport, pytest.TestReport]:
     report = yield
     if report.failed and _session_key in item.config.stash and _guard_key in item.stash:
         guard = item.stash[_guard_key]

@@ -28,7 +28,18 @@ def table(session: CrewguardSession) -> str:
     """The per-test table, totals, budget and price data version."""
     from tabulate import tabulate
 
-    headers = ["test", "calls", "in tok", "out tok", "cost", "max iter", "max_iter hits", "time", "projected", "verdict"]
+    headers = [
+        "test",
+        "calls",
+        "in tok",
+        "out tok",
+        "cost",
+        "max iter",
+        "max_iter hits",
+        "time",
+        "projected",
+        "verdict",
+    ]
     records = sorted(session.records.values(), key=lambda r: r.nodeid)
     rows: list[list[Any]] = [
         [

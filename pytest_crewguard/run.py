@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from .events import EventRecord
@@ -28,7 +29,7 @@ class GuardedRun:
     kickoff_id: str | None = None
     tool_events: list[EventRecord] = field(default_factory=list)
     error: BaseException | None = None
-    label: str = "kickoff"
+    rootdir: Path | None = None  # where relative schema file paths start
 
     @property
     def task_outputs(self) -> list[Any]:
@@ -90,6 +91,6 @@ class GuardedRun:
         Schema dict or a ``.json`` schema file; the failure lists every failing field path."""
         from .output_schema import check_output
 
-        problem = check_output(self, schema, task=task)
+        problem = check_output(self, schema, task=task, rootdir=self.rootdir)
         if problem:
             raise AssertionError(problem)

@@ -184,8 +184,7 @@ class WireRecorder:
                 )
             else:
                 lines.append(
-                    f"  Nearest recorded request: interaction {position} of {len(recorded)}; "
-                    "what changed:"
+                    f"  Nearest recorded request: interaction {position} of {len(recorded)}; what changed:"
                 )
                 lines += ["    " + line for line in diff.splitlines()]
         lines += [

@@ -28,7 +28,7 @@ from dataclasses import dataclass, field, replace
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-__all__ = ["Reply", "ToolCall", "ReceivedRequest", "ScriptedProvider"]
+__all__ = ["ReceivedRequest", "Reply", "ScriptedProvider", "ToolCall"]
 
 
 @dataclass(frozen=True)
@@ -182,10 +182,10 @@ class ScriptedProvider:
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
 
-            def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
+            def log_message(self, format: str, *args: Any) -> None:
                 pass  # keep test output clean
 
-            def do_POST(self) -> None:  # noqa: N802 - http.server's naming
+            def do_POST(self) -> None:
                 length = int(self.headers.get("content-length") or 0)
                 raw = self.rfile.read(length) if length else b""
                 try:
@@ -282,9 +282,7 @@ class ScriptedProvider:
             "usage": self._openai_usage(reply),
         }
 
-    def _openai_stream(
-        self, request: ReceivedRequest, reply: Reply
-    ) -> tuple[int, dict[str, str], bytes]:
+    def _openai_stream(self, request: ReceivedRequest, reply: Reply) -> tuple[int, dict[str, str], bytes]:
         full = self._openai(request, reply)
         base = {k: full[k] for k in ("id", "created", "model")} | {"object": "chat.completion.chunk"}
         delta: dict[str, Any] = {"role": "assistant", "content": reply.text or ""}
@@ -294,7 +292,8 @@ class ScriptedProvider:
             ]
         chunks = [
             base | {"choices": [{"index": 0, "delta": delta, "finish_reason": None}]},
-            base | {"choices": [{"index": 0, "delta": {}, "finish_reason": full["choices"][0]["finish_reason"]}]},
+            base
+            | {"choices": [{"index": 0, "delta": {}, "finish_reason": full["choices"][0]["finish_reason"]}]},
             base | {"choices": [], "usage": full["usage"]},
         ]
         body = "".join(f"data: {json.dumps(c)}\n\n" for c in chunks) + "data: [DONE]\n\n"

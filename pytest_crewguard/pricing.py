@@ -1,0 +1,274 @@
+"""The cost of one LLM call in USD, from genai-prices' price table plus optional overrides.
+
+Price file format
+-----------------
+A ``.yaml``/``.yml``, ``.toml`` or ``.json`` file holding a mapping of model name to prices, in
+USD per million tokens. ``input`` and ``output`` are required; ``cached_input`` (cache reads)
+and ``cache_write`` default to the ``input`` price. YAML::
+
+    my-finetune:
+      input: 0.30        # USD per million input tokens
+      cached_input: 0.15
+      output: 1.20
+    openai/gpt-4o-mini:  # "provider/model" prices a model for that provider only
+      input: 0.15
+      output: 0.60
+
+The same mapping may sit under a top-level ``models:`` key. TOML (quote names with dots)::
+
+    [models."gpt-4.1-mini"]
+    input = 0.40
+    output = 1.60
+
+JSON: ``{"my-finetune": {"input": 0.3, "output": 1.2}}``.
+
+An override is found by the exact model name, then without a provider prefix
+(``openai/gpt-4o-mini`` -> ``gpt-4o-mini``) and without a date suffix
+(``gpt-4o-mini-2024-07-18`` -> ``gpt-4o-mini``). Overrides win over genai-prices.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import re
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from pytest_crewguard.errors import ConfigError
+from pytest_crewguard.usage import Usage
+
+__all__ = ["ModelPrice", "PriceTable"]
+
+
+@dataclass(frozen=True)
+class ModelPrice:
+    """Prices of one model in USD per million tokens; ``None`` cache prices mean the input price."""
+
+    input: float
+    output: float
+    cached_input: float | None = None
+    cache_write: float | None = None
+
+
+# Our provider names -> genai-prices provider ids to try, in order. Azure serves OpenAI models
+# under deployment names; genai-prices knows some Azure prices and falls back to OpenAI's.
+_GENAI_PROVIDERS: dict[str, tuple[str, ...]] = {
+    "openai": ("openai",),
+    "anthropic": ("anthropic",),
+    "google": ("google",),
+    "azure": ("azure", "openai"),
+    "bedrock": ("aws",),
+    "openrouter": ("openrouter",),
+}
+_DATE_SUFFIX = re.compile(r"[-@](?:\d{4}-\d{2}-\d{2}|\d{8})$")
+_PRICE_KEYS = ("input", "output", "cached_input", "cache_write")
+
+
+class PriceTable:
+    """Prices models: overrides first, then genai-prices' bundled table (no network)."""
+
+    def __init__(self, overrides: Mapping[str, ModelPrice] | None = None, source: str | None = None) -> None:
+        """``overrides`` maps model name to price; ``source`` names where they came from."""
+        self._overrides: dict[str, ModelPrice] = dict(overrides or {})
+        self._source = source
+
+    @classmethod
+    def from_file(cls, path: str | os.PathLike[str]) -> PriceTable:
+        """A table with the overrides of a price file (format: see the module docstring).
+
+        Raises :class:`~pytest_crewguard.errors.ConfigError` naming the file, model and key for
+        a file that cannot be read or does not follow the format.
+        """
+        file = Path(path)
+        return cls(_load_price_file(file), source=file.name)
+
+    @property
+    def version(self) -> str:
+        """Where prices come from, e.g. ``"genai-prices 0.2.3 + overrides from prices.yaml"``."""
+        from importlib.metadata import PackageNotFoundError, version
+
+        try:
+            base = f"genai-prices {version('genai-prices')}"
+        except PackageNotFoundError:
+            base = "genai-prices (version unknown)"
+        if self._source is not None:
+            return f"{base} + overrides from {self._source}"
+        if self._overrides:
+            return f"{base} + {len(self._overrides)} override(s)"
+        return base
+
+    def cost(self, provider: str | None, model: str | None, usage: Usage) -> float | None:
+        """USD cost of one call, rounded to 10 decimal places; ``None`` when the model has no
+        price (never ``0.0`` for an unknown model, so a cost gate cannot pass by accident).
+        """
+        if not model:
+            return None
+        override = self._override(provider, model)
+        if override is not None:
+            return _override_cost(override, usage)
+        return _genai_cost(provider, model, usage)
+
+    def _override(self, provider: str | None, model: str) -> ModelPrice | None:
+        if not self._overrides:
+            return None
+        for name in _override_names(provider, model):
+            if name in self._overrides:
+                return self._overrides[name]
+        return None
+
+
+def _override_names(provider: str | None, model: str) -> Iterator[str]:
+    """Names to look an override up by, most specific first: ``provider/name`` before ``name``."""
+    bare = model.rsplit("/", 1)[-1]
+    names = dict.fromkeys((model, _DATE_SUFFIX.sub("", model), bare, _DATE_SUFFIX.sub("", bare)))
+    if provider:
+        yield from (f"{provider}/{name}" for name in names)
+    yield from names
+
+
+def _override_cost(price: ModelPrice, usage: Usage) -> float:
+    # Usage.input_tokens includes cache reads and writes: bill those at their own prices.
+    uncached = max(usage.input_tokens - usage.cached_tokens - usage.cache_write_tokens, 0)
+    cached_price = price.input if price.cached_input is None else price.cached_input
+    write_price = price.input if price.cache_write is None else price.cache_write
+    total = (
+        uncached * price.input
+        + usage.cached_tokens * cached_price
+        + usage.cache_write_tokens * write_price
+        + usage.output_tokens * price.output
+    )
+    return round(total / 1_000_000, 10)
+
+
+def _genai_cost(provider: str | None, model: str, usage: Usage) -> float | None:
+    import genai_prices  # lazy: it loads a 1.6 MB price table; the plugin must import fast
+    from genai_prices.data_snapshot import find_provider_by_id, get_snapshot
+
+    candidates: tuple[str | None, ...]
+    if provider is None:
+        candidates = (None,)
+    elif provider in _GENAI_PROVIDERS:
+        candidates = _GENAI_PROVIDERS[provider]
+    elif find_provider_by_id(get_snapshot().providers, provider) is not None:
+        candidates = (provider,)  # e.g. "groq", "mistral": genai-prices knows them by that id
+    else:
+        candidates = (None,)  # unknown provider: let genai-prices match the model name alone
+
+    genai_usage = genai_prices.Usage(
+        input_tokens=usage.input_tokens,
+        cache_read_tokens=usage.cached_tokens,
+        output_tokens=usage.output_tokens,
+        cache_write_tokens=usage.cache_write_tokens,
+    )
+    for provider_id in candidates:
+        try:
+            price = genai_prices.calc_price(genai_usage, model, provider_id=provider_id)
+        except (LookupError, ValueError):  # unknown model (or usage it cannot price): unpriced
+            continue
+        return round(float(price.total_price), 10)
+    return None
+
+
+# --- price files -----------------------------------------------------------------------------
+
+
+def _load_price_file(file: Path) -> dict[str, ModelPrice]:
+    suffix = file.suffix.lower()
+    if suffix not in (".yaml", ".yml", ".toml", ".json"):
+        raise ConfigError(
+            f"price file {file}: unsupported file type {suffix or '(none)'!r}; "
+            "expected .yaml, .yml, .toml or .json"
+        )
+    try:
+        text = file.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        raise ConfigError(f"price file {file}: cannot be read: {reason}") from exc
+    data = _parse(file, suffix, text)
+    return _parse_prices(file, data)
+
+
+def _parse(file: Path, suffix: str, text: str) -> Any:
+    if suffix == ".json":
+        try:
+            return json.loads(text)
+        except ValueError as exc:
+            raise ConfigError(f"price file {file}: not valid JSON: {exc}") from exc
+    if suffix == ".toml":
+        import tomllib
+
+        try:
+            return tomllib.loads(text)
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"price file {file}: not valid TOML: {exc}") from exc
+    import yaml  # lazy: only needed when a YAML price file is used
+
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        where = getattr(exc, "problem_mark", None)
+        line = f" (line {where.line + 1})" if where is not None else ""
+        problem = getattr(exc, "problem", None) or exc
+        raise ConfigError(f"price file {file}: not valid YAML{line}: {problem}") from exc
+
+
+def _type_name(value: Any) -> str:
+    return "nothing" if value is None else type(value).__name__
+
+
+def _parse_prices(file: Path, data: Any) -> dict[str, ModelPrice]:
+    example = "e.g. `my-model: {input: 0.30, output: 1.20}` (USD per million tokens)"
+    if isinstance(data, dict) and "models" in data:
+        if len(data) > 1:
+            others = ", ".join(repr(str(k)) for k in data if k != "models")
+            raise ConfigError(
+                f"price file {file}: unknown top-level key(s) {others} next to 'models'; "
+                "put every model under 'models'"
+            )
+        data = data["models"]
+    if not isinstance(data, dict) or not data:
+        raise ConfigError(
+            f"price file {file}: expected a mapping of model name to prices, {example}; "
+            f"got {'an empty mapping' if isinstance(data, dict) else _type_name(data)}"
+        )
+    prices: dict[str, ModelPrice] = {}
+    for name, entry in data.items():
+        model = str(name)
+        if not isinstance(entry, dict):
+            raise ConfigError(
+                f"price file {file}: model {model!r}: expected a mapping with 'input' and 'output' "
+                f"prices in USD per million tokens, got {_type_name(entry)} {entry!r}"
+            )
+        unknown = [str(key) for key in entry if key not in _PRICE_KEYS]
+        if unknown:
+            raise ConfigError(
+                f"price file {file}: model {model!r}: unknown key {unknown[0]!r}; "
+                f"expected {', '.join(_PRICE_KEYS)}"
+            )
+        for key in ("input", "output"):
+            if key not in entry:
+                raise ConfigError(
+                    f"price file {file}: model {model!r}: missing key {key!r} (USD per million {key} tokens)"
+                )
+        values: dict[str, float] = {}
+        for key, value in entry.items():
+            if value is None and key in ("cached_input", "cache_write"):
+                continue
+            number = isinstance(value, int | float) and not isinstance(value, bool)
+            if not number or not math.isfinite(value) or value < 0:
+                raise ConfigError(
+                    f"price file {file}: model {model!r}: key {key!r} must be a non-negative "
+                    f"number (USD per million tokens), got {value!r}"
+                )
+            values[key] = float(value)
+        prices[model] = ModelPrice(
+            input=values["input"],
+            output=values["output"],
+            cached_input=values.get("cached_input"),
+            cache_write=values.get("cache_write"),
+        )
+    return prices

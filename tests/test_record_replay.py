@@ -1,0 +1,199 @@
+"""Record through a real crew against the scripted provider, stop it, replay offline."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from pytest_crewguard.testing.scripted_provider import Reply
+
+from .conftest import FAKE_ANTHROPIC_KEY, FAKE_OPENAI_KEY, answer, crew_test_file, read_dump
+
+BODY = """
+@pytest.mark.crewguard(max_cost=0.01)
+def test_research(crewguard):
+    run = crewguard.kickoff(make_crew, inputs={"topic": "AI agents"})
+    dump(run, "research")
+    assert run.llm_calls == 1
+"""
+
+
+def _cassette(pytester: pytest.Pytester, name: str = "test_research") -> Path:
+    return Path(pytester.path) / "cassettes" / "test_crew" / f"{name}.yaml"
+
+
+def test_record_then_replay_gives_same_output_ledger_and_cost(pytester, provider):
+    server = provider([answer("AI agents plan, act and remember.")])
+    pytester.makepyfile(test_crew=crew_test_file(server.openai_base_url, BODY))
+
+    recorded = pytester.runpytest("--crewguard-record-mode=once")
+    recorded.assert_outcomes(passed=1)
+    first = read_dump(pytester, "research")
+    assert _cassette(pytester).is_file()
+    assert len(server.llm_requests) == 1
+    server.stop()
+
+    replayed = pytester.runpytest()
+    replayed.assert_outcomes(passed=1)
+    second = read_dump(pytester, "research")
+    assert second["raw"] == first["raw"] == "AI agents plan, act and remember."
+    assert second["calls"] == first["calls"]
+    assert second["cost"] == first["cost"] == pytest.approx(0.00036)
+    call = second["calls"][0]
+    assert (call["agent"], call["task"], call["model"]) == ("Researcher", "research", "gpt-4o-mini")
+    assert (call["input_tokens"], call["output_tokens"]) == (1200, 300)
+    # The table shows the test with sub-cent precision and the price data version.
+    replayed.stdout.fnmatch_lines(
+        ["*crewguard*", "*test_crew.py::test_research*$0.000360*passed*", "*prices: genai-prices*"]
+    )
+
+
+def test_anthropic_crew_records_and_replays(pytester, provider):
+    server = provider([answer("Claude says hello.", input_tokens=1000, output_tokens=100)])
+    pytester.makepyfile(
+        test_crew=crew_test_file(server.anthropic_base_url, BODY, model="anthropic/claude-haiku-4-5")
+    )
+    pytester.runpytest("--crewguard-record-mode=once").assert_outcomes(passed=1)
+    server.stop()
+    pytester.runpytest().assert_outcomes(passed=1)
+    data = read_dump(pytester, "research")
+    assert data["raw"] == "Claude says hello."
+    # claude-haiku-4-5: $1 per million input tokens, $5 per million output tokens.
+    assert data["cost"] == pytest.approx(1000 * 1 / 1e6 + 100 * 5 / 1e6)
+    assert data["calls"][0]["provider"] == "anthropic"
+
+
+def test_changed_prompt_fails_fast_with_diff_and_rerecord_command(pytester, provider):
+    server = provider([answer("Recorded answer.")])
+    pytester.makepyfile(test_crew=crew_test_file(server.openai_base_url, BODY))
+    pytester.runpytest("--crewguard-record-mode=once").assert_outcomes(passed=1)
+    served = len(server.requests)
+
+    # The provider keeps running: replay must not reach it.
+    pytester.makepyfile(
+        test_crew=crew_test_file(server.openai_base_url, BODY.replace('"AI agents"', '"AI agentz"'))
+    )
+    started = time.perf_counter()
+    result = pytester.runpytest()
+    took = time.perf_counter() - started
+    result.assert_outcomes(failed=1)
+    assert took < 3.0, f"a cassette miss took {took:.1f}s"
+    result.stdout.fnmatch_lines(
+        [
+            "*no recorded response for POST http://127.0.0.1:*/v1/chat/completions*",
+            "*cassette: cassettes/test_crew/test_research.yaml (record mode: none)*",
+            "*pytest 'test_crew.py::test_research' --crewguard-record-mode=rewrite*",
+        ]
+    )
+    out = result.stdout.str()
+    assert "-messages[1].content: Current Task: Research AI agents and summarise it" in out
+    assert "+messages[1].content: Current Task: Research AI agentz and summarise it" in out
+    assert len(server.requests) == served
+
+
+def test_missing_cassette_in_replay_names_the_record_command(pytester, provider):
+    server = provider([answer("never served")])
+    pytester.makepyfile(test_crew=crew_test_file(server.openai_base_url, BODY))
+    result = pytester.runpytest()
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(
+        [
+            "*The cassette does not exist yet*",
+            "*pytest 'test_crew.py::test_research' --crewguard-record-mode=once*",
+        ]
+    )
+    assert server.requests == []
+    assert not _cassette(pytester).exists()
+
+
+def test_rewrite_replaces_a_stale_recording(pytester, provider):
+    server = provider([answer("First."), answer("Second.")])
+    pytester.makepyfile(test_crew=crew_test_file(server.openai_base_url, BODY))
+    pytester.runpytest("--crewguard-record-mode=once").assert_outcomes(passed=1)
+    pytester.runpytest("--crewguard-record-mode=rewrite").assert_outcomes(passed=1)
+    data = yaml.safe_load(_cassette(pytester).read_text())
+    assert len(data["interactions"]) == 1
+    assert "Second." in data["interactions"][0]["response"]["body"]["string"]
+
+
+def test_marker_record_mode_applies_and_command_line_wins(pytester, provider):
+    server = provider([answer("One."), answer("Two.")])
+    body = BODY.replace("@pytest.mark.crewguard(max_cost=0.01)", '@pytest.mark.crewguard(record_mode="once")')
+    pytester.makepyfile(test_crew=crew_test_file(server.openai_base_url, body))
+    pytester.runpytest().assert_outcomes(passed=1)  # the marker records
+    assert len(server.llm_requests) == 1
+    server.stop()
+    # An explicit command-line mode beats the marker: replay-only passes from the cassette...
+    pytester.runpytest("--crewguard-record-mode=none").assert_outcomes(passed=1)
+    # ...and "all" must reach the (stopped) provider, so it fails.
+    pytester.runpytest("--crewguard-record-mode=all").assert_outcomes(failed=1)
+
+
+def test_recording_keeps_keys_out_of_the_cassette(pytester, provider):
+    server = provider([answer("openai"), answer("anthropic")])
+    body = """
+    def make_anthropic():
+        agent = Agent(role="Writer", goal="Write", backstory="Writer",
+                      llm=LLM(model="anthropic/claude-haiku-4-5", base_url=ANTHROPIC_URL))
+        task = Task(name="write", description="Write", expected_output="Text", agent=agent)
+        return Crew(agents=[agent], tasks=[task])
+
+    @pytest.mark.crewguard
+    def test_research(crewguard):
+        crewguard.kickoff(make_crew, inputs={"topic": "AI"})
+        crewguard.kickoff(make_anthropic)
+    """
+    source = crew_test_file(server.openai_base_url, body).replace(
+        "MODEL = ", f"ANTHROPIC_URL = {server.anthropic_base_url!r}\nMODEL = "
+    )
+    pytester.makepyfile(test_crew=source)
+    pytester.runpytest("--crewguard-record-mode=once").assert_outcomes(passed=1)
+    # Both keys reached the provider, so the scrubbing is what kept them out.
+    sent = " ".join(str(r.headers) for r in server.requests)
+    assert FAKE_OPENAI_KEY in sent and FAKE_ANTHROPIC_KEY in sent
+    text = _cassette(pytester).read_text()
+    assert FAKE_OPENAI_KEY not in text
+    assert FAKE_ANTHROPIC_KEY not in text
+    assert "authorization" not in text.lower() and "x-api-key" not in text.lower()
+
+
+def test_a_key_in_a_request_body_refuses_the_cassette(pytester, provider):
+    server = provider([answer("ok")])
+    body = BODY.replace('"AI agents"', '"the key sk-proj-AbCdEfGhIjKlMnOpQrStUvWxYz0123456789"')
+    pytester.makepyfile(test_crew=crew_test_file(server.openai_base_url, body))
+    result = pytester.runpytest("--crewguard-record-mode=once")
+    result.assert_outcomes(passed=1, errors=1)
+    result.stdout.fnmatch_lines(
+        [
+            "*refused to write cassette cassettes/test_crew/test_research.yaml*"
+            "key-shaped string (sk-pro…6789) at line*"
+        ]
+    )
+    assert not _cassette(pytester).exists()
+
+
+def test_corrupt_cassette_is_one_error_naming_the_file(pytester, provider):
+    server = provider([answer("ok")])
+    pytester.makepyfile(test_crew=crew_test_file(server.openai_base_url, BODY))
+    path = _cassette(pytester)
+    path.parent.mkdir(parents=True)
+    path.write_text("interactions: [\n  - request: {method: POST\n")
+    result = pytester.runpytest()
+    result.assert_outcomes(errors=1)
+    result.stdout.fnmatch_lines(["*cannot load cassette *test_research.yaml: it is not valid YAML at line*"])
+    assert path.read_text() == "interactions: [\n  - request: {method: POST\n"
+    assert server.requests == []
+
+
+def test_recorded_latency_is_stored_in_a_form_plain_vcrpy_loads(pytester, provider):
+    import vcr
+
+    server = provider([Reply(text="slowish", delay_s=0.3)])
+    pytester.makepyfile(test_crew=crew_test_file(server.openai_base_url, BODY))
+    pytester.runpytest("--crewguard-record-mode=once").assert_outcomes(passed=1)
+    cassette = vcr.cassette.Cassette.load(path=str(_cassette(pytester)))
+    latency = float(cassette.responses[0]["headers"]["x-crewguard-latency-s"][0])
+    assert 0.3 <= latency < 2.0
