@@ -18,6 +18,7 @@ from .environment import prepare_crewai_environment, restore_environment
 from .errors import CrewguardError
 from .marker import spec_from_marker
 from .options import Settings, add_options, settings_from_config
+from .pricing import PriceTable
 
 if TYPE_CHECKING:
     from .guard import CrewGuard
@@ -29,6 +30,7 @@ _session_key = pytest.StashKey["CrewguardSession"]()
 _storage_key = pytest.StashKey[Path]()
 _guard_key = pytest.StashKey["CrewGuard"]()
 _saved_env_key = pytest.StashKey[dict[str, str | None]]()
+_prices_key = pytest.StashKey[PriceTable]()
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -48,6 +50,7 @@ def pytest_configure(config: pytest.Config) -> None:
     except CrewguardError as err:
         raise pytest.UsageError(f"crewguard: {err}") from None
     config.stash[_settings_key] = settings
+    _load_prices(config)
     storage = Path(tempfile.mkdtemp(prefix="crewguard-storage-"))
     config.stash[_storage_key] = storage
     config.stash[_saved_env_key] = prepare_crewai_environment(storage)
@@ -60,18 +63,26 @@ def pytest_unconfigure(config: pytest.Config) -> None:
     restore_environment(config.stash.get(_saved_env_key, {}))
 
 
+def _load_prices(config: pytest.Config) -> None:
+    # A bad price file is a usage error before any test runs; the file is small and parsed
+    # without importing genai-prices, whose data loads only when a cost is computed.
+    settings = config.stash[_settings_key]
+    try:
+        config.stash[_prices_key] = (
+            PriceTable.from_file(settings.prices_file) if settings.prices_file else PriceTable()
+        )
+    except CrewguardError as err:
+        raise pytest.UsageError(f"crewguard: {err}") from None
+
+
 def _session(config: pytest.Config) -> CrewguardSession:
-    """The session's results, created (with its price table) at the first guarded test."""
+    """The session's results, created at the first guarded test (so plain runs show no table)."""
     if _session_key not in config.stash:
-        from .pricing import PriceTable
         from .session import CrewguardSession
 
-        settings = config.stash[_settings_key]
-        try:
-            prices = PriceTable.from_file(settings.prices_file) if settings.prices_file else PriceTable()
-        except CrewguardError as err:
-            raise pytest.UsageError(f"crewguard: {err}") from None
-        config.stash[_session_key] = CrewguardSession(prices=prices, budget=settings.max_cost)
+        config.stash[_session_key] = CrewguardSession(
+            prices=config.stash[_prices_key], budget=config.stash[_settings_key].max_cost
+        )
     return config.stash[_session_key]
 
 
@@ -162,20 +173,30 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
         from .report import write_report
 
         write_report(results, settings.report)
-    if results.over_budget is not None and session.exitstatus == 0:
+    budget_broken = results.over_budget is not None or (
+        results.budget is not None and bool(results.unpriced_models)
+    )
+    if budget_broken and session.exitstatus == 0:
         session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
 
 def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pytest.Config) -> None:
     if _session_key not in config.stash:
         return
-    from .limits import usd
+    from .limits import unpriced_message, usd
     from .report import table
 
     results = config.stash[_session_key]
     terminalreporter.write_sep("=", "crewguard")
     terminalreporter.write_line(table(results))
     over = results.over_budget
+    if results.budget is not None and results.unpriced_models:
+        terminalreporter.write_line(
+            "crewguard: "
+            + unpriced_message(results.unpriced_models, f"--crewguard-max-cost={usd(results.budget)}"),
+            red=True,
+            bold=True,
+        )
     if over is not None:
         terminalreporter.write_line(
             f"crewguard: session cost {usd(results.total_cost)} is over --crewguard-max-cost="

@@ -92,6 +92,10 @@ class CrewguardSession:
         return round(sum(r.cost for r in self.records.values()), 10)
 
     @property
+    def unpriced_models(self) -> list[str]:
+        return sorted({m for r in self.records.values() for m in r.unpriced_models})
+
+    @property
     def over_budget(self) -> float | None:
         """By how many dollars the session went over ``--crewguard-max-cost`` (else ``None``)."""
         if self.budget is None or self.total_cost <= self.budget:
