@@ -15,12 +15,13 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from .environment import prepare_crewai_environment, restore_environment
-from .errors import CrewguardError
+from .errors import ConfigError, CrewguardError
 from .marker import spec_from_marker
 from .options import Settings, add_options, settings_from_config
 from .pricing import PriceTable
 
 if TYPE_CHECKING:
+    from .baseline import Threshold
     from .guard import CrewGuard
     from .session import CrewguardSession
 
@@ -31,6 +32,7 @@ _storage_key = pytest.StashKey[Path]()
 _guard_key = pytest.StashKey["CrewGuard"]()
 _saved_env_key = pytest.StashKey[dict[str, str | None]]()
 _prices_key = pytest.StashKey[PriceTable]()
+_baseline_key = pytest.StashKey[tuple[dict[str, Any] | None, list["Threshold"]]]()
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -51,6 +53,7 @@ def pytest_configure(config: pytest.Config) -> None:
         raise pytest.UsageError(f"crewguard: {err}") from None
     config.stash[_settings_key] = settings
     _load_prices(config)
+    _load_baseline(config, settings)
     storage = Path(tempfile.mkdtemp(prefix="crewguard-storage-"))
     config.stash[_storage_key] = storage
     config.stash[_saved_env_key] = prepare_crewai_environment(storage)
@@ -73,6 +76,32 @@ def _load_prices(config: pytest.Config) -> None:
         )
     except CrewguardError as err:
         raise pytest.UsageError(f"crewguard: {err}") from None
+
+
+def _load_baseline(config: pytest.Config, settings: Settings) -> None:
+    from .baseline import load_baseline, parse_compare_fail
+
+    try:
+        if settings.compare_fail and settings.baseline is None:
+            raise ConfigError(
+                "--crewguard-compare-fail needs --crewguard-baseline=PATH, an earlier "
+                "report written with --crewguard-report=PATH"
+            )
+        thresholds = parse_compare_fail(settings.compare_fail) if settings.compare_fail else []
+        baseline = load_baseline(settings.baseline) if settings.baseline else None
+    except CrewguardError as err:
+        raise pytest.UsageError(f"crewguard: {err}") from None
+    config.stash[_baseline_key] = (baseline, thresholds)
+
+
+def _regressions(config: pytest.Config) -> list[str]:
+    from .baseline import regressions
+    from .report import report_data
+
+    baseline, thresholds = config.stash.get(_baseline_key, (None, []))
+    if baseline is None or not thresholds or _session_key not in config.stash:
+        return []
+    return regressions(baseline, report_data(config.stash[_session_key]), thresholds)
 
 
 def _session(config: pytest.Config) -> CrewguardSession:
@@ -176,7 +205,7 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     budget_broken = results.over_budget is not None or (
         results.budget is not None and bool(results.unpriced_models)
     )
-    if budget_broken and session.exitstatus == 0:
+    if (budget_broken or _regressions(config)) and session.exitstatus == 0:
         session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
 
@@ -197,6 +226,19 @@ def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pyte
             red=True,
             bold=True,
         )
+    baseline, _ = config.stash.get(_baseline_key, (None, []))
+    if baseline is not None:
+        from .baseline import comparison_lines
+        from .report import report_data
+
+        changes = comparison_lines(baseline, report_data(results))
+        terminalreporter.write_line(
+            "changes since the baseline:" if changes else "no changes since the baseline"
+        )
+        for line in changes:
+            terminalreporter.write_line(f"  {line}")
+    for line in _regressions(config):
+        terminalreporter.write_line(f"crewguard: regression: {line}", red=True, bold=True)
     if over is not None:
         terminalreporter.write_line(
             f"crewguard: session cost {usd(results.total_cost)} is over --crewguard-max-cost="

@@ -16,8 +16,6 @@ import pytest
 
 from pytest_crewguard.testing.scripted_provider import Reply, ScriptedProvider
 
-pytest_plugins = ["pytester"]
-
 # A fake key of the real shape: recordings made with it must not contain it.
 FAKE_OPENAI_KEY = "sk-proj-Zq8vW2mN4xR7tY1uI3oP5aS6dF9gH0jK2lL4zX6cV8bN"
 FAKE_ANTHROPIC_KEY = "sk-ant-api03-Qw3Er5Ty7Ui9Op1As3Df5Gh7Jk9Lz1Xc3Vb5Nm7Qw9Er1Ty3Ui5Op7"

@@ -1,0 +1,27 @@
+# Quick start: `make example` runs the example crew's regression suite (replay, with the
+# cost/quality table); `make test` runs the project's own tests. Both create .venv once and
+# reuse it while pyproject.toml is unchanged.
+
+PYTHON ?= python3.11
+VENV := .venv
+STAMP := $(VENV)/.installed
+
+.PHONY: setup example test lint
+
+$(STAMP): pyproject.toml
+	test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/python -m pip install --quiet --upgrade pip
+	$(VENV)/bin/python -m pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+setup: $(STAMP)
+
+example: $(STAMP)
+	$(VENV)/bin/pytest fixtures/example -p no:cacheprovider
+
+test: $(STAMP)
+	$(VENV)/bin/pytest
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check pytest_crewguard tests fixtures benchmarks
+	$(VENV)/bin/mypy pytest_crewguard

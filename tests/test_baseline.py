@@ -1,0 +1,90 @@
+"""Comparing a run with an earlier JSON report, like pytest-benchmark's compare-fail."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from pytest_crewguard.baseline import Threshold, parse_compare_fail
+from pytest_crewguard.errors import ConfigError
+
+from .conftest import answer, crew_test_file
+
+BODY = """
+@pytest.mark.crewguard
+def test_research(crewguard):
+    crewguard.kickoff(make_crew, inputs={"topic": "AI agents"})
+"""
+
+
+def test_parse_compare_fail():
+    assert parse_compare_fail("cost:10%,tokens:5%,llm_calls:0") == [
+        Threshold("cost", 0.1, True),
+        Threshold("tokens", 0.05, True),
+        Threshold("llm_calls", 0.0, False),
+    ]
+
+
+@pytest.mark.parametrize(
+    ("spec", "problem"),
+    [
+        ("cost", "expected metric:limit"),
+        ("price:10%", "unknown metric 'price'"),
+        ("cost:-5%", "not a number >= 0"),
+    ],
+)
+def test_malformed_compare_fail_names_the_part(spec, problem):
+    with pytest.raises(ConfigError, match=problem):
+        parse_compare_fail(spec)
+
+
+def _report(pytester: pytest.Pytester, provider, tokens: int, name: str) -> Path:
+    server = provider([answer("summary", input_tokens=tokens, output_tokens=100)])
+    pytester.makepyfile(test_crew=crew_test_file(server.openai_base_url, BODY))
+    pytester.runpytest(
+        "-p", "no:warnings", "--crewguard-record-mode=rewrite", f"--crewguard-report={name}"
+    ).assert_outcomes(passed=1)
+    server.stop()
+    return Path(pytester.path) / name
+
+
+def test_a_regression_against_the_baseline_fails_the_run(pytester, provider):
+    _report(pytester, provider, tokens=1000, name="baseline.json")
+    _report(pytester, provider, tokens=1500, name="now.json")  # the prompt grew by half
+    result = pytester.runpytest(
+        "-p",
+        "no:warnings",
+        "--crewguard-baseline=baseline.json",
+        "--crewguard-compare-fail=tokens:10%,llm_calls:0",
+    )
+    result.assert_outcomes(passed=1)
+    assert result.ret == pytest.ExitCode.TESTS_FAILED
+    result.stdout.fnmatch_lines(
+        [
+            "*changes since the baseline:*",
+            "*regression: test_crew.py::test_research: tokens 1100 -> 1600 (+45.5%; allowed tokens:10%)*",
+        ]
+    )
+    assert "llm_calls 1 -> " not in result.stdout.str()
+    relaxed = pytester.runpytest(
+        "-p", "no:warnings", "--crewguard-baseline=baseline.json", "--crewguard-compare-fail=tokens:50%"
+    )
+    assert relaxed.ret == pytest.ExitCode.OK
+    assert json.loads((Path(pytester.path) / "now.json").read_text())["totals"]["tokens"] == 1600
+
+
+def test_compare_fail_without_a_baseline_is_a_usage_error(pytester):
+    pytester.makepyfile("def test_x():\n    pass\n")
+    result = pytester.runpytest("--crewguard-compare-fail=cost:10%")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["*--crewguard-compare-fail needs --crewguard-baseline=PATH*"])
+
+
+def test_a_baseline_that_is_not_a_report_is_a_usage_error(pytester):
+    pytester.makepyfile("def test_x():\n    pass\n")
+    pytester.path.joinpath("old.json").write_text('{"benchmarks": []}')
+    result = pytester.runpytest("--crewguard-baseline=old.json")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["*old.json: not a crewguard report*"])
