@@ -191,10 +191,27 @@ def pytest_runtest_makereport(
     return report
 
 
+@pytest.hookimpl(optionalhook=True)
+def pytest_testnodedown(node: Any, error: Any) -> None:
+    # pytest-xdist controller: merge each worker's records, so the table and the session
+    # budget cover the whole run rather than one worker's share.
+    records = getattr(node, "workeroutput", {}).get("crewguard")
+    if records:
+        from .session import TestRecord
+
+        results = _session(node.config)
+        for data in records:
+            results.add(TestRecord.from_json(data))
+
+
 @pytest.hookimpl(tryfirst=True)
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     config = session.config
     if _session_key not in config.stash:
+        return
+    workeroutput = getattr(config, "workeroutput", None)
+    if workeroutput is not None:  # an xdist worker: the controller reports and enforces
+        workeroutput["crewguard"] = [r.to_json() for r in config.stash[_session_key].records.values()]
         return
     results = config.stash[_session_key]
     settings = config.stash[_settings_key]
@@ -210,7 +227,7 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
 
 
 def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pytest.Config) -> None:
-    if _session_key not in config.stash:
+    if _session_key not in config.stash or hasattr(config, "workeroutput"):
         return
     from .limits import unpriced_message, usd
     from .report import table

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import threading
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
 from .ledger import LLMCall
@@ -65,6 +65,12 @@ class TestRecord:
         data["tokens"] = self.tokens
         data["verdict"] = self.verdict
         return data
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> TestRecord:
+        """The inverse of :meth:`to_json` (how xdist workers hand results to the controller)."""
+        names = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in names})
 
 
 @dataclass
