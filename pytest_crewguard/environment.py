@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 # setdefault semantics: a user who set one of these deliberately keeps their value.
@@ -51,3 +53,30 @@ def test_storage_dir(session_storage: Path, nodeid: str) -> Path:
     path = (session_storage / safe).resolve()
     path.mkdir(parents=True, exist_ok=True)
     return path
+
+
+# Provider SDKs refuse to build a client without a key, even when every request will be
+# answered from a cassette. In replay nothing leaves the machine, so a placeholder is safe.
+REPLAY_KEY_VARIABLES: tuple[str, ...] = (
+    "OPENAI_API_KEY",
+    "ANTHROPIC_API_KEY",
+    "GEMINI_API_KEY",
+    "GOOGLE_API_KEY",
+    "AZURE_API_KEY",
+    "OPENROUTER_API_KEY",
+)
+REPLAY_PLACEHOLDER_KEY = "crewguard-replay-placeholder"
+
+
+@contextmanager
+def placeholder_keys() -> Iterator[None]:
+    """Set a placeholder for each unset provider key variable, for the duration of a replay."""
+    missing = [name for name in REPLAY_KEY_VARIABLES if not os.environ.get(name)]
+    for name in missing:
+        os.environ[name] = REPLAY_PLACEHOLDER_KEY
+    try:
+        yield
+    finally:
+        for name in missing:
+            if os.environ.get(name) == REPLAY_PLACEHOLDER_KEY:
+                del os.environ[name]

@@ -47,6 +47,9 @@ def pytest_configure(config: pytest.Config) -> None:
         "record_mode=None, max_memory_growth=None): replay the test's crews from a cassette "
         "and fail it when a limit is crossed",
     )
+    # CrewAI 1.15 reads its own deprecated fields on every kickoff; those warnings are not the
+    # user's to fix and would bury the report. -W or the user's own filters still win.
+    config.addinivalue_line("filterwarnings", "ignore::DeprecationWarning:crewai")
     try:
         settings = settings_from_config(config)
     except CrewguardError as err:
