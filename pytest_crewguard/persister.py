@@ -45,7 +45,9 @@ class ReadableYamlSerializer:
 
     @staticmethod
     def deserialize(cassette_string: str) -> Any:
-        return yaml.safe_load(cassette_string)
+        # libyaml's loader, where present, reads a large cassette about 40x faster.
+        loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+        return yaml.load(cassette_string, Loader=loader)
 
 
 class AtomicYamlPersister:
