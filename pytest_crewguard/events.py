@@ -30,6 +30,7 @@ class EventRecord:
     error: str | None = None
     timestamp: float | None = None
     started_id: str | None = None  # on an ending event: the event that opened its scope
+    output: Any = None  # on crew_kickoff_completed: the final task's TaskOutput
 
 
 @dataclass
@@ -50,10 +51,28 @@ class EventLog:
             return self.records.get(event_id)
 
     def ordered(self, *types: str) -> list[EventRecord]:
-        """Events of the given types (all when none given), in emission order."""
+        """Events of the given types (all when none given), in emission order.
+
+        CrewAI restarts ``emission_sequence`` at every top-level kickoff, so events are ordered
+        by when their top-level scope (the kickoff) started, then by sequence within it.
+        """
         with self._lock:
-            chosen = [r for r in self.records.values() if not types or r.type in types]
-        return sorted(chosen, key=lambda r: r.sequence)
+            records = dict(self.records)
+        roots: dict[str, float] = {}
+
+        def started(record: EventRecord) -> float:
+            chain = [record]
+            seen = {record.event_id}
+            while chain[-1].parent_id in records and chain[-1].parent_id not in seen:
+                seen.add(str(chain[-1].parent_id))
+                chain.append(records[str(chain[-1].parent_id)])
+            top = chain[-1]
+            if top.event_id not in roots:
+                roots[top.event_id] = top.timestamp or 0.0
+            return roots[top.event_id]
+
+        chosen = [r for r in records.values() if not types or r.type in types]
+        return sorted(chosen, key=lambda r: (started(r), r.sequence))
 
     def descendants(self, root_id: str) -> list[EventRecord]:
         """Events whose parent chain reaches ``root_id``, in emission order."""
@@ -116,15 +135,22 @@ def _record(source: Any, event: Any) -> None:
             error=None if error is None else str(error)[:500],
             timestamp=_timestamp(event),
             started_id=getattr(event, "started_event_id", None),
+            # Kickoffs made by application code return their output to it, not to the
+            # fixture; this event is the only place the marker's output gate can see it.
+            output=getattr(event, "output", None) if event.type == "crew_kickoff_completed" else None,
         )
     )
 
 
 def _event_classes() -> list[type[Any]]:
-    from crewai.events.types import agent_events, crew_events, llm_events, task_events
+    from crewai.events.types import agent_events, crew_events, flow_events, llm_events, task_events
     from crewai.events.types import tool_usage_events as tools
 
     return [
+        # CrewAI's agent executor is a Flow: LLM and tool events are children of its
+        # flow_started scope, so without these the parent chain stops short of the kickoff.
+        flow_events.FlowStartedEvent,
+        flow_events.MethodExecutionStartedEvent,
         crew_events.CrewKickoffStartedEvent,
         crew_events.CrewKickoffCompletedEvent,
         crew_events.CrewKickoffFailedEvent,
@@ -164,3 +190,18 @@ def flush(timeout: float = 10.0) -> None:
     bus = getattr(module, "crewai_event_bus", None)
     if bus is not None:
         bus.flush(timeout=timeout)
+
+
+def reset_scope() -> None:
+    """Start the calling thread with an empty CrewAI event scope.
+
+    A kickoff that ends in an exception CrewAI does not expect (a cassette miss, a timeout)
+    leaves its scopes on the thread's stack; without this, the next test's crew would run
+    "inside" the previous test's kickoff.
+    """
+    import sys
+
+    module = sys.modules.get("crewai.events.event_context")
+    if module is not None:
+        module.restore_event_scope(())
+        module.reset_last_event_id()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextvars
 import ctypes
 import os
+import socket
 import sys
 import threading
 import time
@@ -19,7 +20,7 @@ import pytest
 
 from . import events as crew_events
 from .cassette_location import cassette_path
-from .environment import STORAGE_VARIABLE, test_storage_dir
+from .environment import placeholder_keys, test_storage_dir
 from .errors import CassetteMiss, CrewguardError
 from .events import EventLog
 from .isolation import ReusedObjectError, UsedObjects
@@ -28,8 +29,11 @@ from .limits import run_violations, total_violations
 from .marker import GuardSpec
 from .network import network_blocked
 from .options import Settings
+from .repeat import Repeats
 from .run import GuardedRun
 from .session import CrewguardSession, TestRecord
+from .storage import storage_at
+from .tls import shared_tls_context
 from .wire import WireRecorder
 
 Factory = Callable[[], Any]
@@ -43,24 +47,65 @@ def _is_crew(obj: Any) -> bool:
     return hasattr(obj, "kickoff") and hasattr(obj, "agents")
 
 
+# Frames of the machinery every thread runs on: they say nothing about where a crew is stuck.
+_PLUMBING = tuple(
+    f"{os.sep}{name}" for name in ("threading.py", "selectors.py", f"asyncio{os.sep}", f"concurrent{os.sep}")
+)
+
+
 def _stack_of(thread: threading.Thread) -> str:
     frame = sys._current_frames().get(thread.ident or -1)
     if frame is None:
         return "  (thread has finished)"
-    return "".join(traceback.format_stack(frame)[-12:])
-
-
-def _busy_crew_threads(exclude: threading.Thread) -> list[threading.Thread]:
-    """Other threads currently inside CrewAI or an HTTP client (where a hang usually is)."""
-    frames = sys._current_frames()
-    busy = []
-    for thread in threading.enumerate():
-        if thread is exclude or thread is threading.main_thread() or thread.ident not in frames:
+    frames = [f for f in traceback.extract_stack(frame) if not any(p in f.filename for p in _PLUMBING)]
+    # CrewAI's and the application's frames tell where the crew is; runs of other libraries'
+    # frames (SDK, HTTP client) are summarised, except the innermost one, where it waits.
+    lines: list[str] = []
+    hidden: list[str] = []
+    for index, summary in enumerate(frames):
+        package = summary.filename.split(f"site-packages{os.sep}", 1)
+        library = package[1].split(os.sep, 1)[0] if len(package) == 2 else None
+        if library not in (None, "crewai") and index < len(frames) - 1:
+            hidden.append(library)
             continue
-        stack = traceback.extract_stack(frames[thread.ident])
-        if any(("crewai" in f.filename or "httpx" in f.filename) for f in stack):
-            busy.append(thread)
-    return busy
+        if hidden:
+            lines.append(f"  ... {len(hidden)} frames in {', '.join(dict.fromkeys(hidden))}\n")
+            hidden = []
+        lines += traceback.format_list([summary])
+    return "".join(lines)
+
+
+def _works_for(owner: Any, mine: set[int]) -> bool:
+    if owner is None:
+        return False
+    try:
+        bound = [owner, getattr(owner, "crew", None), getattr(owner, "agent", None)]
+    except Exception:  # an object whose attributes cannot be read is not CrewAI's
+        return False
+    return any(id(o) in mine for o in bound if o is not None)
+
+
+def _threads_of(crew: Any) -> list[threading.Thread]:
+    """The threads working for ``crew``: some frame runs a method of it, its agents or tasks,
+    or of an object bound to one of them (CrewAI's agent executor).
+
+    CrewAI runs each agent's LLM calls on asyncio worker threads, and ``kickoff_async`` runs
+    the whole kickoff on one, so that is where a slow provider call blocks. CrewAI's event bus
+    threads and the application's own threads are not the crew's: never shown, never stopped.
+    """
+    mine = {id(crew)} | {id(o) for o in [*getattr(crew, "agents", []), *getattr(crew, "tasks", [])]}
+    frames = sys._current_frames()
+    found = []
+    for thread in threading.enumerate():
+        if thread is threading.current_thread():
+            continue
+        frame = frames.get(thread.ident or -1)
+        while frame is not None:
+            if _works_for(frame.f_locals.get("self"), mine):
+                found.append(thread)
+                break
+            frame = frame.f_back
+    return found
 
 
 def _interrupt(thread: threading.Thread) -> None:
@@ -70,6 +115,30 @@ def _interrupt(thread: threading.Thread) -> None:
         ctypes.pythonapi.PyThreadState_SetAsyncExc(
             ctypes.c_ulong(thread.ident), ctypes.py_object(CrewTimeout)
         )
+
+
+def _unblock_read(thread: threading.Thread) -> None:
+    """Shut down the socket ``thread`` is blocked reading from, so its read returns now.
+
+    The asyncio worker that sends an agent's LLM call is not a daemon thread: left blocked, it
+    would keep the interpreter from exiting until the provider answers (or the SDK's 10-minute
+    timeout). With the read ended, the CrewTimeout set by :func:`_interrupt` stops it before the
+    SDK can retry.
+    """
+    frame = sys._current_frames().get(thread.ident or -1)
+    while frame is not None:
+        owner = frame.f_locals.get("self")
+        try:
+            sock = owner if isinstance(owner, socket.socket) else getattr(owner, "_sock", None)
+        except Exception:  # an object whose attributes cannot be read holds no socket of ours
+            sock = None
+        if isinstance(sock, socket.socket):
+            try:
+                sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+            return
+        frame = frame.f_back
 
 
 class CrewGuard:
@@ -104,6 +173,8 @@ class CrewGuard:
         self.events = EventLog()
         self.recorder: WireRecorder | None = None
         self.refused: list[str] = []
+        self.storage_dir: Path = storage_root  # the test's own directory once started
+        self.repeat_summaries: list[Callable[[], dict[str, Any]]] = []  # per kickoff call
         self.failed_gates: list[str] = []
         self.outcome = "passed"
 
@@ -112,11 +183,12 @@ class CrewGuard:
     def start(self) -> None:
         from . import vcr_setup
 
-        old_storage = os.environ.get(STORAGE_VARIABLE)
-        os.environ[STORAGE_VARIABLE] = str(test_storage_dir(self._storage_root, self.nodeid))
-        self._stack.callback(self._restore_env, old_storage)
+        self.storage_dir = self._stack.enter_context(
+            storage_at(test_storage_dir(self._storage_root, self.nodeid))
+        )
         if "crewai" in sys.modules or _crewai_available():
             crew_events.activate(self.events)
+            crew_events.reset_scope()
             self._stack.callback(crew_events.activate, None)
         cassette = self._stack.enter_context(vcr_setup.cassette(self.cassette_path, self.record_mode))
         self.recorder = WireRecorder(
@@ -127,6 +199,8 @@ class CrewGuard:
         )
         if self.record_mode == "none":
             self.refused = self._stack.enter_context(network_blocked())
+            self._stack.enter_context(placeholder_keys())
+            self._stack.enter_context(shared_tls_context())
 
     def close(self) -> str | None:
         """Leave the cassette (writing it when recording) and restore the environment.
@@ -138,13 +212,6 @@ class CrewGuard:
         except CrewguardError as err:
             return str(err).replace(str(self.cassette_path), self._display(self.cassette_path))
         return None
-
-    @staticmethod
-    def _restore_env(old: str | None) -> None:
-        if old is None:
-            os.environ.pop(STORAGE_VARIABLE, None)
-        else:
-            os.environ[STORAGE_VARIABLE] = old
 
     def _display(self, path: Path) -> str:
         try:
@@ -177,37 +244,64 @@ class CrewGuard:
     def kickoff(self, factory: Factory | Any, inputs: dict[str, Any] | None = None) -> GuardedRun:
         """Build a crew with ``factory`` and kick it off under the marker's limits.
 
-        With ``repeat=N`` the factory runs N times and the runs are checked for isolation;
-        the first run is returned and :attr:`runs` holds all of them.
+        With ``repeat=N`` the factory runs N times, each run in CrewAI storage of its own, and
+        the runs are checked for isolation; the first run is returned and :attr:`runs` holds
+        all of them.
         """
-        runs = []
-        for _ in range(self.spec.repeat):
-            crew = self._build(factory)
-            runs.append(self._guarded(crew, partial(crew.kickoff, inputs=inputs)))
+        runs: list[GuardedRun] = []
+        with self._repeats() as repeats:
+            for number in range(1, self.spec.repeat + 1):
+                with repeats.storage(number):
+                    crew = self._build(factory)
+                    run = self._guarded(crew, partial(crew.kickoff, inputs=inputs))
+                del crew  # the heap sample must not count this run's crew as retained
+                repeats.finished(run)
+                runs.append(run)
+        self._check_repeats(repeats)
         return runs[0]
 
     async def kickoff_async(self, factory: Factory | Any, inputs: dict[str, Any] | None = None) -> GuardedRun:
         """The same as :meth:`kickoff`, through ``Crew.kickoff_async``."""
+        runs: list[GuardedRun] = []
+        with self._repeats() as repeats:
+            for number in range(1, self.spec.repeat + 1):
+                with repeats.storage(number):
+                    crew = self._build(factory)
+                    run = await self._guarded_async(crew, inputs)
+                del crew
+                repeats.finished(run)
+                runs.append(run)
+        self._check_repeats(repeats)
+        return runs[0]
+
+    async def _guarded_async(self, crew: Any, inputs: dict[str, Any] | None) -> GuardedRun:
         import asyncio
 
-        runs = []
-        for _ in range(self.spec.repeat):
-            crew = self._build(factory)
-            started = time.perf_counter()
-            error: BaseException | None = None
-            output = None
-            try:
-                call: Awaitable[Any] = crew.kickoff_async(inputs=inputs)
-                if self.spec.max_seconds is not None:
-                    output = await asyncio.wait_for(call, self.spec.max_seconds)
-                else:
-                    output = await call
-            except TimeoutError:
-                self._fail_timeout(crew, started, None)
-            except BaseException as err:
-                error = err
-            runs.append(self._finish_run(crew, output, started, error))
-        return runs[0]
+        started = time.perf_counter()
+        error: BaseException | None = None
+        output = None
+        try:
+            call: Awaitable[Any] = crew.kickoff_async(inputs=inputs)
+            if self.spec.max_seconds is not None:
+                output = await asyncio.wait_for(call, self.spec.max_seconds)
+            else:
+                output = await call
+        except TimeoutError:
+            self._fail_timeout(crew, started, None)
+        except BaseException as err:
+            error = err
+        return self._finish_run(crew, output, started, error)
+
+    def _repeats(self) -> Repeats:
+        repeats = Repeats(self.spec, self.storage_dir, self.recorder, self.events)
+        self.repeat_summaries.append(repeats.summary)
+        return repeats
+
+    def _check_repeats(self, repeats: Repeats) -> None:
+        found = repeats.problems()
+        if found:
+            self.failed_gates.extend(gate for gate, _ in found)
+            pytest.fail("crewguard: " + "\n".join(message for _, message in found), pytrace=False)
 
     # -- running ---------------------------------------------------------------------------
 
@@ -220,9 +314,12 @@ class CrewGuard:
             )
         try:
             self._used.claim(crew, self.nodeid)
+            refused = None
         except ReusedObjectError as err:
+            refused = str(err)
+        if refused is not None:  # failed outside the except block: no chained traceback
             self.failed_gates.append("reused_object")
-            pytest.fail(str(err), pytrace=False)
+            pytest.fail(refused, pytrace=False)
         prompt_file = getattr(crew, "prompt_file", None)
         if prompt_file:
             self._prompt_files.add(str(prompt_file))
@@ -263,38 +360,54 @@ class CrewGuard:
         return box.get("output")
 
     def _fail_timeout(self, crew: Any, started: float, thread: threading.Thread | None) -> None:
+        """Fail the test now: where the crew is stuck, what it did so far; then free its threads."""
         waited = time.perf_counter() - started
-        stacks = []
+        stuck = [t for t in _threads_of(crew) if t is not thread]
         if thread is not None:
-            stacks.append(f"  crew thread {thread.name}:\n{_stack_of(thread)}")
-            for other in _busy_crew_threads(thread):
-                stacks.append(f"  thread {other.name}:\n{_stack_of(other)}")
+            stuck.insert(0, thread)
+        stacks = [
+            f"  {'crew thread' if t is thread else 'thread'} {t.name}:\n{_stack_of(t)}" for t in stuck
+        ] or ["  (no thread is running the crew any more)"]
         crew_events.flush(timeout=1.0)
-        calls = [c for c in self._calls() if c.kickoff_id in self._kickoff_ids(crew)]
+        ids = self._kickoff_ids(crew)
+        # The kickoff this call just made is the crew's latest one: the application may have
+        # kicked off the same object before, and those runs are not this one.
+        claimed = {r.kickoff_id for r in self._fixture_runs}
+        kickoff_id = next((i for i in reversed(ids) if i not in claimed), None)
+        # The timed-out run counts like any other: its finished calls, cost and time are reported.
+        run = self._make_run(kickoff_id, None, waited, CrewTimeout(f"max_seconds={self.spec.max_seconds:g}"))
+        self._fixture_runs.append(run)
+        self._checked.add(id(run))
         done = (
             "\n".join(
                 f"    {i + 1}. {c.model} {c.agent or '-'} / {c.task or '-'} "
                 f"in={c.input_tokens} out={c.output_tokens}"
-                for i, c in enumerate(calls)
+                for i, c in enumerate(run.calls)
             )
             or "    (none finished)"
         )
-        if thread is not None:
-            _interrupt(thread)
+        for stuck_thread in stuck:
+            _interrupt(stuck_thread)
+            _unblock_read(stuck_thread)
         self.failed_gates.append("max_seconds")
-        pytest.fail(
+        message = (
             f"crewguard: the crew ran past max_seconds={self.spec.max_seconds:g} "
             f"(stopped waiting after {waited:.2f} s); the test fails now instead of hanging.\n"
             f"  LLM calls finished so far:\n{done}\n"
-            "  Where the crew was:\n" + "\n".join(stacks),
-            pytrace=False,
+            "  Where the crew was:\n" + "\n".join(stacks)
         )
+        # Raised from None: under kickoff_async this happens while handling the TimeoutError,
+        # which would otherwise be printed above the message.
+        raise pytest.fail.Exception(message, pytrace=False) from None
 
     def _finish_run(self, crew: Any, output: Any, started: float, error: BaseException | None) -> GuardedRun:
         elapsed = time.perf_counter() - started
         crew_events.flush()
         ids = self._kickoff_ids(crew)
-        kickoff_id = next((i for i in ids if i not in {r.kickoff_id for r in self._fixture_runs}), None)
+        # The kickoff this call just made is the crew's latest one: the application may have
+        # kicked off the same object before, and those runs are not this one.
+        claimed = {r.kickoff_id for r in self._fixture_runs}
+        kickoff_id = next((i for i in reversed(ids) if i not in claimed), None)
         run = self._make_run(kickoff_id, output, elapsed, error)
         self._fixture_runs.append(run)
         misses = self.recorder.misses if self.recorder else []
@@ -304,7 +417,7 @@ class CrewGuard:
         if error is not None:
             from .output_schema import crewai_output_error
 
-            problem = crewai_output_error(error)
+            problem = crewai_output_error(error, run)
             if problem:
                 self.failed_gates.append("output")
                 pytest.fail(f"crewguard: {problem}", pytrace=False)
@@ -366,8 +479,10 @@ class CrewGuard:
             ]
             end = done[0].timestamp if done and done[0].timestamp else started.timestamp
             elapsed = (end or 0.0) - (started.timestamp or 0.0)
-            runs.append(self._make_run(started.event_id, None, max(elapsed, 0.0), None))
-        order = {e.event_id: e.sequence for e in self.events.ordered("crew_kickoff_started")}
+            output = done[0].output if done else None
+            runs.append(self._make_run(started.event_id, output, max(elapsed, 0.0), None))
+        # Positions, not emission_sequence: CrewAI restarts that at every top-level kickoff.
+        order = {e.event_id: i for i, e in enumerate(self.events.ordered("crew_kickoff_started"))}
         return sorted(runs, key=lambda r: order.get(r.kickoff_id or "", 1 << 62))
 
     # -- verdicts --------------------------------------------------------------------------

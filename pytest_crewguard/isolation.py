@@ -24,13 +24,32 @@ class _Use:
     ref: Any
 
 
+def _model(llm: Any) -> str | None:
+    if isinstance(llm, str):
+        return llm
+    model = getattr(llm, "model", None)
+    return model if isinstance(model, str) and model else None
+
+
+def _kind(obj: Any) -> str:
+    # CrewAI's LLM() returns a provider class (OpenAICompletion, ...); users wrote "LLM".
+    if hasattr(obj, "agents") and hasattr(obj, "tasks"):
+        return "Crew"
+    if hasattr(obj, "role"):
+        return "Agent"
+    if hasattr(obj, "model") and callable(getattr(obj, "call", None)):
+        return "LLM"
+    return type(obj).__name__
+
+
 def describe(obj: Any) -> str:
-    """``Agent 'Researcher'``, ``LLM 'gpt-4o-mini'``, ``Crew 'crew'``."""
-    kind = type(obj).__name__
+    """``Agent 'Researcher' (model gpt-4o-mini)``, ``LLM 'gpt-4o-mini'``, ``Crew 'crew'``."""
+    kind = _kind(obj)
     for attr in ("role", "model", "name"):
         value = getattr(obj, attr, None)
         if isinstance(value, str) and value:
-            return f"{kind} {value!r}"
+            model = _model(getattr(obj, "llm", None)) if attr == "role" else None
+            return f"{kind} {value!r}" + (f" (model {model})" if model else "")
     return kind
 
 
@@ -39,8 +58,10 @@ def crew_parts(crew: Any) -> list[Any]:
     parts: list[Any] = [crew]
     for agent in getattr(crew, "agents", None) or []:
         parts.append(agent)
+        fields = getattr(agent, "__dict__", {})
         for attr in ("llm", "function_calling_llm"):
-            llm = getattr(agent, attr, None)
+            # From __dict__ when there: reading the deprecated field as an attribute warns.
+            llm = fields[attr] if attr in fields else getattr(agent, attr, None)
             if llm is not None and not isinstance(llm, str):
                 parts.append(llm)
     manager = getattr(crew, "manager_llm", None)
@@ -68,13 +89,14 @@ class UsedObjects:
 
     @staticmethod
     def _message(part: Any, use: _Use, nodeid: str) -> str:
-        where = "earlier in this test" if use.nodeid == nodeid else f"by {use.nodeid}"
+        where = f"earlier in this test ({nodeid})" if use.nodeid == nodeid else f"by {use.nodeid}"
         return (
-            f"crewguard: {use.description} was already used in a crew run {where}. CrewAI "
-            "objects keep state between kickoffs (retry budgets, token and RPM counters, "
-            "memory), so this run would depend on the one before. Build the crew, its agents "
-            "and their LLMs inside the factory you pass to crewguard.kickoff(), e.g. "
-            "crewguard.kickoff(make_crew) where make_crew() returns a new Crew every call."
+            f"crewguard: {use.description} was already used in a crew run {where}.\n"
+            "  CrewAI objects keep state between kickoffs (retry budgets, token and RPM counters, "
+            "caches, memory), so this run would depend on the one before.\n"
+            "  Fix: build the crew, its agents and their LLMs inside the factory you pass to "
+            "crewguard.kickoff(), e.g. crewguard.kickoff(make_crew) where make_crew() creates a new "
+            "Crew, Agent and LLM every call; keep none of them at module level."
         )
 
 

@@ -44,17 +44,33 @@ class LLMCall:
         return self.input_tokens + self.output_tokens
 
 
-def forced_final_answer_texts(prompt_files: Iterable[str] = ()) -> list[str]:
-    """CrewAI's forced-final-answer prompt, from its i18n files (default and custom ones)."""
-    from crewai.utilities.i18n import I18N
+_seen_force_texts: set[str] = set()
 
-    texts = {I18N().errors("force_final_answer")}
+
+def forced_final_answer_texts(prompt_files: Iterable[str] = ()) -> list[str]:
+    """CrewAI's forced-final-answer prompt, as its i18n layer gives it.
+
+    CrewAI 1.15 builds that prompt in ``crewai.utilities.agent_utils`` from the process-wide
+    ``I18N_DEFAULT`` it imported (a crew's ``prompt_file`` only reaches the hierarchical
+    manager's prompts), so the text is read from that very object: whatever translation it
+    holds is what goes on the wire. Custom prompt files are read too, in case a CrewAI version
+    starts honouring them.
+    """
+    from crewai.utilities import agent_utils, i18n
+
+    default = getattr(agent_utils, "I18N_DEFAULT", None) or i18n.I18N_DEFAULT
+    texts = {default.errors("force_final_answer")}
+    # Every text seen stays known: a test may swap the translation for its own duration, and
+    # its calls are looked at again after that (end-of-test gates, the report).
+    texts |= _seen_force_texts
     for prompt_file in prompt_files:
         try:
-            texts.add(I18N(prompt_file=prompt_file).errors("force_final_answer"))
+            texts.add(i18n.I18N(prompt_file=prompt_file).errors("force_final_answer"))
         except Exception:  # a prompt file without that entry falls back to the default text
             continue
-    return sorted(t.strip() for t in texts if t and t.strip())
+    found = {t.strip() for t in texts if t and t.strip()}
+    _seen_force_texts.update(found)
+    return sorted(found)
 
 
 def _last_user_text(request_body: Any) -> str:

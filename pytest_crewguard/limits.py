@@ -23,17 +23,20 @@ def run_violations(spec: GuardSpec, run: GuardedRun) -> list[tuple[str, str]]:
     found: list[tuple[str, str]] = []
     if not spec.allow_max_iter:
         for agent, task in run.max_iter_hits:
+            # CrewAI (1.15) adds one iteration per agent LLM call and forces the final answer
+            # once iterations >= max_iter, so the rounds before a forced answer are max_iter.
             rounds = run.iterations.get((agent, task), 0)
             tools = run.last_tool_calls(agent, task)
             lines = [
                 f"agent {agent!r} reached max_iter={rounds} on task {task!r} and CrewAI forced "
-                "a final answer (its output is whatever the model said when told to stop)."
+                "a final answer",
+                "  last tool calls:",
             ]
-            if tools:
-                lines.append("  last tool calls: " + "; ".join(tools))
+            lines += [f"    {tool}" for tool in tools] or ["    (none)"]
             lines.append(
-                "  Fix the loop (tool results the agent cannot use, a vague task), raise the "
-                "agent's max_iter, or pass allow_max_iter=True to accept forced answers."
+                "  The task's output is whatever the model said when told to stop. Fix the loop "
+                "(tool results the agent cannot use, a vague task), raise the agent's max_iter, "
+                "or pass allow_max_iter=True to accept forced answers."
             )
             found.append(("max_iter", "\n".join(lines)))
     if spec.max_iterations is not None:

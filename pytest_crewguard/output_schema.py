@@ -109,10 +109,22 @@ def validation_errors(schema: Any, data: Any) -> list[str]:
         raise ConfigError(
             f"output schema {schema_name(schema)} is not a valid JSON Schema: {err.message}"
         ) from None
-    found = sorted(
-        Draft202012Validator(schema).iter_errors(data), key=lambda e: list(map(str, e.absolute_path))
-    )
-    return [f"{field_path(list(e.absolute_path))}: {e.message}" for e in found]
+    lines: list[tuple[list[str], str]] = []
+    for error in Draft202012Validator(schema).iter_errors(data):
+        path = list(error.absolute_path)
+        if error.validator == "required" and isinstance(error.instance, dict):
+            # Name the missing field itself, as pydantic does, rather than its parent object.
+            for name in error.validator_value:
+                if name not in error.instance:
+                    lines.append(
+                        (
+                            [*map(str, path), name],
+                            f"{field_path([*path, name])}: required property is missing",
+                        )
+                    )
+            continue
+        lines.append((list(map(str, path)), f"{field_path(path)}: {error.message}"))
+    return [line for _, line in sorted(lines, key=lambda item: item[0])]
 
 
 def pydantic_errors(errors: Iterable[Any]) -> list[str]:
@@ -168,14 +180,32 @@ def check_output(run: Any, schema: Any, task: str | None = None, rootdir: Path |
     return "\n".join(lines)
 
 
-def crewai_output_error(error: BaseException) -> str | None:
-    """The failure text when CrewAI itself rejected a structured output, else ``None``."""
+# What CrewAI raises when the model's answer is empty, after its own retries.
+_EMPTY_RESPONSE = "None or empty"
+
+
+def crewai_output_error(error: BaseException, run: Any = None) -> str | None:
+    """The failure text when CrewAI itself rejected the model's output, else ``None``:
+    a structured output that does not validate, or an empty answer."""
     from pydantic import ValidationError
 
+    calls = list(getattr(run, "calls", None) or [])
+    last = calls[-1] if calls else None
+    where = f" (agent {last.agent!r} on task {last.task!r})" if last is not None and last.agent else ""
+    spent = f"; the run made {len(calls)} LLM calls, all recorded" if calls else ""
     if isinstance(error, ValidationError):
-        lines = [f"CrewAI could not build {error.title} from the model's output:"]
+        lines = [f"CrewAI could not build {error.title} from the model's output{where}{spent}:"]
         lines += [f"  {line}" for line in pydantic_errors(error.errors())]
+        whole = next((e.get("input") for e in error.errors() if isinstance(e.get("input"), dict)), None)
+        if whole is not None:
+            lines.append(f"  model output: {excerpt(json.dumps(whole, default=str))}")
         return "\n".join(lines)
     if type(error).__name__ == "ConverterError":
-        return f"CrewAI could not convert the model's output to the task's schema: {error}"
+        return f"CrewAI could not convert the model's output to the task's schema{where}{spent}: {error}"
+    if isinstance(error, ValueError) and _EMPTY_RESPONSE in str(error):
+        return (
+            f"the output is empty: the model returned an empty answer{where} and CrewAI gave up "
+            f"({error}){spent}. Check the model's replies in the cassette; a prompt that asks for "
+            "something specific (the task's expected_output) usually fixes it."
+        )
     return None

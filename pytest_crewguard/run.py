@@ -91,6 +91,7 @@ class GuardedRun:
         Schema dict or a ``.json`` schema file; the failure lists every failing field path."""
         from .output_schema import check_output
 
+        __tracebackhide__ = True  # the failure is the caller's assertion, not crewguard's code
         problem = check_output(self, schema, task=task, rootdir=self.rootdir)
         if problem:
             raise AssertionError(problem)

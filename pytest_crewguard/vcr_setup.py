@@ -7,6 +7,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from .errors import CrewguardError
 from .matching import MATCH_ON, body_matcher
 from .persister import AtomicYamlPersister, ReadableYamlSerializer
 from .scrubbing import SECRET_HEADERS, SECRET_QUERY_PARAMETERS, scrub_response
@@ -34,6 +35,23 @@ def make_vcr(record_mode: str) -> Any:
 
 @contextmanager
 def cassette(path: Path, record_mode: str) -> Iterator[Any]:
-    """Open ``path`` with vcrpy in ``record_mode``; yields the vcrpy ``Cassette``."""
+    """Open ``path`` with vcrpy in ``record_mode``; yields the vcrpy ``Cassette``.
+
+    A refused or failed write is raised only after vcrpy has removed its patches: vcrpy saves
+    before it unpatches, so an error from the save would leave every later test's HTTP
+    clients patched with this test's cassette.
+    """
+    problems: list[CrewguardError] = []
     with make_vcr(record_mode).use_cassette(str(path)) as opened:
+        save = opened._save
+
+        def save_or_keep_the_error(force: bool = False) -> None:
+            try:
+                save(force=force)
+            except CrewguardError as err:
+                problems.append(err)
+
+        opened._save = save_or_keep_the_error
         yield opened
+    if problems:
+        raise problems[0]

@@ -197,3 +197,17 @@ def test_recorded_latency_is_stored_in_a_form_plain_vcrpy_loads(pytester, provid
     cassette = vcr.cassette.Cassette.load(path=str(_cassette(pytester)))
     latency = float(cassette.responses[0]["headers"]["x-crewguard-latency-s"][0])
     assert 0.3 <= latency < 2.0
+
+
+def test_replay_needs_no_api_key(pytester, provider, monkeypatch):
+    server = provider([answer("No key needed.")])
+    pytester.makepyfile(test_crew=crew_test_file(server.openai_base_url, BODY))
+    pytester.runpytest("--crewguard-record-mode=once").assert_outcomes(passed=1)
+    server.stop()
+    monkeypatch.delenv("OPENAI_API_KEY")
+    pytester.runpytest().assert_outcomes(passed=1)
+    assert read_dump(pytester, "research")["raw"] == "No key needed."
+    # Recording still needs the real key: the placeholder is for replay only.
+    import os
+
+    assert "OPENAI_API_KEY" not in os.environ

@@ -1,0 +1,95 @@
+"""``repeat=N``: run the factory N times, each run in storage of its own, and compare the runs.
+
+A run starts clean when nothing of an earlier run reaches it: not CrewAI's storage (each run
+gets a directory of its own, so memory saved by run 1 is not recalled by run 2), not objects
+(refused by :mod:`.isolation`), and not state the application keeps in the process, which is
+what the comparison of the runs' provider requests (:mod:`.leaks`) and of their retained
+heap (:mod:`.heap`) catch.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager, nullcontext
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+from . import events as crew_events
+from .events import EventLog
+from .heap import DEFAULT_MAX_MEMORY_GROWTH, HeapMeter
+from .leaks import Call, compare_runs, report, run_calls
+from .marker import GuardSpec
+from .run import GuardedRun
+from .storage import storage_at
+from .wire import WireRecorder
+
+
+class Repeats:
+    """The runs of one ``crewguard.kickoff`` call; a no-op unless ``repeat`` > 1."""
+
+    def __init__(
+        self, spec: GuardSpec, storage_dir: Path, recorder: WireRecorder | None, events: EventLog
+    ) -> None:
+        self.spec = spec
+        self.enabled = spec.repeat > 1
+        self.storage_dir = storage_dir
+        self.recorder = recorder
+        self.events = events
+        self.heap = HeapMeter()
+        self.calls: list[list[Call]] = []
+
+    def __enter__(self) -> Repeats:
+        return self
+
+    def __exit__(
+        self, kind: type[BaseException] | None, error: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.heap.stop()
+
+    @contextmanager
+    def storage(self, number: int) -> Iterator[Path]:
+        """Run ``number``'s own CrewAI storage (the test's directory when not repeating)."""
+        if not self.enabled:
+            with nullcontext(self.storage_dir) as path:
+                yield path
+            return
+        with storage_at(self.storage_dir / f"run-{number}") as path:
+            yield path
+
+    def finished(self, run: GuardedRun) -> None:
+        """Keep what run ``run`` sent and received, then sample the heap it left behind."""
+        if not self.enabled:
+            return
+        crew_events.flush()
+        wires = list(self.recorder.calls) if self.recorder else []
+        mine = [w for w in wires if run.kickoff_id and w.scope_id("crew_kickoff_started") == run.kickoff_id]
+        self.calls.append(run_calls(mine, self.events))
+        # Tracing starts once run 1 is over: run 1 pays for CrewAI's lazy imports and caches
+        # (tracing those takes up to a minute) and is the baseline the later runs must keep to.
+        if len(self.calls) == 1:
+            self.heap.start()
+        self.heap.sample()
+
+    @property
+    def memory_limit(self) -> int:
+        limit = self.spec.max_memory_growth
+        return DEFAULT_MAX_MEMORY_GROWTH if limit is None else limit
+
+    def problems(self) -> list[tuple[str, str]]:
+        """``(gate, message)`` for runs that leaked into each other or grew the heap."""
+        if not self.enabled:
+            return []
+        found: list[tuple[str, str]] = []
+        leaks, differences = compare_runs(self.calls)
+        message = report(leaks, differences, self.spec.repeat)
+        if message:
+            found.append(("repeat", message))
+        growth = self.heap.verdict(self.memory_limit)
+        if growth:
+            found.append(("max_memory_growth", growth))
+        return found
+
+    def summary(self) -> dict[str, Any]:
+        """Numbers for tests and reports: heap samples and calls per run."""
+        return {"heap": list(self.heap.samples), "calls": [len(c) for c in self.calls]}

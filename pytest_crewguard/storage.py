@@ -1,0 +1,109 @@
+"""CrewAI storage in a directory of one test (or of one run of a repeated test).
+
+CrewAI locates storage through ``CREWAI_STORAGE_DIR`` (``crewai_core.paths.db_storage_path``),
+read again on every call by memory (LanceDB, Qdrant Edge), the task output database and flow
+state. Knowledge is the exception: ``crewai.rag.chromadb.constants`` and
+``crewai.rag.qdrant.constants`` compute ``DEFAULT_STORAGE_PATH`` once, when crewai is imported,
+and the config modules copy that value with a ``from`` import. Knowledge storage builds its
+ChromaDB client from those defaults, so without help every test's knowledge would land in
+whatever directory was current at import. The default RAG client CrewAI caches in a context
+variable is built from the same frozen path.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from .environment import STORAGE_VARIABLE
+
+# (module, sub-directory of the storage path it derives DEFAULT_STORAGE_PATH from)
+FROZEN_PATHS: tuple[tuple[str, str], ...] = (
+    ("crewai.rag.chromadb.constants", ""),
+    ("crewai.rag.chromadb.config", ""),
+    ("crewai.rag.qdrant.constants", "qdrant"),
+    ("crewai.rag.qdrant.config", "qdrant"),
+)
+_MISSING = object()
+
+
+def crewai_storage_path() -> str:
+    """Where CrewAI puts storage for the current environment (what its import would freeze)."""
+    try:
+        from crewai_core.paths import db_storage_path
+
+        return str(db_storage_path())
+    except ImportError:  # pragma: no cover - crewai_core ships with crewai
+        return os.environ.get(STORAGE_VARIABLE, "")
+
+
+def knowledge_paths() -> dict[str, str]:
+    """The frozen knowledge storage path of each loaded RAG module, for tests and messages."""
+    found: dict[str, str] = {}
+    for name, _ in FROZEN_PATHS:
+        value = getattr(sys.modules.get(name), "DEFAULT_STORAGE_PATH", None)
+        if isinstance(value, str):
+            found[name] = value
+    return found
+
+
+def _rag_context() -> Any:
+    module = sys.modules.get("crewai.rag.config.utils")
+    return getattr(module, "_rag_context", None)
+
+
+def _client_path(context: Any) -> str | None:
+    config = getattr(context, "config", None)
+    settings = getattr(config, "settings", None)
+    path = getattr(settings, "persist_directory", None)
+    if path is None:
+        options = getattr(config, "options", None)
+        path = options.get("path") if isinstance(options, dict) else getattr(options, "path", None)
+    return str(path) if path else None
+
+
+@contextmanager
+def storage_at(directory: Path) -> Iterator[Path]:
+    """Point all of CrewAI's storage at ``directory`` (absolute) until the block ends."""
+    directory = directory.resolve()
+    directory.mkdir(parents=True, exist_ok=True)
+    old_env = os.environ.get(STORAGE_VARIABLE)
+    os.environ[STORAGE_VARIABLE] = str(directory)
+    base = crewai_storage_path()
+    patched: list[tuple[Any, Any]] = []
+    frozen_before: set[str] = set()
+    for name, sub in FROZEN_PATHS:
+        module: Any = sys.modules.get(name)
+        if module is None:
+            continue  # imported later, it freezes the current (this block's) directory itself
+        old = getattr(module, "DEFAULT_STORAGE_PATH", _MISSING)
+        if isinstance(old, str):
+            frozen_before.add(old)
+        patched.append((module, old))
+        module.DEFAULT_STORAGE_PATH = os.path.join(base, sub) if sub else base
+    # A default RAG client cached by an earlier test still writes to that test's directory.
+    variable = _rag_context()
+    token = None
+    if variable is not None and _client_path(variable.get()) in frozen_before - {base}:
+        token = variable.set(None)
+    try:
+        yield directory
+    finally:
+        if token is not None and variable is not None:
+            try:
+                variable.reset(token)
+            except ValueError:  # left in another context: clear instead of restoring
+                variable.set(None)
+        for module, old in patched:
+            if old is _MISSING:
+                delattr(module, "DEFAULT_STORAGE_PATH")
+            else:
+                module.DEFAULT_STORAGE_PATH = old
+        if old_env is None:
+            os.environ.pop(STORAGE_VARIABLE, None)
+        else:
+            os.environ[STORAGE_VARIABLE] = old_env
