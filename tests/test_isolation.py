@@ -1,0 +1,294 @@
+"""Isolation between tests: each test's CrewAI storage is its own, and objects are not reused."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from pytest_crewguard.testing.scripted_provider import ReceivedRequest, Reply
+
+from .conftest import crew_test_file, read_dump
+
+CODEWORD = "PINEAPPLE-42"
+
+
+@pytest.fixture(scope="module")
+def storage_loaded(crewai_loaded: None) -> None:
+    """Import CrewAI's storage back ends in this process, before any pytester run.
+
+    pytester's in-process runs unload what they imported, and LanceDB's native module cannot
+    be initialised twice in one process.
+    """
+    import crewai.memory.storage.lancedb_storage  # noqa: F401
+    import lancedb  # noqa: F401
+
+
+def _schema(request: ReceivedRequest) -> str | None:
+    response_format = request.body.get("response_format")
+    if isinstance(response_format, dict):
+        name = (response_format.get("json_schema") or {}).get("name")
+        return str(name) if name else None
+    return None
+
+
+def memory_responder(request: ReceivedRequest) -> Reply:
+    """The crew's model and the model CrewAI memory uses to file and recall memories."""
+    prompt = request.prompt_text
+    schema = _schema(request)
+    if schema == "ExtractedMemories":
+        memories = [f"The secret codeword is {CODEWORD}."] if "Remember this" in prompt else []
+        return Reply(text=json.dumps({"memories": memories}))
+    if schema == "MemoryAnalysis":
+        metadata = {"entities": [], "dates": [], "topics": ["codeword"]}
+        analysis = {"suggested_scope": "/facts", "categories": ["facts"], "importance": 0.9}
+        return Reply(text=json.dumps(analysis | {"extracted_metadata": metadata}))
+    if schema == "QueryAnalysis":
+        return Reply(
+            text=json.dumps(
+                {
+                    "keywords": ["codeword"],
+                    "suggested_scopes": ["/"],
+                    "complexity": "simple",
+                    "recall_queries": ["secret codeword"],
+                    "time_filter": None,
+                }
+            )
+        )
+    if schema == "ConsolidationPlan":
+        return Reply(text=json.dumps({"actions": [], "insert_new": True, "insert_reason": "new"}))
+    if "Remember this" in prompt:
+        return Reply(text=f"Noted: the secret codeword is {CODEWORD}.")
+    if CODEWORD in prompt:
+        return Reply(text=f"From memory: the codeword is {CODEWORD}.")
+    return Reply(text="I do not know any codeword.")
+
+
+MEMORY_BODY = """
+import crewai_core.paths
+
+def make_memory_crew(description, base_url=BASE_URL):
+    llm = LLM(model=MODEL, base_url=base_url)
+    agent = Agent(role="Keeper", goal="Keep codewords", backstory="Remembers things", llm=llm)
+    task = Task(name="codeword", description=description, expected_output="The codeword", agent=agent)
+    embedder = {"provider": "openai",
+                "config": {"model_name": "text-embedding-3-small", "api_base": base_url}}
+    return Crew(agents=[agent], tasks=[task], memory=True, embedder=embedder)
+
+
+def storage(crewguard, crew_factory, name, **extra):
+    crew = crew_factory()
+    info = {"fixture_dir": str(crewguard.storage_dir),
+            "env": os.environ["CREWAI_STORAGE_DIR"],
+            "memory_dir": str(crew._memory._storage._path),
+            "task_db": crew._task_output_handler.storage.db_path,
+            "crewai_path": crewai_core.paths.db_storage_path(), **extra}
+    with open(os.path.join(os.path.dirname(__file__), name + ".json"), "w") as f:
+        json.dump(info, f)
+    return crew
+
+
+@pytest.mark.crewguard
+def test_first(crewguard):
+    crewguard.kickoff(lambda: storage(crewguard, lambda: make_memory_crew(
+        "Remember this: the secret codeword is {codeword}"), "first"), inputs={"codeword": "PINEAPPLE-42"})
+    # The same test recalls what it stored: memory works within a test.
+    run = crewguard.kickoff(lambda: make_memory_crew("What is the secret codeword?"))
+    assert "PINEAPPLE-42" in run.output.raw
+
+
+@pytest.mark.crewguard(repeat=2)
+def test_repeated(crewguard):
+    # Each run of a repeated test has storage of its own: run 2 does not recall run 1.
+    dirs = []
+
+    def factory():
+        crew = make_memory_crew("Remember this: the secret codeword is {codeword}")
+        dirs.append(str(crew._memory._storage._path))
+        return crew
+
+    crewguard.kickoff(factory, inputs={"codeword": "PINEAPPLE-42"})
+    with open(os.path.join(os.path.dirname(__file__), "repeated.json"), "w") as f:
+        json.dump({"dirs": dirs, "fixture_dir": str(crewguard.storage_dir)}, f)
+
+
+@pytest.mark.crewguard
+def test_second(crewguard):
+    # A provider of its own, so the outer test sees exactly what this test sent.
+    run = crewguard.kickoff(lambda: storage(crewguard, lambda: make_memory_crew(
+        "What is the secret codeword?", SECOND_URL), "second"))
+    assert run.output.raw == "I do not know any codeword."
+"""
+
+
+def _interactions(pytester: pytest.Pytester, name: str) -> list[dict[str, Any]]:
+    path = Path(pytester.path) / "cassettes" / "test_crew" / f"{name}.yaml"
+    data = yaml.safe_load(path.read_text())
+    return list(data["interactions"])
+
+
+def test_memory_of_one_test_is_not_recalled_in_the_next(pytester, provider, storage_loaded):
+    server = provider(memory_responder)
+    second_server = provider(memory_responder)
+    source = crew_test_file(server.openai_base_url, MEMORY_BODY).replace(
+        "MODEL = ", f"SECOND_URL = {second_server.openai_base_url!r}\nMODEL = "
+    )
+    pytester.makepyfile(test_crew=source)
+    # One session, as in a real run: test_first stores the codeword, then test_second asks.
+    pytester.runpytest("--crewguard-record-mode=once").assert_outcomes(passed=3)
+
+    # What the providers were sent: test_first's second crew got the codeword back from
+    # memory (memory is on and works), test_second searched memory but never saw it.
+    assert any("Relevant memories" in r.prompt_text and CODEWORD in r.prompt_text for r in server.requests)
+    assert any(r.path.endswith("/embeddings") for r in second_server.requests)
+    assert any(r.path.endswith("/chat/completions") for r in second_server.requests)
+    assert not any(CODEWORD in json.dumps(r.body) for r in second_server.requests)
+
+    first, second = read_dump(pytester, "first"), read_dump(pytester, "second")
+    for info in (first, second):
+        assert info["env"] == info["fixture_dir"] == info["crewai_path"]
+        assert info["memory_dir"] == str(Path(info["fixture_dir"]) / "memory")
+        assert info["task_db"] == str(Path(info["fixture_dir"]) / "latest_kickoff_task_outputs.db")
+    assert first["fixture_dir"] != second["fixture_dir"]
+    assert first["fixture_dir"].endswith("test_crew.py_test_first")
+    assert second["fixture_dir"].endswith("test_crew.py_test_second")
+
+    # The cassettes say the same: test_second's recording holds no trace of the codeword.
+    assert CODEWORD in json.dumps(_interactions(pytester, "test_first"))
+    assert CODEWORD not in json.dumps(_interactions(pytester, "test_second"))
+
+    server.stop()
+    second_server.stop()
+    repeated = read_dump(pytester, "repeated")
+    assert repeated["dirs"] == [str(Path(repeated["fixture_dir"]) / f"run-{n}" / "memory") for n in (1, 2)]
+    pytester.runpytest().assert_outcomes(passed=3)  # replayed offline
+    replayed_first, replayed_second = read_dump(pytester, "first"), read_dump(pytester, "second")
+    assert replayed_first["fixture_dir"] != replayed_second["fixture_dir"]
+    assert Path(replayed_second["memory_dir"]).parent == Path(replayed_second["fixture_dir"])
+
+
+KNOWLEDGE_BODY = """
+import sys
+from crewai.knowledge.source.string_knowledge_source import StringKnowledgeSource
+
+def make_knowledge_crew(fact):
+    embedder = {"provider": "openai",
+                "config": {"model_name": "text-embedding-3-small", "api_base": BASE_URL}}
+    agent = Agent(role="Librarian", goal="Answer from the library", backstory="Knows the library",
+                  llm=make_llm())
+    task = Task(name="lookup", description="What does the library say about the vault?",
+                expected_output="The fact", agent=agent)
+    return Crew(agents=[agent], tasks=[task], embedder=embedder,
+                knowledge_sources=[StringKnowledgeSource(content=fact)])
+
+
+def check(crewguard, fact, name):
+    crew = make_knowledge_crew(fact)
+    client = crew.knowledge.storage._client.client
+    info = {"fixture_dir": str(crewguard.storage_dir),
+            "persist_dir": client.get_settings().persist_directory,
+            "default": sys.modules["crewai.rag.chromadb.config"].DEFAULT_STORAGE_PATH,
+            "files": sorted(os.listdir(crewguard.storage_dir))}
+    with open(os.path.join(os.path.dirname(__file__), name + ".json"), "w") as f:
+        json.dump(info, f)
+    return crew
+
+
+@pytest.mark.crewguard
+def test_first(crewguard):
+    crewguard.kickoff(lambda: check(crewguard, "The vault code of the first test is AMBER-7.", "first"))
+
+
+@pytest.mark.crewguard
+def test_second(crewguard):
+    crewguard.kickoff(lambda: check(crewguard, "The vault code of the second test is TEAL-9.", "second"))
+"""
+
+
+def test_knowledge_storage_frozen_at_import_is_per_test_too(pytester, provider, storage_loaded):
+    import crewai.rag.chromadb.config as chroma_config
+
+    frozen = chroma_config.DEFAULT_STORAGE_PATH  # where this process imported crewai
+    server = provider(lambda request: Reply(text="The vault code is in the library."))
+    pytester.makepyfile(test_crew=crew_test_file(server.openai_base_url, KNOWLEDGE_BODY))
+    pytester.runpytest("--crewguard-record-mode=once").assert_outcomes(passed=2)
+
+    first, second = read_dump(pytester, "first"), read_dump(pytester, "second")
+    for info in (first, second):
+        # CrewAI would have used ``frozen`` for every test; each test got its own directory.
+        assert info["persist_dir"] == info["default"] == info["fixture_dir"] != frozen
+        assert "chroma.sqlite3" in info["files"]
+    assert first["fixture_dir"] != second["fixture_dir"]
+    assert chroma_config.DEFAULT_STORAGE_PATH == frozen  # put back after the tests
+
+    # The knowledge found for test_second's prompt is its own, not test_first's.
+    prompts = [r.prompt_text for r in server.llm_requests if "vault" in r.prompt_text]
+    assert any("TEAL-9" in p for p in prompts)
+    assert any("AMBER-7" in p for p in prompts)
+    assert not any("TEAL-9" in p and "AMBER-7" in p for p in prompts)
+    assert "AMBER-7" not in json.dumps(_interactions(pytester, "test_second"))
+
+    server.stop()
+    pytester.runpytest().assert_outcomes(passed=2)
+    assert read_dump(pytester, "second")["persist_dir"] == read_dump(pytester, "second")["fixture_dir"]
+
+
+REUSE_BODY = """
+SHARED_AGENT = Agent(role="Researcher", goal="Research", backstory="Expert", llm=make_llm())
+SHARED_LLM = make_llm()
+
+
+def crew_with_shared_agent():
+    task = Task(name="research", description="Research {topic}", expected_output="A summary",
+                agent=SHARED_AGENT)
+    return Crew(agents=[SHARED_AGENT], tasks=[task])
+
+
+def crew_with_shared_llm():
+    agent = Agent(role="Writer", goal="Write", backstory="Writer", llm=SHARED_LLM)
+    task = Task(name="write", description="Write about {topic}", expected_output="Text", agent=agent)
+    return Crew(agents=[agent], tasks=[task])
+
+
+@pytest.mark.crewguard
+def test_a(crewguard):
+    crewguard.kickoff(crew_with_shared_agent, inputs={"topic": "AI"})
+
+
+@pytest.mark.crewguard
+def test_b(crewguard):
+    crewguard.kickoff(crew_with_shared_agent, inputs={"topic": "AI"})
+
+
+@pytest.mark.crewguard(repeat=2)
+def test_repeat(crewguard):
+    crewguard.kickoff(crew_with_shared_llm, inputs={"topic": "AI"})
+"""
+
+
+def test_objects_used_by_an_earlier_run_are_refused(pytester, provider):
+    server = provider(lambda request: Reply(text="A short summary."))
+    pytester.makepyfile(test_crew=crew_test_file(server.openai_base_url, REUSE_BODY))
+    result = pytester.runpytest("--crewguard-record-mode=once")
+    result.assert_outcomes(passed=1, failed=2)
+    result.stdout.fnmatch_lines(
+        [
+            "*_ test_b _*",
+            "crewguard: Agent 'Researcher' (model gpt-4o-mini) was already used in a crew run "
+            "by test_crew.py::test_a.",
+            "*CrewAI objects keep state between kickoffs*",
+            "*Fix: build the crew, its agents and their LLMs inside the factory*",
+        ]
+    )
+    result.stdout.fnmatch_lines(
+        [
+            "*_ test_repeat _*",
+            "crewguard: LLM 'gpt-4o-mini' was already used in a crew run earlier in this "
+            "test (test_crew.py::test_repeat).",
+        ]
+    )
+    # Refused before it ran: test_b sent nothing, test_repeat's second run sent nothing.
+    assert len(server.llm_requests) == 2
