@@ -64,6 +64,10 @@ def test_anthropic_crew_records_and_replays(pytester, provider):
     # claude-haiku-4-5: $1 per million input tokens, $5 per million output tokens.
     assert data["cost"] == pytest.approx(1000 * 1 / 1e6 + 100 * 5 / 1e6)
     assert data["calls"][0]["provider"] == "anthropic"
+    # CrewAI's token-count preflight is kept in the cassette (replay needs it) but is not a call.
+    uris = [i["request"]["uri"] for i in yaml.safe_load(_cassette(pytester).read_text())["interactions"]]
+    assert [u.rsplit("/v1/", 1)[1] for u in uris] == ["messages/count_tokens", "messages"]
+    assert data["llm_calls"] == 1
 
 
 def test_changed_prompt_fails_fast_with_diff_and_rerecord_command(pytester, provider):
@@ -211,3 +215,43 @@ def test_replay_needs_no_api_key(pytester, provider, monkeypatch):
     import os
 
     assert "OPENAI_API_KEY" not in os.environ
+
+
+APP_THREAD_BODY = """
+import threading
+
+job_store = {}
+
+
+def run_research_job(job_id, topic):
+    # The application's own code, as in a FastAPI BackgroundTasks handler.
+    result = make_crew().kickoff(inputs={"topic": topic})
+    job_store[job_id] = {"status": "complete", "result": str(result)}
+
+
+@pytest.mark.crewguard(max_llm_calls=LIMIT)
+def test_endpoint():
+    worker = threading.Thread(target=run_research_job, args=("job-1", "AI agents"))
+    worker.start()
+    worker.join()
+    assert job_store["job-1"]["status"] == "complete"
+"""
+
+
+def test_the_marker_alone_guards_kickoffs_made_by_application_threads(pytester, provider):
+    server = provider([answer("Background answer.")])
+    pytester.makepyfile(
+        test_crew=crew_test_file(server.openai_base_url, APP_THREAD_BODY.replace("LIMIT", "1"))
+    )
+    pytester.runpytest("--crewguard-record-mode=once").assert_outcomes(passed=1)
+    server.stop()
+    replayed = pytester.runpytest()
+    replayed.assert_outcomes(passed=1)
+    replayed.stdout.fnmatch_lines(["*test_crew.py::test_endpoint*1 * 1200 * 300 * $0.000360*passed*"])
+    # The same run under a tighter limit fails, though the test never touched the fixture.
+    pytester.makepyfile(
+        test_crew=crew_test_file(server.openai_base_url, APP_THREAD_BODY.replace("LIMIT", "0"))
+    )
+    limited = pytester.runpytest()
+    limited.assert_outcomes(failed=1)
+    limited.stdout.fnmatch_lines(["*1 LLM calls are over max_llm_calls=0*"])
