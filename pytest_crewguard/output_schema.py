@@ -170,7 +170,13 @@ def check_output(run: Any, schema: Any, task: str | None = None, rootdir: Path |
             "that the agent does not stop early."
         )
     if isinstance(data, _NotJson):
-        return f"{what} is not JSON ({data.reason}), so it cannot match {name}.\n  raw output: {excerpt(raw)}"
+        if isinstance(resolved, dict) and resolved.get("type") == "string":
+            data = raw  # a text task checked against a string schema (pattern, minLength...)
+        else:
+            return (
+                f"{what} is not JSON ({data.reason}), so it cannot match {name}.\n"
+                f"  raw output: {excerpt(raw)}"
+            )
     problems = validation_errors(resolved, data)
     if not problems:
         return None

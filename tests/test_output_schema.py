@@ -265,3 +265,21 @@ def test_crewai_rejecting_the_output_fails_with_field_paths_and_keeps_the_calls(
     replayed.stdout.fnmatch_lines(
         ["*test_crew.py::test_crewai_rejects *3 *360 *90 *$0.000108 *FAILED output"]
     )
+
+
+def test_plain_text_output_checks_against_a_string_schema(crewai_loaded):
+    from crewai.crews.crew_output import CrewOutput
+
+    from pytest_crewguard.output_schema import check_output
+    from pytest_crewguard.run import GuardedRun
+
+    def run(raw: str) -> GuardedRun:
+        return GuardedRun(output=CrewOutput(raw=raw), calls=[], elapsed_s=0.0, projected_s=None)
+
+    schema = {"type": "string", "minLength": 10, "pattern": "^Agents"}
+    assert check_output(run("Agents plan and act."), schema) is None
+    problem = check_output(run("Short"), schema)
+    assert problem is not None
+    assert "(root): 'Short' is too short" in problem and "does not match '^Agents'" in problem
+    # Any other schema still needs JSON.
+    assert "is not JSON" in (check_output(run("Agents plan."), {"type": "object"}) or "")
