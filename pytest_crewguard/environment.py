@@ -7,6 +7,7 @@ the first-run prompt (which can block for 20 s on a terminal). Storage is locate
 
 from __future__ import annotations
 
+import hashlib
 import os
 import re
 from collections.abc import Iterator
@@ -49,8 +50,10 @@ def restore_environment(saved: dict[str, str | None]) -> None:
 
 def test_storage_dir(session_storage: Path, nodeid: str) -> Path:
     """The storage directory of one test: a sub-directory of the session's, named for it."""
-    safe = re.sub(r"[^A-Za-z0-9_.-]+", "_", nodeid).strip("_")[:120] or "test"
-    path = (session_storage / safe).resolve()
+    safe = re.sub(r"[^A-Za-z0-9_.-]+", "_", nodeid).strip("_")[:100] or "test"
+    # Distinct node ids can sanitise to one name (`t[a/b]`, `t[a b]`): the hash keeps them apart.
+    digest = hashlib.sha1(nodeid.encode()).hexdigest()[:8]
+    path = (session_storage / f"{safe}-{digest}").resolve()
     path.mkdir(parents=True, exist_ok=True)
     return path
 

@@ -15,10 +15,6 @@ class CassetteError(CrewguardError):
     """A cassette that cannot be read or must not be written (corrupt, holds a secret)."""
 
 
-class UnpricedModelError(CrewguardError):
-    """A cost gate is set but a model of the run has no price."""
-
-
 class CassetteMiss(BaseException):
     """A request in replay that the cassette cannot answer.
 

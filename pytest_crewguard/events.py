@@ -2,9 +2,10 @@
 
 CrewAI runs event handlers on a thread pool, out of order, and swallows their exceptions. The
 handlers here therefore only copy the few fields crewguard needs into a plain record, under a
-lock; everything is read after ``crewai_event_bus.flush()``, ordered by ``emission_sequence``.
-Handlers are registered once per process (the bus is a singleton) and write to whichever
-:class:`EventLog` is active, so importing this module is what imports crewai.
+lock; everything is read after ``crewai_event_bus.flush()``, ordered by kickoff, then by
+``emission_sequence`` (which CrewAI restarts at every kickoff). Handlers are registered once
+per process (the bus is a singleton), when a log is first activated, and write to whichever
+:class:`EventLog` is active.
 """
 
 from __future__ import annotations

@@ -172,7 +172,7 @@ class CrewGuard:
         self._stack = ExitStack()
         self.events = EventLog()
         self.recorder: WireRecorder | None = None
-        self.refused: list[str] = []
+        self._ledger: tuple[tuple[int, int, tuple[str, ...]], list[LLMCall]] | None = None
         self.storage_dir: Path = storage_root  # the test's own directory once started
         self.repeat_summaries: list[Callable[[], dict[str, Any]]] = []  # per kickoff call
         self.failed_gates: list[str] = []
@@ -181,6 +181,14 @@ class CrewGuard:
     # -- lifecycle (driven by the plugin) --------------------------------------------------
 
     def start(self) -> None:
+        """Enter the test's storage, event log and cassette; undone by :meth:`close`."""
+        try:
+            self._enter()
+        except BaseException:
+            self._stack.close()  # a half-started guard must not leave patches behind
+            raise
+
+    def _enter(self) -> None:
         from . import vcr_setup
 
         self.storage_dir = self._stack.enter_context(
@@ -197,8 +205,9 @@ class CrewGuard:
             record_mode=self.record_mode,
             cassette_path=self._display(self.cassette_path),
         )
-        if self.record_mode == "none":
-            self.refused = self._stack.enter_context(network_blocked())
+        # `none`, and `once` with an existing cassette: nothing may reach the network.
+        if cassette.write_protected:
+            self._stack.enter_context(network_blocked())
             self._stack.enter_context(placeholder_keys())
             self._stack.enter_context(shared_tls_context())
 
@@ -286,8 +295,11 @@ class CrewGuard:
                 output = await asyncio.wait_for(call, self.spec.max_seconds)
             else:
                 output = await call
-        except TimeoutError:
-            self._fail_timeout(crew, started, None)
+        except TimeoutError as err:
+            if self.spec.max_seconds is None:  # the crew's own timeout, not ours
+                error = err
+            else:
+                self._fail_timeout(crew, started, None)
         except BaseException as err:
             error = err
         return self._finish_run(crew, output, started, error)
@@ -463,7 +475,13 @@ class CrewGuard:
         if self.recorder is None:
             return []
         force = forced_final_answer_texts(self._prompt_files) if "crewai" in sys.modules else []
-        return build_calls(list(self.recorder.calls), self.events, self.session.prices, force)
+        # The ledger only changes when an exchange or an event arrives; it is read after every
+        # kickoff and by every property, so it is built once per change.
+        key = (len(self.recorder.calls), len(self.events.records), tuple(force))
+        if self._ledger is None or self._ledger[0] != key:
+            calls = build_calls(list(self.recorder.calls), self.events, self.session.prices, force)
+            self._ledger = (key, calls)
+        return list(self._ledger[1])
 
     def _all_runs(self) -> list[GuardedRun]:
         """Fixture runs plus kickoffs the application made itself, in start order."""

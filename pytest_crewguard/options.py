@@ -11,7 +11,7 @@ import pytest
 from .errors import ConfigError
 from .marker import RECORD_MODES
 
-# (option, ini key, help). The ini key is the option's name with underscores.
+# (option, help). The ini key is the option's name with underscores: crewguard_record_mode.
 OPTIONS: tuple[tuple[str, str], ...] = (
     ("record-mode", f"record mode: {', '.join(RECORD_MODES)} (default none: replay only, network blocked)"),
     ("cassette-dir", "cassette directory, relative to the rootdir (default cassettes)"),

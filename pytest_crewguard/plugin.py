@@ -159,8 +159,10 @@ def crewguard(request: pytest.FixtureRequest) -> Iterator[CrewGuard]:
     try:
         yield guard
     finally:
-        _session(config).add(guard.record())
-        problem = guard.close()
+        try:
+            _session(config).add(guard.record())
+        finally:
+            problem = guard.close()
         if problem:
             pytest.fail(problem, pytrace=False)
 
@@ -191,6 +193,8 @@ def pytest_runtest_makereport(
         outcome = "failed" if report.when == "call" else "error"
         guard.outcome = outcome
         item.config.stash[_session_key].fail(item.nodeid, outcome)
+    if report.when == "teardown" and _guard_key in item.stash:
+        del item.stash[_guard_key]  # its record is in the session; free the bodies and events
     return report
 
 

@@ -41,16 +41,6 @@ def crewai_storage_path() -> str:
         return os.environ.get(STORAGE_VARIABLE, "")
 
 
-def knowledge_paths() -> dict[str, str]:
-    """The frozen knowledge storage path of each loaded RAG module, for tests and messages."""
-    found: dict[str, str] = {}
-    for name, _ in FROZEN_PATHS:
-        value = getattr(sys.modules.get(name), "DEFAULT_STORAGE_PATH", None)
-        if isinstance(value, str):
-            found[name] = value
-    return found
-
-
 def _rag_context() -> Any:
     module = sys.modules.get("crewai.rag.config.utils")
     return getattr(module, "_rag_context", None)

@@ -7,7 +7,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from .errors import CrewguardError
+from .errors import CassetteError, CrewguardError
 from .matching import MATCH_ON, body_matcher
 from .persister import AtomicYamlPersister, ReadableYamlSerializer
 from .scrubbing import SECRET_HEADERS, SECRET_QUERY_PARAMETERS, scrub_response
@@ -50,6 +50,8 @@ def cassette(path: Path, record_mode: str) -> Iterator[Any]:
                 save(force=force)
             except CrewguardError as err:
                 problems.append(err)
+            except OSError as err:
+                problems.append(CassetteError(f"crewguard could not write cassette {path}: {err}"))
 
         opened._save = save_or_keep_the_error
         yield opened

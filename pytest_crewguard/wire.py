@@ -9,6 +9,7 @@ cassette as a response header, which plain vcrpy loads and replays like any othe
 
 from __future__ import annotations
 
+import contextvars
 import sys
 import threading
 import time
@@ -88,7 +89,10 @@ class WireRecorder:
         self.calls: list[WireCall] = []
         self.misses: list[str] = []
         self._lock = threading.Lock()
-        self._started = threading.local()
+        # Per thread and per asyncio task: concurrent async requests share a thread.
+        self._started: contextvars.ContextVar[float | None] = contextvars.ContextVar(
+            "crewguard_request_started", default=None
+        )
         self._install()
 
     # vcrpy calls can_play_response_for first for every request, then play_response (replay)
@@ -100,7 +104,7 @@ class WireRecorder:
         append = cassette.append
 
         def can_play_response_for(request: Any) -> bool:
-            self._started.at = time.perf_counter()
+            self._started.set(time.perf_counter())
             ok = bool(can_play(request))
             if not ok and cassette.write_protected and cassette.filter_request(request):
                 self._miss(request)
@@ -113,7 +117,7 @@ class WireRecorder:
             return response
 
         def append_(request: Any, response: Any) -> None:
-            started = getattr(self._started, "at", None)
+            started = self._started.get()
             latency = time.perf_counter() - started if started is not None else None
             if latency is not None:
                 headers = dict(response.get("headers") or {})
