@@ -192,6 +192,27 @@ def test_corrupt_cassette_is_one_error_naming_the_file(pytester, provider):
     assert server.requests == []
 
 
+AFTER_A_BROKEN_START = """
+
+def test_after():
+    # The test that failed to start left nothing behind: no patched sockets, no storage of its own.
+    import socket
+    from pytest_crewguard import network
+
+    assert socket.socket.connect is network._original_connect
+    assert "test_research" not in os.environ["CREWAI_STORAGE_DIR"]
+"""
+
+
+def test_a_guard_that_fails_to_start_leaves_nothing_behind(pytester, provider):
+    server = provider([answer("ok")])
+    pytester.makepyfile(test_crew=crew_test_file(server.openai_base_url, BODY + AFTER_A_BROKEN_START))
+    path = _cassette(pytester)
+    path.parent.mkdir(parents=True)
+    path.write_text("interactions: [\n")
+    pytester.runpytest().assert_outcomes(errors=1, passed=1)
+
+
 def test_recorded_latency_is_stored_in_a_form_plain_vcrpy_loads(pytester, provider):
     import vcr
 
