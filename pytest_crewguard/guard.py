@@ -24,7 +24,7 @@ from .environment import placeholder_keys, test_storage_dir
 from .errors import CassetteMiss, CrewguardError
 from .events import EventLog
 from .isolation import ReusedObjectError, UsedObjects
-from .ledger import LLMCall, build_calls, forced_final_answer_texts
+from .ledger import LLMCall, build_calls, forced_final_answer_texts, total_cost
 from .limits import run_violations, total_violations
 from .marker import GuardSpec
 from .network import network_blocked
@@ -244,7 +244,7 @@ class CrewGuard:
 
     @property
     def cost(self) -> float:
-        return round(sum(c.cost for c in self.calls if c.cost is not None), 10)
+        return total_cost(self.calls)
 
     @property
     def tokens(self) -> int:

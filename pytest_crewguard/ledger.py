@@ -44,6 +44,16 @@ class LLMCall:
         return self.input_tokens + self.output_tokens
 
 
+def total_cost(calls: Iterable[LLMCall]) -> float:
+    """USD cost of the priced calls (unpriced ones are listed by :func:`unpriced_models`)."""
+    return round(sum(c.cost for c in calls if c.cost is not None), 10)
+
+
+def unpriced_models(calls: Iterable[LLMCall]) -> list[str]:
+    """Models among ``calls`` that have no price: never counted as $0."""
+    return sorted({c.model or "(unknown model)" for c in calls if c.cost is None})
+
+
 _seen_force_texts: set[str] = set()
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from .ledger import LLMCall
+from .ledger import LLMCall, total_cost, unpriced_models
 from .marker import GuardSpec
 from .run import GuardedRun
 
@@ -91,8 +91,8 @@ def total_violations(spec: GuardSpec, calls: Sequence[LLMCall]) -> list[tuple[st
     """``(gate, message)`` for each limit the test's calls, all runs together, crossed."""
     found: list[tuple[str, str]] = []
     if spec.max_cost is not None:
-        unpriced = sorted({c.model or "(unknown model)" for c in calls if c.cost is None})
-        cost = round(sum(c.cost for c in calls if c.cost is not None), 10)
+        unpriced = unpriced_models(calls)
+        cost = total_cost(calls)
         if unpriced:
             found.append(("unpriced", unpriced_message(unpriced, f"max_cost={usd(spec.max_cost)}")))
         elif cost > spec.max_cost:

@@ -16,6 +16,7 @@ import pytest
 
 from .environment import prepare_crewai_environment, restore_environment
 from .errors import ConfigError, CrewguardError
+from .isolation import UsedObjects
 from .marker import spec_from_marker
 from .options import Settings, add_options, settings_from_config
 from .pricing import PriceTable
@@ -32,6 +33,7 @@ _storage_key = pytest.StashKey[Path]()
 _guard_key = pytest.StashKey["CrewGuard"]()
 _saved_env_key = pytest.StashKey[dict[str, str | None]]()
 _prices_key = pytest.StashKey[PriceTable]()
+_used_key = pytest.StashKey[UsedObjects]()
 _baseline_key = pytest.StashKey[tuple[dict[str, Any] | None, list["Threshold"]]]()
 
 
@@ -132,7 +134,6 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 def crewguard(request: pytest.FixtureRequest) -> Iterator[CrewGuard]:
     """Kick off crews inside the test's cassette and under its ``crewguard`` marker limits."""
     from .guard import CrewGuard
-    from .isolation import UsedObjects
 
     config = request.config
     marker = request.node.get_closest_marker(MARKER)
@@ -141,14 +142,14 @@ def crewguard(request: pytest.FixtureRequest) -> Iterator[CrewGuard]:
         if marker
         else spec_from_marker((), {}, "")
     )
-    if not hasattr(config, "_crewguard_used"):
-        config._crewguard_used = UsedObjects()  # type: ignore[attr-defined]
+    if _used_key not in config.stash:
+        config.stash[_used_key] = UsedObjects()
     guard = CrewGuard(
         spec=spec,
         nodeid=request.node.nodeid,
         settings=config.stash[_settings_key],
         session=_session(config),
-        used=config._crewguard_used,  # type: ignore[attr-defined]
+        used=config.stash[_used_key],
         storage_root=config.stash[_storage_key],
     )
     try:

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from .events import EventRecord
-from .ledger import LLMCall
+from .ledger import LLMCall, total_cost, unpriced_models
 
 AgentTask = tuple[str | None, str | None]
 
@@ -39,12 +39,12 @@ class GuardedRun:
     @property
     def cost(self) -> float:
         """Estimated USD cost of the priced calls (see :attr:`unpriced_models`)."""
-        return round(sum(c.cost for c in self.calls if c.cost is not None), 10)
+        return total_cost(self.calls)
 
     @property
     def unpriced_models(self) -> list[str]:
         """Models of this run that have no price: their calls are not in :attr:`cost`."""
-        return sorted({c.model or "(unknown model)" for c in self.calls if c.cost is None})
+        return unpriced_models(self.calls)
 
     @property
     def tokens(self) -> int:

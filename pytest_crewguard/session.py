@@ -6,7 +6,7 @@ import threading
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
-from .ledger import LLMCall
+from .ledger import LLMCall, total_cost, unpriced_models
 from .pricing import PriceTable
 from .run import GuardedRun
 
@@ -50,8 +50,8 @@ class TestRecord:
             llm_calls=len(calls),
             input_tokens=sum(c.input_tokens for c in calls),
             output_tokens=sum(c.output_tokens for c in calls),
-            cost=round(sum(c.cost for c in calls if c.cost is not None), 10),
-            unpriced_models=sorted({c.model or "(unknown model)" for c in calls if c.cost is None}),
+            cost=total_cost(calls),
+            unpriced_models=unpriced_models(calls),
             max_iterations=max((n for r in runs for n in r.iterations.values()), default=0),
             max_iter_hits=sum(len(r.max_iter_hits) for r in runs),
             elapsed_s=sum(r.elapsed_s for r in runs),
