@@ -89,13 +89,17 @@ class AtomicYamlPersister:
         path = Path(cassette_path)
         data = serialize(cassette_dict, serializer)
         refuse_secrets(str(path), data)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        # Write beside the target, then rename over it: readers never see half a cassette.
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as handle:
-                handle.write(data)
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        atomic_write(path, data)
+
+
+def atomic_write(path: Path, text: str) -> None:
+    """Write beside the target, then rename over it: readers never see half a file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise

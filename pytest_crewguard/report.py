@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -103,8 +101,6 @@ def report_data(session: CrewguardSession) -> dict[str, Any]:
 
 def write_report(session: CrewguardSession, path: Path) -> None:
     """Write the JSON report atomically."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    with os.fdopen(fd, "w", encoding="utf-8") as handle:
-        json.dump(report_data(session), handle, indent=2, sort_keys=True)
-    os.replace(tmp, path)
+    from .persister import atomic_write
+
+    atomic_write(path, json.dumps(report_data(session), indent=2, sort_keys=True))
