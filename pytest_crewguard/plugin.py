@@ -17,7 +17,7 @@ import pytest
 from .environment import prepare_crewai_environment, restore_environment
 from .errors import ConfigError, CrewguardError
 from .isolation import UsedObjects
-from .marker import spec_from_marker
+from .marker import GuardSpec, spec_from_marker
 from .options import Settings, add_options, settings_from_config
 from .pricing import PriceTable
 
@@ -34,6 +34,7 @@ _guard_key = pytest.StashKey["CrewGuard"]()
 _saved_env_key = pytest.StashKey[dict[str, str | None]]()
 _prices_key = pytest.StashKey[PriceTable]()
 _used_key = pytest.StashKey[UsedObjects]()
+_spec_key = pytest.StashKey[GuardSpec]()
 _baseline_key = pytest.StashKey[tuple[dict[str, Any] | None, list["Threshold"]]]()
 
 
@@ -123,11 +124,14 @@ def _session(config: pytest.Config) -> CrewguardSession:
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     # Bad marker arguments stop the run at collection, like an unknown option would.
     for item in items:
+        specs = []
         for marker in item.iter_markers(MARKER):
             try:
-                spec_from_marker(marker.args, dict(marker.kwargs), item.nodeid)
+                specs.append(spec_from_marker(marker.args, dict(marker.kwargs), item.nodeid))
             except CrewguardError as err:
                 raise pytest.UsageError(f"crewguard: {err}") from None
+        if specs:
+            item.stash[_spec_key] = specs[0]  # the closest marker wins, as with get_closest_marker
 
 
 @pytest.fixture
@@ -136,12 +140,7 @@ def crewguard(request: pytest.FixtureRequest) -> Iterator[CrewGuard]:
     from .guard import CrewGuard
 
     config = request.config
-    marker = request.node.get_closest_marker(MARKER)
-    spec = (
-        spec_from_marker(marker.args, dict(marker.kwargs), request.node.nodeid)
-        if marker
-        else spec_from_marker((), {}, "")
-    )
+    spec = request.node.stash.get(_spec_key, None) or GuardSpec()
     if _used_key not in config.stash:
         config.stash[_used_key] = UsedObjects()
     guard = CrewGuard(
@@ -171,7 +170,7 @@ def crewguard(request: pytest.FixtureRequest) -> Iterator[CrewGuard]:
 @pytest.fixture(autouse=True)
 def _crewguard_marker(request: pytest.FixtureRequest) -> None:
     # The marker alone guards a test: kickoffs made by the application's own code count too.
-    if request.node.get_closest_marker(MARKER) is not None:
+    if _spec_key in request.node.stash:
         request.getfixturevalue("crewguard")
 
 
