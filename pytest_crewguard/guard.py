@@ -487,20 +487,20 @@ class CrewGuard:
         """Fixture runs plus kickoffs the application made itself, in start order."""
         known = {r.kickoff_id for r in self._fixture_runs}
         runs = list(self._fixture_runs)
-        for started in self.events.ordered("crew_kickoff_started"):
+        starts = self.events.ordered("crew_kickoff_started")
+        ends: dict[str | None, Any] = {}
+        for end_event in self.events.ordered("crew_kickoff_completed", "crew_kickoff_failed"):
+            ends.setdefault(end_event.started_id, end_event)
+        for started in starts:
             if started.event_id in known:
                 continue
-            done = [
-                e
-                for e in self.events.ordered("crew_kickoff_completed", "crew_kickoff_failed")
-                if e.started_id == started.event_id
-            ]
-            end = done[0].timestamp if done and done[0].timestamp else started.timestamp
+            done = ends.get(started.event_id)
+            end = done.timestamp if done is not None and done.timestamp else started.timestamp
             elapsed = (end or 0.0) - (started.timestamp or 0.0)
-            output = done[0].output if done else None
+            output = done.output if done is not None else None
             runs.append(self._make_run(started.event_id, output, max(elapsed, 0.0), None))
         # Positions, not emission_sequence: CrewAI restarts that at every top-level kickoff.
-        order = {e.event_id: i for i, e in enumerate(self.events.ordered("crew_kickoff_started"))}
+        order = {e.event_id: i for i, e in enumerate(starts)}
         return sorted(runs, key=lambda r: order.get(r.kickoff_id or "", 1 << 62))
 
     # -- verdicts --------------------------------------------------------------------------
