@@ -445,7 +445,7 @@ class CrewGuard:
     ) -> GuardedRun:
         calls = [c for c in self._calls() if kickoff_id is not None and c.kickoff_id == kickoff_id]
         latencies = [c.recorded_latency_s for c in calls]
-        replayed = self._replayed_ids(kickoff_id)
+        replayed = self._any_replayed(kickoff_id)
         if not replayed:
             projected: float | None = elapsed  # live: the real thing
         elif None in latencies:
@@ -464,12 +464,8 @@ class CrewGuard:
             rootdir=self.settings.rootdir,
         )
 
-    def _replayed_ids(self, kickoff_id: str | None) -> bool:
-        if self.recorder is None or kickoff_id is None:
-            return False
-        return any(
-            w.replayed for w in self.recorder.calls if w.scope_id("crew_kickoff_started") == kickoff_id
-        )
+    def _any_replayed(self, kickoff_id: str | None) -> bool:
+        return self.recorder is not None and any(w.replayed for w in self.recorder.calls_of(kickoff_id))
 
     def _calls(self) -> list[LLMCall]:
         if self.recorder is None:

@@ -62,8 +62,7 @@ class Repeats:
         if not self.enabled:
             return
         crew_events.flush()
-        wires = list(self.recorder.calls) if self.recorder else []
-        mine = [w for w in wires if run.kickoff_id and w.scope_id("crew_kickoff_started") == run.kickoff_id]
+        mine = self.recorder.calls_of(run.kickoff_id) if self.recorder else []
         self.calls.append(run_calls(mine, self.events))
         # Tracing starts once run 1 is over: run 1 pays for CrewAI's lazy imports and caches
         # (tracing those takes up to a minute) and is the baseline the later runs must keep to.

@@ -98,8 +98,8 @@ def classify_exchange(
         return _OTHER
     kind, provider, api, url_model = route
 
-    content_type = _header(response_headers, "content-type").lower()
-    raw = _decompress(response_body, _header(response_headers, "content-encoding").lower())
+    content_type = header_value(response_headers, "content-type").lower()
+    raw = _decompress(response_body, header_value(response_headers, "content-encoding").lower())
     try:
         streamed, data = _decode_response(api, content_type, raw)
         usage = _extract_usage(api, data, response_headers) if kind != "preflight" else None
@@ -186,7 +186,7 @@ def _route(method: str, host: str, path: str) -> tuple[Kind, str, str, str | Non
 # --- body decoding ---------------------------------------------------------------------------
 
 
-def _header(headers: Mapping[str, Sequence[str] | str], name: str) -> str:
+def header_value(headers: Mapping[str, Sequence[str] | str], name: str) -> str:
     """First value of a header, case-insensitive; ``""`` when absent."""
     for key, value in headers.items():
         if key.lower() == name:
@@ -513,7 +513,9 @@ def _bedrock_invoke_usage(data: Any, headers: Mapping[str, Sequence[str] | str])
                 cached_tokens=_n(metrics, "cacheReadInputTokenCount"),
                 cache_write_tokens=_n(metrics, "cacheWriteInputTokenCount"),
             )
-    counts = {name: _header(headers, f"x-amzn-bedrock-{name}-token-count") for name in ("input", "output")}
+    counts = {
+        name: header_value(headers, f"x-amzn-bedrock-{name}-token-count") for name in ("input", "output")
+    }
     if all(value.isdigit() for value in counts.values()):
         return Usage(input_tokens=int(counts["input"]), output_tokens=int(counts["output"]))
     return None

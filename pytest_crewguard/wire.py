@@ -18,7 +18,7 @@ from typing import Any
 
 from .errors import CassetteMiss
 from .matching import body_diff, nearest_request
-from .usage import Exchange, classify_exchange
+from .usage import Exchange, classify_exchange, header_value
 
 LATENCY_HEADER = "x-crewguard-latency-s"
 
@@ -65,13 +65,6 @@ class WireCall:
         return None
 
 
-def _header(headers: dict[str, Any], name: str) -> str | None:
-    for key, value in headers.items():
-        if key.lower() == name:
-            return str(value[0] if isinstance(value, list) and value else value)
-    return None
-
-
 def _body(response: dict[str, Any]) -> Any:
     body = response.get("body") or {}
     return body.get("string") if isinstance(body, dict) else body
@@ -112,7 +105,7 @@ class WireRecorder:
 
         def play_response(request: Any) -> Any:
             response = play(request)
-            latency = _header(response.get("headers") or {}, LATENCY_HEADER)
+            latency = header_value(response.get("headers") or {}, LATENCY_HEADER)
             self._keep(request, response, float(latency) if latency else None, replayed=True)
             return response
 
@@ -132,6 +125,14 @@ class WireRecorder:
         cassette.can_play_response_for = can_play_response_for
         cassette.play_response = play_response
         cassette.append = append_
+
+    def calls_of(self, kickoff_id: str | None) -> list[WireCall]:
+        """The exchanges sent inside the crew kickoff ``kickoff_id``."""
+        if kickoff_id is None:
+            return []
+        with self._lock:
+            calls = list(self.calls)
+        return [w for w in calls if w.scope_id("crew_kickoff_started") == kickoff_id]
 
     def _keep(self, request: Any, response: dict[str, Any], latency: float | None, *, replayed: bool) -> None:
         status = int((response.get("status") or {}).get("code", 0))
