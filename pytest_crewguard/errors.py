@@ -13,11 +13,3 @@ class ConfigError(CrewguardError):
 
 class CassetteError(CrewguardError):
     """A cassette that cannot be read or must not be written (corrupt, holds a secret)."""
-
-
-class CassetteMiss(BaseException):
-    """A request in replay that the cassette cannot answer.
-
-    A ``BaseException`` on purpose: provider SDKs and CrewAI retry on ``Exception`` (about 9 s
-    of retries before a vague ``ConnectionError``); this must reach the test at once.
-    """

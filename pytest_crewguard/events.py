@@ -11,6 +11,7 @@ per process (the bus is a singleton), when a log is first activated, and write t
 from __future__ import annotations
 
 import threading
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -95,7 +96,6 @@ class EventLog:
 
 _active: EventLog | None = None
 _active_lock = threading.Lock()
-_registered = False
 
 
 def _role(agent: Any) -> str | None:
@@ -171,16 +171,36 @@ def _event_classes() -> list[type[Any]]:
 
 
 def activate(log: EventLog | None) -> None:
-    """Send CrewAI's events to ``log`` (``None`` stops collecting); registers handlers once."""
-    global _active, _registered
+    """Send CrewAI's events to ``log`` (``None`` stops collecting).
+
+    The handlers are (re-)registered every time a log is activated: a project's fixture may
+    have cleared the bus since (CrewAI's own test suite does after every test). The bus keeps
+    handlers in sets, so registering one again is harmless.
+    """
+    global _active
     with _active_lock:
-        if log is not None and not _registered:
+        if log is not None:
             from crewai.events import crewai_event_bus
 
             for event_class in _event_classes():
                 crewai_event_bus.on(event_class)(_record)
-            _registered = True
         _active = log
+
+
+def calls_without_events(calls: Iterable[Any], log: EventLog) -> int:
+    """How many LLM exchanges ran inside a CrewAI kickoff whose start event was never logged.
+
+    The kickoff's scope is on the thread that sent the request whether or not any handler
+    ran, so such a call proves that crewguard's handlers were removed while the test ran.
+    """
+    missing = 0
+    for call in calls:
+        if call.exchange.kind != "llm":
+            continue
+        kickoff = call.scope_id("crew_kickoff_started")
+        if kickoff is not None and log.get(kickoff) is None:
+            missing += 1
+    return missing
 
 
 def flush(timeout: float = 10.0) -> None:

@@ -19,14 +19,16 @@ from typing import Any
 import pytest
 
 from . import events as crew_events
+from . import interception
 from .cassette_location import cassette_path
 from .environment import placeholder_keys, test_storage_dir
-from .errors import CassetteMiss, CrewguardError
+from .errors import CrewguardError
 from .events import EventLog
 from .isolation import ReusedObjectError, UsedObjects
 from .ledger import LLMCall, build_calls, forced_final_answer_texts, total_cost
 from .limits import run_violations, total_violations
 from .marker import GuardSpec
+from .match_config import MatchConfig
 from .network import network_blocked
 from .options import Settings
 from .repeat import Repeats
@@ -157,8 +159,10 @@ class CrewGuard:
         session: CrewguardSession,
         used: UsedObjects,
         storage_root: Path,
+        match_config: MatchConfig | None = None,
     ) -> None:
         self.spec = spec
+        self.match_config = match_config or MatchConfig()
         self.nodeid = nodeid
         self.settings = settings
         self.session = session
@@ -177,6 +181,7 @@ class CrewGuard:
         self.repeat_summaries: list[Callable[[], dict[str, Any]]] = []  # per kickoff call
         self.failed_gates: list[str] = []
         self.outcome = "passed"
+        self._patches: interception.Snapshot = {}
 
     # -- lifecycle (driven by the plugin) --------------------------------------------------
 
@@ -195,16 +200,31 @@ class CrewGuard:
             storage_at(test_storage_dir(self._storage_root, self.nodeid))
         )
         if "crewai" in sys.modules or _crewai_available():
+            # Attached at every test, not once per process: a project's fixture may have
+            # cleared CrewAI's event bus after the previous test.
             crew_events.activate(self.events)
             crew_events.reset_scope()
             self._stack.callback(crew_events.activate, None)
-        cassette = self._stack.enter_context(vcr_setup.cassette(self.cassette_path, self.record_mode))
+        exists = self.cassette_path.exists()
+        cassette = self._stack.enter_context(
+            vcr_setup.cassette(
+                self.cassette_path,
+                self.record_mode,
+                self.match_config,
+                skip_write=lambda: bool(self.recorder and self.recorder.error_answers()),
+            )
+        )
         self.recorder = WireRecorder(
             cassette,
             nodeid=self.nodeid,
             record_mode=self.record_mode,
             cassette_path=self._display(self.cassette_path),
+            cassette_exists=exists,
+            match_config=self.match_config,
+            keep_errors=self.spec.record_errors,
         )
+        cassette.wire = self.recorder
+        self._patches = interception.snapshot()
         # `none`, and `once` with an existing cassette: nothing may reach the network.
         if cassette.write_protected:
             self._stack.enter_context(network_blocked())
@@ -346,8 +366,6 @@ class CrewGuard:
                 output = call()
             else:
                 output = self._with_deadline(crew, call, started)
-        except CassetteMiss as miss:
-            error = miss
         except Exception as err:
             error = err
         return self._finish_run(crew, output, started, error)
@@ -422,10 +440,7 @@ class CrewGuard:
         kickoff_id = next((i for i in reversed(ids) if i not in claimed), None)
         run = self._make_run(kickoff_id, output, elapsed, error)
         self._fixture_runs.append(run)
-        misses = self.recorder.misses if self.recorder else []
-        if misses:
-            self.failed_gates.append("cassette_miss")
-            pytest.fail(misses[0], pytrace=False)
+        self._fail_if_blind()
         if error is not None:
             from .output_schema import crewai_output_error
 
@@ -508,13 +523,51 @@ class CrewGuard:
             self.failed_gates.extend(gate for gate, _ in found)
             pytest.fail("crewguard: " + "\n".join(message for _, message in found), pytrace=False)
 
+    def blind_spots(self) -> list[tuple[str, str]]:
+        """What crewguard could not see or answer, as ``(gate, message)``: cassette misses,
+        traffic another layer answered, LLM calls without CrewAI events, error answers
+        refused while recording. Each is a failure, never a silent pass."""
+        found: list[tuple[str, str]] = []
+        if self.recorder is None:
+            return found
+        if self.recorder.misses:
+            found.append(("cassette_miss", self.recorder.misses[0]))
+        other = interception.taken_over(self._patches) if self._patches else None
+        if other is not None:
+            found.append(("traffic_not_seen", _taken_over_message(other, self.nodeid)))
+        unscoped = crew_events.calls_without_events(self.recorder.calls, self.events)
+        if unscoped:
+            found.append(("events_missing", _events_missing_message(unscoped)))
+        for problem in self.recorder.error_answers():
+            found.append(("provider_error", problem))
+        return found
+
+    def notes(self) -> list[str]:
+        """What this test's numbers rest on that a reader should know (shown under the table)."""
+        found = []
+        if not self.match_config.checks_body:
+            found.append(
+                f"replayed with match_on={list(self.match_config.match_on)}: their request bodies were "
+                "not checked against the recording (a changed prompt is not a miss)"
+            )
+        if self.recorder is not None and self.recorder.unrecorded_preflights:
+            found.append(
+                "sent token-count preflights their cassettes do not hold: answered as unavailable, "
+                "so CrewAI estimated the counts itself (record again to replay the real ones)"
+            )
+        return found
+
+    def _fail_if_blind(self) -> None:
+        found = [f for f in self.blind_spots() if f[0] not in self.failed_gates]
+        if found:
+            self.failed_gates.extend(gate for gate, _ in found)
+            # The first problem alone: a miss explains the errors that follow it.
+            raise pytest.fail.Exception(found[0][1], pytrace=False) from None
+
     def finish_call(self) -> None:
         """After the test body: check every run the test did not check yet, and the totals."""
         crew_events.flush()
-        misses = self.recorder.misses if self.recorder else []
-        if misses and "cassette_miss" not in self.failed_gates:
-            self.failed_gates.append("cassette_miss")
-            pytest.fail(misses[0], pytrace=False)
+        self._fail_if_blind()
         found: list[tuple[str, str]] = []
         for run in self._all_runs():
             if id(run) not in self._checked:
@@ -532,6 +585,26 @@ class CrewGuard:
         record.failed_gates = list(self.failed_gates)
         record.outcome = self.outcome
         return record
+
+
+def _taken_over_message(other: str, nodeid: str) -> str:
+    return (
+        f"crewguard: the HTTP traffic of {nodeid} was answered by {other}, not by crewguard's "
+        "cassette, so crewguard saw none of its LLM calls and could not count, price or gate them.\n"
+        "  crewguard must be the innermost recorder: remove the other cassette from this test "
+        "(@pytest.mark.vcr, vcr.use_cassette), or open it before the crewguard fixture starts."
+    )
+
+
+def _events_missing_message(calls: int) -> str:
+    return (
+        f"crewguard: {calls} LLM call(s) of this test were made inside a CrewAI kickoff whose events "
+        "never reached crewguard, so it cannot tell which agent and task made them, nor check "
+        "max_iterations or max_iter.\n"
+        "  Something removed crewguard's handlers from crewai_event_bus during the test (for example "
+        "a fixture that clears the bus's handlers, or a kickoff inside crewai_event_bus.scoped_handlers()). "
+        "Clear the bus before the test starts, not while it runs."
+    )
 
 
 def _crewai_available() -> bool:

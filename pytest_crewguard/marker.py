@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import ConfigError
+from .match_config import parse_match_on
 
 RECORD_MODES: tuple[str, ...] = ("none", "once", "new_episodes", "all", "rewrite")
 
@@ -27,6 +28,8 @@ class GuardSpec:
     repeat: int = 1
     record_mode: str | None = None
     max_memory_growth: int | None = None
+    match_on: tuple[str, ...] | None = None
+    record_errors: bool = False
 
 
 ARGUMENTS: tuple[str, ...] = tuple(f.name for f in fields(GuardSpec))
@@ -80,8 +83,11 @@ def spec_from_marker(args: tuple[Any, ...], kwargs: dict[str, Any], where: str) 
                 _number(name, values[name], integer=True, minimum=0)
         if "repeat" in values:
             _number("repeat", values["repeat"], integer=True, minimum=1)
-        if not isinstance(values.get("allow_max_iter", False), bool):
-            raise ConfigError(f"argument allow_max_iter={values['allow_max_iter']!r}: expected True or False")
+        for name in ("allow_max_iter", "record_errors"):
+            if not isinstance(values.get(name, False), bool):
+                raise ConfigError(f"argument {name}={values[name]!r}: expected True or False")
+        if values.get("match_on") is not None:
+            values["match_on"] = parse_match_on(values["match_on"], "argument match_on")
         mode = values.get("record_mode")
         if mode is not None and mode not in RECORD_MODES:
             raise ConfigError(f"argument record_mode={mode!r}: expected one of {', '.join(RECORD_MODES)}")

@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import difflib
 import json
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
-MATCH_ON: tuple[str, ...] = ("method", "scheme", "host", "port", "path", "query", "crewguard_body")
+from .match_config import MatchConfig
+from .stand_ins import is_telemetry
 
 # Body fields that change between two runs of the same crew without changing its meaning.
 VOLATILE_FIELDS: frozenset[str] = frozenset(
@@ -28,8 +29,9 @@ def _body_text(body: Any) -> str:
     return str(body)
 
 
-def normalised_body(body: Any) -> Any:
-    """The request body as JSON without volatile fields; the raw text when it is not JSON."""
+def normalised_body(body: Any, ignored: frozenset[str] = frozenset()) -> Any:
+    """The request body as JSON without volatile (or ``ignored``) top-level fields; the raw
+    text when it is not JSON."""
     text = _body_text(body)
     if not text:
         return None
@@ -38,7 +40,7 @@ def normalised_body(body: Any) -> Any:
     except ValueError:
         return text
     if isinstance(data, dict):
-        return {k: v for k, v in data.items() if k not in VOLATILE_FIELDS}
+        return {k: v for k, v in data.items() if k not in VOLATILE_FIELDS and k not in ignored}
     return data
 
 
@@ -48,12 +50,44 @@ def body_matcher(r1: Any, r2: Any) -> None:
         raise AssertionError("request bodies differ")
 
 
+def body_matcher_for(config: MatchConfig) -> Callable[[Any, Any], None]:
+    """:func:`body_matcher` that also leaves out the project's ignored body fields."""
+    if not config.ignore_body_fields:
+        return body_matcher
+    ignored = config.ignore_body_fields
+
+    def matcher(r1: Any, r2: Any) -> None:
+        if normalised_body(r1.body, ignored) != normalised_body(r2.body, ignored):
+            raise AssertionError("request bodies differ")
+
+    return matcher
+
+
+def normalising(matcher: Callable[[Any, Any], Any], config: MatchConfig) -> Callable[[Any, Any], Any]:
+    """``matcher`` applied to both requests after the project's URL rules (hosts, query)."""
+    if not config.normalises:
+        return matcher
+    from vcr.request import Request
+
+    def normalised(request: Any) -> Any:
+        return Request(request.method, config.normalised_uri(request.uri), request.body, request.headers)
+
+    def wrapped(r1: Any, r2: Any) -> Any:
+        return matcher(normalised(r1), normalised(r2))
+
+    return wrapped
+
+
 def _flatten(value: Any, path: str = "") -> Iterator[str]:
     """One line per scalar, prompts split at newlines, so a diff points at the changed line."""
     if isinstance(value, dict):
+        if not value and path:
+            yield f"{path}: {{}}"
         for key in sorted(value):
             yield from _flatten(value[key], f"{path}.{key}" if path else str(key))
     elif isinstance(value, list):
+        if not value:  # `"stop": []` and an absent `stop` differ, and the diff must say so
+            yield f"{path}: []"
         for index, item in enumerate(value):
             yield from _flatten(item, f"{path}[{index}]")
     elif isinstance(value, str):
@@ -63,20 +97,36 @@ def _flatten(value: Any, path: str = "") -> Iterator[str]:
         yield f"{path}: {json.dumps(value)}"
 
 
-def body_lines(body: Any) -> list[str]:
+def body_lines(body: Any, ignored: frozenset[str] = frozenset()) -> list[str]:
     """A request body as diffable lines."""
-    return list(_flatten(normalised_body(body)))
+    return list(_flatten(normalised_body(body, ignored)))
 
 
 def _same_endpoint(a: Any, b: Any) -> bool:
     return bool(a.method == b.method and a.host == b.host and a.path == b.path)
 
 
+def _is_binary(body: Any) -> bool:
+    if not isinstance(body, bytes):
+        return False
+    try:
+        body.decode("utf-8")
+    except UnicodeDecodeError:
+        return True
+    return False
+
+
 def nearest_request(request: Any, candidates: Iterable[Any]) -> Any | None:
-    """The recorded request most like ``request``: same endpoint first, then body similarity."""
+    """The recorded request most like ``request``: same endpoint first, then body similarity.
+
+    Telemetry exports and binary bodies (protobuf, uploads) are never the nearest: a diff
+    against them explains nothing.
+    """
     mine = body_lines(request.body)
     best: tuple[float, Any] | None = None
     for candidate in candidates:
+        if is_telemetry(candidate.uri) or _is_binary(candidate.body):
+            continue
         score = difflib.SequenceMatcher(None, mine, body_lines(candidate.body)).ratio()
         score += 1.0 if _same_endpoint(request, candidate) else 0.0
         if best is None or score > best[0]:
@@ -84,12 +134,14 @@ def nearest_request(request: Any, candidates: Iterable[Any]) -> Any | None:
     return best[1] if best else None
 
 
-def body_diff(recorded: Any, live: Any, context: int = 2, limit: int = 40) -> str:
+def body_diff(
+    recorded: Any, live: Any, ignored: frozenset[str] = frozenset(), context: int = 2, limit: int = 40
+) -> str:
     """A unified diff from the recorded request body to the live one, at most ``limit`` lines."""
     diff = list(
         difflib.unified_diff(
-            body_lines(recorded.body),
-            body_lines(live.body),
+            body_lines(recorded.body, ignored),
+            body_lines(live.body, ignored),
             fromfile="recorded",
             tofile="this run",
             n=context,

@@ -10,6 +10,7 @@ import pytest
 
 from .errors import ConfigError
 from .marker import RECORD_MODES
+from .match_config import parse_match_on
 
 # (option, help). The ini key is the option's name with underscores: crewguard_record_mode.
 OPTIONS: tuple[tuple[str, str], ...] = (
@@ -30,6 +31,12 @@ def add_options(parser: pytest.Parser) -> None:
             f"--crewguard-{name}", dest=f"crewguard_{name.replace('-', '_')}", default=None, help=help_text
         )
         parser.addini(f"crewguard_{name.replace('-', '_')}", help_text, default=None)
+    parser.addini(
+        "crewguard_match_on",
+        "vcrpy matcher names for cassettes recorded by other tools, e.g. method, scheme, host, port, "
+        "path (default: method, URL and crewguard's normalised JSON body)",
+        default=None,
+    )
 
 
 @dataclass(frozen=True)
@@ -45,6 +52,7 @@ class Settings:
     report: Path | None
     baseline: Path | None
     compare_fail: str | None
+    match_on: tuple[str, ...] | None = None
 
     def record_mode_for(self, marker_mode: str | None) -> str:
         """An explicit command-line mode wins over the marker, which wins over the ini."""
@@ -98,6 +106,7 @@ def settings_from_config(config: pytest.Config) -> Settings:
     report, report_source = _value(config, "report")
     baseline, baseline_source = _value(config, "baseline")
     compare_fail, _ = _value(config, "compare-fail")
+    match_on_ini = config.getini("crewguard_match_on")
     return Settings(
         rootdir=Path(config.rootpath),
         record_mode_cli=mode_cli,
@@ -109,4 +118,5 @@ def settings_from_config(config: pytest.Config) -> Settings:
         report=_path(config, report, report_source, must_exist=False),
         baseline=_path(config, baseline, baseline_source, must_exist=True),
         compare_fail=compare_fail,
+        match_on=parse_match_on(match_on_ini, "ini crewguard_match_on") if match_on_ini else None,
     )

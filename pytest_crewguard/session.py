@@ -29,6 +29,7 @@ class TestRecord:
     outcome: str = "passed"
     failed_gates: list[str] = field(default_factory=list)
     calls: list[dict[str, Any]] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)  # what the reader should know, once per run
 
     __test__ = False  # not a pytest test class, whatever its name
 

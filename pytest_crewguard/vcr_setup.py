@@ -1,27 +1,32 @@
-"""The vcrpy configuration crewguard records and replays with."""
+"""The vcrpy configuration crewguard records and replays with.
+
+Only vcrpy's public seams are used: ``VCR`` options and ``get_merged_config``, registered
+matchers, a serializer, a persister, and :class:`GuardedCassette`, a ``Cassette`` subclass.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 from .errors import CassetteError, CrewguardError
-from .matching import MATCH_ON, body_matcher
+from .match_config import MatchConfig
+from .matching import body_matcher_for, normalising
 from .persister import AtomicYamlPersister, ReadableYamlSerializer
 from .scrubbing import SECRET_HEADERS, SECRET_QUERY_PARAMETERS, scrub_response
 
 
-def make_vcr(record_mode: str) -> Any:
+def make_vcr(record_mode: str, match_config: MatchConfig | None = None) -> Any:
     """A ``vcr.VCR`` for one record mode (``rewrite`` is ``all`` without the old interactions)."""
     import vcr
 
+    config = match_config or MatchConfig()
     my_vcr = vcr.VCR(
         serializer="crewguard_yaml",
         record_mode="all" if record_mode == "rewrite" else record_mode,
         drop_unused_requests=record_mode == "rewrite",
-        match_on=MATCH_ON,
         filter_headers=[(name, None) for name in SECRET_HEADERS],
         filter_query_parameters=[(name, None) for name in SECRET_QUERY_PARAMETERS],
         before_record_response=scrub_response,
@@ -29,31 +34,59 @@ def make_vcr(record_mode: str) -> Any:
     )
     my_vcr.register_serializer("crewguard_yaml", ReadableYamlSerializer)
     my_vcr.register_persister(AtomicYamlPersister)
-    my_vcr.register_matcher("crewguard_body", body_matcher)
+    my_vcr.register_matcher("crewguard_body", body_matcher_for(config))
+    for name, matcher in config.matchers.items():
+        my_vcr.register_matcher(name, matcher)
     return my_vcr
 
 
-@contextmanager
-def cassette(path: Path, record_mode: str) -> Iterator[Any]:
-    """Open ``path`` with vcrpy in ``record_mode``; yields the vcrpy ``Cassette``.
+class _KeepingPersister:
+    """The persister, with a failed or refused write kept for later instead of raised.
 
-    A refused or failed write is raised only after vcrpy has removed its patches: vcrpy saves
-    before it unpatches, so an error from the save would leave every later test's HTTP
-    clients patched with this test's cassette.
+    vcrpy saves before it removes its patches: an error raised from the save would leave every
+    later test's HTTP clients patched with this test's cassette. ``skip`` says when nothing
+    may be written at all (the recording holds provider error answers).
     """
-    problems: list[CrewguardError] = []
-    with make_vcr(record_mode).use_cassette(str(path)) as opened:
-        save = opened._save
 
-        def save_or_keep_the_error(force: bool = False) -> None:
-            try:
-                save(force=force)
-            except CrewguardError as err:
-                problems.append(err)
-            except OSError as err:
-                problems.append(CassetteError(f"crewguard could not write cassette {path}: {err}"))
+    def __init__(self, path: Path, skip: Callable[[], bool]) -> None:
+        self.path = path
+        self.skip = skip
+        self.problems: list[CrewguardError] = []
 
-        opened._save = save_or_keep_the_error
+    def load_cassette(self, cassette_path: Any, serializer: Any) -> Any:
+        return AtomicYamlPersister.load_cassette(cassette_path, serializer)
+
+    def save_cassette(self, cassette_path: Any, cassette_dict: dict[str, Any], serializer: Any) -> None:
+        if self.skip():
+            return
+        try:
+            AtomicYamlPersister.save_cassette(cassette_path, cassette_dict, serializer)
+        except CrewguardError as err:
+            self.problems.append(err)
+        except OSError as err:
+            self.problems.append(CassetteError(f"crewguard could not write cassette {self.path}: {err}"))
+
+
+@contextmanager
+def cassette(
+    path: Path,
+    record_mode: str,
+    match_config: MatchConfig | None = None,
+    skip_write: Callable[[], bool] = lambda: False,
+) -> Iterator[Any]:
+    """Open ``path`` with vcrpy in ``record_mode``; yields the :class:`GuardedCassette`.
+
+    A refused or failed write is raised only after vcrpy has removed its patches.
+    """
+    from .guarded_cassette import GuardedCassette
+
+    config = match_config or MatchConfig()
+    persister = _KeepingPersister(path, skip_write)
+    merged = make_vcr(record_mode, config).get_merged_config(
+        path=str(path), persister=persister, match_on=config.match_on
+    )
+    merged["match_on"] = [normalising(m, config) for m in merged["match_on"]]
+    with GuardedCassette.use(**merged) as opened:
         yield opened
-    if problems:
-        raise problems[0]
+    if persister.problems:
+        raise persister.problems[0]

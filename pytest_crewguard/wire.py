@@ -10,14 +10,16 @@ cassette as a response header, which plain vcrpy loads and replays like any othe
 from __future__ import annotations
 
 import contextvars
+import json
 import sys
 import threading
 import time
 from dataclasses import dataclass
 from typing import Any
 
-from .errors import CassetteMiss
+from .match_config import MatchConfig
 from .matching import body_diff, nearest_request
+from .stand_ins import stand_in_kind, stand_in_response
 from .usage import Exchange, classify_exchange, header_value
 
 LATENCY_HEADER = "x-crewguard-latency-s"
@@ -70,61 +72,125 @@ def _body(response: dict[str, Any]) -> Any:
     return body.get("string") if isinstance(body, dict) else body
 
 
-class WireRecorder:
-    """Wraps a vcrpy cassette to keep every exchange and to turn a miss into a clear failure."""
+def _error_text(response: dict[str, Any]) -> str:
+    """The provider's own error message, from the usual JSON shapes, else the body's start."""
+    raw = _body(response)
+    text = raw.decode("utf-8", "replace") if isinstance(raw, bytes) else str(raw or "")
+    try:
+        data = json.loads(text)
+    except ValueError:
+        return text.strip()[:300]
+    error = data.get("error") if isinstance(data, dict) else None
+    if isinstance(error, dict) and error.get("message"):
+        return str(error["message"])[:300]
+    if isinstance(data, dict) and data.get("message"):
+        return str(data["message"])[:300]
+    return text.strip()[:300]
 
-    def __init__(self, cassette: Any, *, nodeid: str, record_mode: str, cassette_path: str) -> None:
+
+class WireRecorder:
+    """Every exchange of one test's cassette, and what replay had to answer without it.
+
+    :class:`~pytest_crewguard.guarded_cassette.GuardedCassette` calls it from the thread that
+    sent each request: :meth:`request_started` first, then :meth:`replayed`, :meth:`stand_in`
+    or, when recording, :meth:`recorded_response` and :meth:`recorded`.
+    """
+
+    def __init__(
+        self,
+        cassette: Any,
+        *,
+        nodeid: str,
+        record_mode: str,
+        cassette_path: str,
+        cassette_exists: bool,
+        match_config: MatchConfig | None = None,
+        keep_errors: bool = False,
+    ) -> None:
         self.cassette = cassette
         self.nodeid = nodeid
         self.record_mode = record_mode
         self.cassette_path = cassette_path
+        self.cassette_exists = cassette_exists
         self.existed = bool(len(cassette))
+        self.match_config = match_config or MatchConfig()
+        self.keep_errors = keep_errors
         self.calls: list[WireCall] = []
         self.misses: list[str] = []
+        self.unrecorded_preflights = 0
+        self.refused_errors: list[tuple[Any, int, str]] = []  # (request, status, message)
         self._lock = threading.Lock()
         # Per thread and per asyncio task: concurrent async requests share a thread.
         self._started: contextvars.ContextVar[float | None] = contextvars.ContextVar(
             "crewguard_request_started", default=None
         )
-        self._install()
 
-    # vcrpy calls can_play_response_for first for every request, then play_response (replay)
-    # or, after the real request, append (record), all in the thread that sent the request.
-    def _install(self) -> None:
-        cassette = self.cassette
-        can_play = cassette.can_play_response_for
-        play = cassette.play_response
-        append = cassette.append
+    # -- called by the cassette ---------------------------------------------------------------
 
-        def can_play_response_for(request: Any) -> bool:
-            self._started.set(time.perf_counter())
-            ok = bool(can_play(request))
-            if not ok and cassette.write_protected and cassette.filter_request(request):
-                self._miss(request)
-            return ok
+    def request_started(self) -> None:
+        self._started.set(time.perf_counter())
 
-        def play_response(request: Any) -> Any:
-            response = play(request)
-            latency = header_value(response.get("headers") or {}, LATENCY_HEADER)
-            self._keep(request, response, float(latency) if latency else None, replayed=True)
-            return response
+    def replayed(self, request: Any, response: dict[str, Any]) -> None:
+        latency = header_value(response.get("headers") or {}, LATENCY_HEADER)
+        self._keep(request, response, float(latency) if latency else None, replayed=True)
 
-        def append_(request: Any, response: Any) -> None:
-            started = self._started.get()
-            latency = time.perf_counter() - started if started is not None else None
-            if latency is not None:
-                headers = dict(response.get("headers") or {})
-                headers[LATENCY_HEADER] = [f"{latency:.3f}"]
-                response = {**response, "headers": headers}
+    def stand_in(self, request: Any) -> dict[str, Any]:
+        """Answer a request the recording does not hold (see :mod:`.stand_ins`)."""
+        kind = stand_in_kind(request.method, request.uri)
+        if kind == "preflight":
             with self._lock:
-                before = len(cassette.data)
-                append(request, response)
-                stored = cassette.data[-1][1] if len(cassette.data) > before else response
-            self._keep(request, stored, latency, replayed=False)
+                self.unrecorded_preflights += 1
+        elif kind == "miss":
+            message = self.miss_message(request)
+            with self._lock:
+                self.misses.append(message)
+        return stand_in_response(kind, self.cassette_path)
 
-        cassette.can_play_response_for = can_play_response_for
-        cassette.play_response = play_response
-        cassette.append = append_
+    def recorded_response(self, request: Any, response: dict[str, Any]) -> dict[str, Any] | None:
+        """The response to store for a request sent to the provider; ``None`` refuses it.
+
+        An LLM call the provider answered with an error (a wrong URL or key, an outage) is not
+        stored: replaying it would pass the error off as the crew's behaviour.
+        """
+        status = int((response.get("status") or {}).get("code", 0))
+        if status >= 400 and not self.keep_errors:
+            kind = classify_exchange(request.method, request.uri, request.body, status, {}, None).kind
+            if kind == "llm":
+                with self._lock:
+                    self.refused_errors.append((request, status, _error_text(response)))
+                return None
+        started = self._started.get()
+        if started is None:
+            return response
+        headers = dict(response.get("headers") or {})
+        headers[LATENCY_HEADER] = [f"{time.perf_counter() - started:.3f}"]
+        return {**response, "headers": headers}
+
+    def recorded(self, request: Any, stored: dict[str, Any]) -> None:
+        latency = header_value(stored.get("headers") or {}, LATENCY_HEADER)
+        self._keep(request, stored, float(latency) if latency else None, replayed=False)
+
+    # -- read by the guard ----------------------------------------------------------------------
+
+    def error_answers(self) -> list[str]:
+        """Error answers that were not stored and that no later answer to the same request made
+        good (a 429 the SDK retried successfully is not a problem)."""
+        problems = []
+        with self._lock:
+            refused = list(self.refused_errors)
+            answered = [(w.method, w.uri, w.request_body) for w in self.calls if w.status < 400]
+        for request, status, text in refused:
+            if (request.method, request.uri, request.body) in answered:
+                continue
+            problems.append(
+                f"crewguard: the provider answered {request.method} {request.uri} with HTTP {status}"
+                f"{': ' + text if text else ''}\n"
+                f"  test:     {self.nodeid}\n"
+                f"  An error answer is not a recording of the crew, so {self.cassette_path} was not "
+                "written; fix the cause (key, URL, model name, provider status) and record again.\n"
+                "  To record error answers on purpose (a fault test), pass record_errors=True to the marker."
+            )
+        return problems
 
     def calls_of(self, kickoff_id: str | None) -> list[WireCall]:
         """The exchanges sent inside the crew kickoff ``kickoff_id``."""
@@ -157,12 +223,6 @@ class WireRecorder:
                 )
             )
 
-    def _miss(self, request: Any) -> None:
-        message = self.miss_message(request)
-        with self._lock:
-            self.misses.append(message)
-        raise CassetteMiss(message)
-
     def miss_message(self, request: Any) -> str:
         """Why ``request`` has no recorded answer, what changed, and how to record it."""
         lines = [
@@ -172,16 +232,18 @@ class WireRecorder:
         ]
         recorded = [r for r, _ in self.cassette.data]
         if not self.existed:
+            state = "has no interactions" if self.cassette_exists else "does not exist yet"
+            mode = "once" if not self.cassette_exists else "rewrite"
             lines += [
-                "  The cassette does not exist yet, and replay mode never calls the network.",
-                "  Record it once (this calls the real provider):",
-                f"    pytest '{self.nodeid}' --crewguard-record-mode=once",
+                f"  The cassette {state}, and replay mode never calls the network.",
+                "  Record it (this calls the real provider):",
+                f"    pytest '{self.nodeid}' --crewguard-record-mode={mode}",
             ]
             return "\n".join(lines)
         nearest = nearest_request(request, recorded)
         if nearest is not None:
             position = recorded.index(nearest) + 1
-            diff = body_diff(nearest, request)
+            diff = body_diff(nearest, request, self.match_config.ignore_body_fields)
             if diff.startswith("(bodies are equal"):
                 lines.append(
                     f"  The same request was recorded (interaction {position} of {len(recorded)}) "

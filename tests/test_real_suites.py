@@ -1,0 +1,249 @@
+"""Living in real suites: pytest-recording's marker, fixtures that clear CrewAI's event bus,
+cassettes recorded by other tools (body-blind ``match_on``, project normalisation), token-count
+preflights an old cassette lacks, and a miss that reaches the application as an error."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from .conftest import answer, crew_test_file, read_dump
+
+CLEARING_CONFTEST = """
+import pytest
+
+@pytest.fixture(autouse=True)
+def cleanup_event_handlers():
+    # As CrewAI's own conftest does after every test.
+    yield
+    from crewai.events.event_bus import crewai_event_bus
+    with crewai_event_bus._rwlock.w_locked():
+        crewai_event_bus._sync_handlers.clear()
+        crewai_event_bus._async_handlers.clear()
+"""
+
+COEXISTING = """
+@pytest.mark.crewguard(cassette="shared.yaml")
+def test_first(crewguard):
+    dump(crewguard.kickoff(make_crew, inputs={"topic": "AI"}), "first")
+
+@pytest.mark.vcr
+@pytest.mark.crewguard(cassette="shared.yaml")
+def test_second_with_vcr_marker(crewguard):
+    dump(crewguard.kickoff(make_crew, inputs={"topic": "AI"}), "second")
+
+@pytest.mark.crewguard(cassette="shared.yaml")
+def test_bus_cleared_while_running(crewguard):
+    from crewai.events.event_bus import crewai_event_bus
+    with crewai_event_bus._rwlock.w_locked():
+        crewai_event_bus._sync_handlers.clear()
+    crewguard.kickoff(make_crew, inputs={"topic": "AI"})
+"""
+
+
+def test_vcr_marker_and_a_clearing_conftest_change_no_number(pytester: pytest.Pytester, provider) -> None:
+    server = provider([answer("Agents act.")] * 3)
+    pytester.makeconftest(CLEARING_CONFTEST)
+    pytester.makepyfile(test_crew=crew_test_file(server.openai_base_url, COEXISTING))
+    recorded = pytester.runpytest("--crewguard-record-mode=new_episodes", "-p", "recording")
+    recorded.assert_outcomes(passed=2, failed=1)
+    server.stop()
+
+    result = pytester.runpytest("-p", "recording")
+    result.assert_outcomes(passed=2, failed=1)
+    first, second = read_dump(pytester, "first"), read_dump(pytester, "second")
+    assert first["calls"] == second["calls"]
+    assert second["llm_calls"] == 1 and second["cost"] == pytest.approx(0.00036)
+    # Attributed to the agent, and rounds counted, although the bus was cleared before it ran.
+    assert second["calls"][0]["agent"] == "Researcher"
+    assert second["iterations"] == {"Researcher/research": 1}
+    result.stdout.fnmatch_lines(
+        [
+            "*LLM call(s) of this test were made inside a CrewAI kickoff whose events never reached*",
+            "*test_bus_cleared_while_running*FAILED events_missing*",
+            "*crewguard: 1 test carry @pytest.mark.vcr too: crewguard's cassette answered*",
+        ]
+    )
+
+
+APPLICATION = """
+import threading
+
+jobs = {}
+
+def run_job(topic):
+    try:
+        jobs[topic] = str(make_crew().kickoff(inputs={"topic": topic}))
+    except Exception as err:  # the application's own handler, as in production
+        jobs[topic] = f"failed: {type(err).__name__}"
+
+@pytest.mark.crewguard
+def test_endpoint():
+    worker = threading.Thread(target=run_job, args=("AI agents",))
+    worker.start()
+    worker.join(timeout=60)
+    assert not jobs["AI agents"].startswith("failed"), jobs
+
+@pytest.mark.crewguard
+def test_async_task(crewguard):
+    crew = make_crew()
+    crew.tasks[0].async_execution = True
+    crew.tasks.append(Task(name="summary", description="Summarise", expected_output="Text",
+                           agent=crew.agents[0], context=[crew.tasks[0]]))
+    crewguard.kickoff(lambda: crew, inputs={"topic": "AI agents"})
+
+@pytest.mark.crewguard
+def test_skipped_inside(crewguard):
+    pytest.skip("not today")
+"""
+
+
+def test_a_miss_reaches_the_application_as_an_error_and_the_test_fails_cleanly(
+    pytester: pytest.Pytester, provider
+) -> None:
+    server = provider([answer("Agents act.")] * 4)
+    pytester.makepyfile(test_crew=crew_test_file(server.openai_base_url, APPLICATION))
+    pytester.runpytest("--crewguard-record-mode=once").assert_outcomes(passed=2, skipped=1)
+    served = len(server.requests)
+    # The prompt changes: every LLM request of both tests is now a miss.
+    pytester.makepyfile(
+        test_crew=crew_test_file(server.openai_base_url, APPLICATION).replace(
+            "Research {topic}", "Investigate {topic}"
+        )
+    )
+    result = pytester.runpytest("-p", "no:randomly")
+    result.assert_outcomes(failed=2, skipped=1)
+    out = result.stdout.str()
+    # The application caught the SDK's ordinary exception and went on; the test then failed in
+    # its own way, and crewguard's message comes first, without the application's traceback.
+    result.stdout.fnmatch_lines(
+        [
+            "*_ test_endpoint _*",
+            "crewguard: no recorded response for POST http://127.0.0.1:*/v1/chat/completions",
+            "*-messages?1?.content: Current Task: Research AI agents and summarise it",
+            "*(the test then failed with AssertionError: *failed: BadRequestError*",
+        ]
+    )
+    assert "Traceback" not in out and "threading.py" not in out
+    # The async_execution task's future was set: the test failed instead of hanging.
+    result.stdout.fnmatch_lines(["*test_async_task*FAILED cassette_miss*", "*test_skipped_inside*SKIPPED*"])
+    result.stdout.fnmatch_lines(["*test_endpoint*FAILED cassette_miss*"])
+    assert len(server.requests) == served  # nothing reached the provider in replay
+
+
+BODY = """
+@pytest.mark.crewguard(MARKER)
+def test_research(crewguard):
+    dump(crewguard.kickoff(make_crew, inputs={"topic": "AI agents"}), "research")
+"""
+
+
+def _test_file(base_url: str, marker: str = "", model: str = "gpt-4o-mini") -> str:
+    return crew_test_file(base_url, BODY.replace("MARKER", marker), model=model)
+
+
+def test_body_blind_match_on_replays_in_recorded_order_and_says_so(
+    pytester: pytest.Pytester, provider
+) -> None:
+    server = provider([answer("Recorded answer.")])
+    pytester.makepyfile(test_crew=_test_file(server.openai_base_url))
+    pytester.runpytest("--crewguard-record-mode=once").assert_outcomes(passed=1)
+    server.stop()
+    changed = _test_file(server.openai_base_url).replace("Research {topic}", "Study {topic}")
+    pytester.makepyfile(test_crew=changed)
+    pytester.runpytest().assert_outcomes(failed=1)  # strict by default
+
+    pytester.makeini("[pytest]\ncrewguard_match_on = method, scheme, host, port, path\n")
+    result = pytester.runpytest()
+    result.assert_outcomes(passed=1)
+    assert read_dump(pytester, "research")["raw"] == "Recorded answer."
+    result.stdout.fnmatch_lines(
+        ["*1 test replayed with match_on=?'method', 'scheme', 'host', 'port', 'path'?*"]
+    )
+
+
+def test_project_config_ignores_a_body_field(pytester: pytest.Pytester, provider) -> None:
+    server = provider([answer("Recorded answer.")])
+    pytester.makepyfile(test_crew=_test_file(server.openai_base_url))
+    pytester.runpytest("--crewguard-record-mode=once").assert_outcomes(passed=1)
+    server.stop()
+    hotter = _test_file(server.openai_base_url).replace(
+        "base_url=BASE_URL)", "base_url=BASE_URL, temperature=0.3)"
+    )
+    pytester.makepyfile(test_crew=hotter)
+    missed = pytester.runpytest()
+    missed.assert_outcomes(failed=1)
+    missed.stdout.fnmatch_lines(["*+temperature: 0.3*"])
+    pytester.makeconftest(
+        "import pytest\n\n@pytest.fixture\ndef crewguard_config():\n"
+        "    return {'ignore_body_fields': ['temperature']}\n"
+    )
+    pytester.runpytest().assert_outcomes(passed=1)
+
+
+def test_unrecorded_token_count_preflights_are_answered_as_unavailable(
+    pytester: pytest.Pytester, provider
+) -> None:
+    server = provider([answer("Claude answers.", input_tokens=1000, output_tokens=100)])
+    pytester.makepyfile(test_crew=_test_file(server.anthropic_base_url, model="anthropic/claude-haiku-4-5"))
+    pytester.runpytest("--crewguard-record-mode=once").assert_outcomes(passed=1)
+    server.stop()
+    # As if recorded by an older CrewAI that sent no preflight.
+    path = Path(pytester.path) / "cassettes" / "test_crew" / "test_research.yaml"
+    data = yaml.safe_load(path.read_text())
+    data["interactions"] = [i for i in data["interactions"] if "count_tokens" not in i["request"]["uri"]]
+    assert len(data["interactions"]) == 1
+    path.write_text(yaml.safe_dump(data))
+    result = pytester.runpytest()
+    result.assert_outcomes(passed=1)
+    assert read_dump(pytester, "research")["cost"] == pytest.approx(1000 / 1e6 + 100 * 5 / 1e6)
+    result.stdout.fnmatch_lines(["*1 test sent token-count preflights their cassettes do not hold*"])
+
+
+def test_error_answers_are_not_recorded_unless_asked(pytester: pytest.Pytester, provider) -> None:
+    from pytest_crewguard.testing.scripted_provider import Reply
+
+    server = provider([Reply(text="invalid api key", status=401)] * 8)
+    pytester.makepyfile(test_crew=_test_file(server.openai_base_url))
+    result = pytester.runpytest("--crewguard-record-mode=once")
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(
+        [
+            "*the provider answered POST http://127.0.0.1:*/v1/chat/completions with HTTP 401*",
+            "*was not written*",
+            "*FAILED provider_error*",
+        ]
+    )
+    cassette = Path(pytester.path) / "cassettes" / "test_crew" / "test_research.yaml"
+    assert not cassette.exists()
+    pytester.makepyfile(test_crew=_test_file(server.openai_base_url, "record_errors=True"))
+    pytester.runpytest("--crewguard-record-mode=once")
+    assert "invalid api key" in cassette.read_text()
+
+
+STAND_INS = """
+import httpx
+import pytest
+
+@pytest.mark.crewguard
+def test_telemetry_is_answered():
+    assert httpx.post("https://telemetry.crewai.com:4319/v1/traces", content=b"x").status_code == 200
+
+@pytest.mark.crewguard
+def test_other_traffic_is_a_miss():
+    assert httpx.get("https://example.com/api").status_code == 400
+"""
+
+
+def test_telemetry_is_never_a_miss_other_traffic_is(pytester: pytest.Pytester, crewai_loaded: None) -> None:
+    pytester.makepyfile(test_http=STAND_INS)
+    result = pytester.runpytest()
+    result.assert_outcomes(passed=1, failed=1)
+    result.stdout.fnmatch_lines(
+        [
+            "*no recorded response for GET https://example.com/api*",
+            "*test_other_traffic_is_a_miss*FAILED cassette_miss*",
+        ]
+    )
