@@ -1,0 +1,53 @@
+"""Failure text that reads cleanly: missing and empty cassettes, the budget line."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from ..conftest import answer, crew_test_file
+
+TESTS = """
+@pytest.mark.crewguard
+def test_recorded(crewguard):
+    crewguard.kickoff(make_crew, inputs={"topic": "AI"})
+
+@pytest.mark.crewguard
+def test_never_recorded(crewguard):
+    crewguard.kickoff(make_crew, inputs={"topic": "AI"})
+
+@pytest.mark.crewguard
+def test_empty(crewguard):
+    crewguard.kickoff(make_crew, inputs={"topic": "AI"})
+"""
+
+
+def test_missing_and_empty_cassettes_say_which_and_how_to_record(pytester: pytest.Pytester, provider) -> None:
+    server = provider([answer("Agents act.")])
+    pytester.makepyfile(test_crew=crew_test_file(server.openai_base_url, TESTS))
+    pytester.runpytest("--crewguard-record-mode=once", "-k", "test_recorded").assert_outcomes(passed=1)
+    server.stop()
+    empty = Path(pytester.path) / "cassettes" / "test_crew" / "test_empty.yaml"
+    empty.write_text("interactions: []\nversion: 1\n")
+
+    result = pytester.runpytest("--crewguard-max-cost=0.0000001")
+    result.assert_outcomes(passed=1, failed=2)
+    out = result.stdout.str()
+    assert out.count("Record it (this calls the real provider):") == 2  # once per test, no repeats
+    result.stdout.fnmatch_lines(
+        [
+            "*The cassette does not exist yet, and replay mode never calls the network.*",
+            "*pytest 'test_crew.py::test_never_recorded' --crewguard-record-mode=once",
+        ]
+    )
+    # `once` would replay the empty file and fail the same way: the advice is to rewrite it.
+    result.stdout.fnmatch_lines(
+        [
+            "*The cassette has no interactions, and replay mode never calls the network.*",
+            "*pytest 'test_crew.py::test_empty' --crewguard-record-mode=rewrite",
+        ]
+    )
+    # Tests failed too, so the budget line does not claim they passed.
+    result.stdout.fnmatch_lines(["*is over --crewguard-max-cost=$0.000000 by $0.000360; failing the run."])
+    assert "even though the tests passed" not in out
