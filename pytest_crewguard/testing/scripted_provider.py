@@ -6,9 +6,11 @@ script the replies, record, stop the server, replay.
 
 Served endpoints:
 
-- ``POST /v1/chat/completions`` (OpenAI chat, also streamed when ``stream`` is true)
+- ``POST /v1/chat/completions`` (OpenAI chat; streamed when ``stream`` is true, with the
+  usage chunk only when the client asks for it with ``stream_options.include_usage``)
 - ``POST /v1/responses/input_tokens`` (OpenAI token-count preflight)
-- ``POST /v1/messages`` and ``POST /v1/messages/count_tokens`` (Anthropic)
+- ``POST /v1/messages`` (Anthropic; streamed as the real API's server-sent events when
+  ``stream`` is true) and ``POST /v1/messages/count_tokens``
 - ``POST /v1/embeddings`` (deterministic vectors derived from the text)
 
 The standard library's ``http.server`` is enough here: the server only has to speak plain
@@ -95,6 +97,13 @@ def _message_texts(body: dict[str, Any]) -> list[str]:
                 if isinstance(block, dict):
                     texts.append(str(block.get("text") or block.get("content") or ""))
     return texts
+
+
+def _pieces(text: str, size: int = 3) -> list[str]:
+    """``text`` cut into pieces of a few words (whitespace kept), as a model streams it."""
+    words = text.split(" ")
+    groups = [" ".join(words[i : i + size]) for i in range(0, len(words), size)] if text else []
+    return [group + " " for group in groups[:-1]] + groups[-1:]
 
 
 def _embedding(text: str, dims: int) -> list[float]:
@@ -202,16 +211,25 @@ class ScriptedProvider:
                     self.send_response(status)
                     for name, value in headers.items():
                         self.send_header(name, value)
-                    self.send_header("content-length", str(len(payload)))
-                    self.end_headers()
-                    self.wfile.write(payload)
+                    if isinstance(payload, bytes):
+                        self.send_header("content-length", str(len(payload)))
+                        self.end_headers()
+                        self.wfile.write(payload)
+                    else:
+                        # A stream goes out as the real APIs send it: chunked, one event a chunk.
+                        self.send_header("transfer-encoding", "chunked")
+                        self.end_headers()
+                        for event in payload:
+                            self.wfile.write(b"%x\r\n%s\r\n" % (len(event), event))
+                            self.wfile.flush()
+                        self.wfile.write(b"0\r\n\r\n")
                 except (BrokenPipeError, ConnectionResetError):
                     # The client gave up on a delayed reply (a timed-out test): nothing to tell.
                     self.close_connection = True
 
         return Handler
 
-    def _answer(self, request: ReceivedRequest) -> tuple[int, dict[str, str], bytes]:
+    def _answer(self, request: ReceivedRequest) -> tuple[int, dict[str, str], bytes | list[bytes]]:
         path = request.path.split("?", 1)[0]
         if path.endswith("/responses/input_tokens"):
             return self._json(200, {"object": "response.input_tokens", "input_tokens": 100})
@@ -231,6 +249,8 @@ class ScriptedProvider:
                 # answer offers none), so a tool reply turns into a plain answer there.
                 reply = replace(reply, tool_calls=(), text=reply.text or "My best final answer.")
             if path.endswith("/messages"):
+                if request.body.get("stream"):
+                    return self._anthropic_stream(request, reply)
                 return self._json(200, self._anthropic(request, reply))
             if request.body.get("stream"):
                 return self._openai_stream(request, reply)
@@ -286,22 +306,42 @@ class ScriptedProvider:
             "usage": self._openai_usage(reply),
         }
 
-    def _openai_stream(self, request: ReceivedRequest, reply: Reply) -> tuple[int, dict[str, str], bytes]:
+    def _openai_stream(
+        self, request: ReceivedRequest, reply: Reply
+    ) -> tuple[int, dict[str, str], list[bytes]]:
+        """The reply as chat completion chunks, shaped like OpenAI's.
+
+        The text arrives a few words per chunk, each tool call as a head (id, name) and then its
+        arguments in pieces. Usage comes last, in a chunk with no choices, and only when the
+        request asked for it (``stream_options.include_usage``); then every chunk carries
+        ``"usage": null`` before it, as the real API does.
+        """
         full = self._openai(request, reply)
-        base = {k: full[k] for k in ("id", "created", "model")} | {"object": "chat.completion.chunk"}
-        delta: dict[str, Any] = {"role": "assistant", "content": reply.text or ""}
-        if reply.tool_calls:
-            delta["tool_calls"] = [
-                {"index": i} | call for i, call in enumerate(full["choices"][0]["message"]["tool_calls"])
+        options = request.body.get("stream_options")
+        with_usage = isinstance(options, dict) and bool(options.get("include_usage"))
+        base: dict[str, Any] = {k: full[k] for k in ("id", "created", "model")}
+        base["object"] = "chat.completion.chunk"
+        if with_usage:
+            base["usage"] = None
+
+        def chunk(delta: dict[str, Any], finish_reason: str | None = None) -> dict[str, Any]:
+            return base | {"choices": [{"index": 0, "delta": delta, "finish_reason": finish_reason}]}
+
+        chunks = [chunk({"role": "assistant", "content": "" if reply.text else None})]
+        chunks += [chunk({"content": piece}) for piece in _pieces(reply.text or "")]
+        for i, call in enumerate(full["choices"][0]["message"].get("tool_calls", [])):
+            name = call["function"]["name"]
+            head = {"index": i, "id": call["id"], "type": "function"}
+            chunks.append(chunk({"tool_calls": [head | {"function": {"name": name, "arguments": ""}}]}))
+            chunks += [
+                chunk({"tool_calls": [{"index": i, "function": {"arguments": piece}}]})
+                for piece in _pieces(call["function"]["arguments"])
             ]
-        chunks = [
-            base | {"choices": [{"index": 0, "delta": delta, "finish_reason": None}]},
-            base
-            | {"choices": [{"index": 0, "delta": {}, "finish_reason": full["choices"][0]["finish_reason"]}]},
-            base | {"choices": [], "usage": full["usage"]},
-        ]
-        body = "".join(f"data: {json.dumps(c)}\n\n" for c in chunks) + "data: [DONE]\n\n"
-        return 200, {"content-type": "text/event-stream"}, body.encode()
+        chunks.append(chunk({}, full["choices"][0]["finish_reason"]))
+        if with_usage:
+            chunks.append(base | {"choices": [], "usage": full["usage"]})
+        events = [f"data: {json.dumps(c)}\n\n".encode() for c in chunks] + [b"data: [DONE]\n\n"]
+        return 200, {"content-type": "text/event-stream; charset=utf-8"}, events
 
     def _anthropic(self, request: ReceivedRequest, reply: Reply) -> dict[str, Any]:
         n = next(self._ids)
@@ -327,6 +367,41 @@ class ScriptedProvider:
                 "cache_creation_input_tokens": 0,
             },
         }
+
+    def _anthropic_stream(
+        self, request: ReceivedRequest, reply: Reply
+    ) -> tuple[int, dict[str, str], list[bytes]]:
+        """The reply as Anthropic's Messages stream: the same events, in the same order.
+
+        ``message_start`` carries the input side of the usage (and ``output_tokens: 1``),
+        each content block comes as ``content_block_start``, deltas (``text_delta`` or
+        ``input_json_delta``) and ``content_block_stop``, then ``message_delta`` with the stop
+        reason and the final usage, then ``message_stop``.
+        """
+        full = self._anthropic(request, reply)
+        usage = full["usage"]
+        start = {k: v for k, v in full.items() if k != "usage"}
+        start |= {"content": [], "stop_reason": None, "usage": usage | {"output_tokens": 1}}
+        events: list[tuple[str, dict[str, Any]]] = [("message_start", {"message": start})]
+        for index, block in enumerate(full["content"]):
+            if block["type"] == "text":
+                opened = {"type": "text", "text": ""}
+                deltas = [{"type": "text_delta", "text": piece} for piece in _pieces(block["text"])]
+            else:  # tool_use: the input arrives as JSON text in pieces, the first one empty
+                opened = block | {"input": {}}
+                pieces = ["", *_pieces(json.dumps(block["input"]))]
+                deltas = [{"type": "input_json_delta", "partial_json": piece} for piece in pieces]
+            events.append(("content_block_start", {"index": index, "content_block": opened}))
+            if index == 0:
+                events.append(("ping", {}))
+            events += [("content_block_delta", {"index": index, "delta": delta}) for delta in deltas]
+            events.append(("content_block_stop", {"index": index}))
+        delta = {"stop_reason": full["stop_reason"], "stop_sequence": None}
+        events += [("message_delta", {"delta": delta, "usage": usage}), ("message_stop", {})]
+        body = [
+            f"event: {name}\ndata: {json.dumps({'type': name} | data)}\n\n".encode() for name, data in events
+        ]
+        return 200, {"content-type": "text/event-stream; charset=utf-8"}, body
 
     def _embeddings(self, request: ReceivedRequest) -> tuple[int, dict[str, str], bytes]:
         inputs = request.body.get("input", [])
