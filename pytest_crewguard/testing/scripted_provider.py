@@ -30,6 +30,8 @@ from dataclasses import dataclass, field, replace
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
+from . import streams
+
 __all__ = ["ReceivedRequest", "Reply", "ScriptedProvider", "ToolCall"]
 
 
@@ -97,13 +99,6 @@ def _message_texts(body: dict[str, Any]) -> list[str]:
                 if isinstance(block, dict):
                     texts.append(str(block.get("text") or block.get("content") or ""))
     return texts
-
-
-def _pieces(text: str, size: int = 3) -> list[str]:
-    """``text`` cut into pieces of a few words (whitespace kept), as a model streams it."""
-    words = text.split(" ")
-    groups = [" ".join(words[i : i + size]) for i in range(0, len(words), size)] if text else []
-    return [group + " " for group in groups[:-1]] + groups[-1:]
 
 
 def _embedding(text: str, dims: int) -> list[float]:
@@ -309,39 +304,10 @@ class ScriptedProvider:
     def _openai_stream(
         self, request: ReceivedRequest, reply: Reply
     ) -> tuple[int, dict[str, str], list[bytes]]:
-        """The reply as chat completion chunks, shaped like OpenAI's.
-
-        The text arrives a few words per chunk, each tool call as a head (id, name) and then its
-        arguments in pieces. Usage comes last, in a chunk with no choices, and only when the
-        request asked for it (``stream_options.include_usage``); then every chunk carries
-        ``"usage": null`` before it, as the real API does.
-        """
-        full = self._openai(request, reply)
         options = request.body.get("stream_options")
         with_usage = isinstance(options, dict) and bool(options.get("include_usage"))
-        base: dict[str, Any] = {k: full[k] for k in ("id", "created", "model")}
-        base["object"] = "chat.completion.chunk"
-        if with_usage:
-            base["usage"] = None
-
-        def chunk(delta: dict[str, Any], finish_reason: str | None = None) -> dict[str, Any]:
-            return base | {"choices": [{"index": 0, "delta": delta, "finish_reason": finish_reason}]}
-
-        chunks = [chunk({"role": "assistant", "content": "" if reply.text else None})]
-        chunks += [chunk({"content": piece}) for piece in _pieces(reply.text or "")]
-        for i, call in enumerate(full["choices"][0]["message"].get("tool_calls", [])):
-            name = call["function"]["name"]
-            head = {"index": i, "id": call["id"], "type": "function"}
-            chunks.append(chunk({"tool_calls": [head | {"function": {"name": name, "arguments": ""}}]}))
-            chunks += [
-                chunk({"tool_calls": [{"index": i, "function": {"arguments": piece}}]})
-                for piece in _pieces(call["function"]["arguments"])
-            ]
-        chunks.append(chunk({}, full["choices"][0]["finish_reason"]))
-        if with_usage:
-            chunks.append(base | {"choices": [], "usage": full["usage"]})
-        events = [f"data: {json.dumps(c)}\n\n".encode() for c in chunks] + [b"data: [DONE]\n\n"]
-        return 200, {"content-type": "text/event-stream; charset=utf-8"}, events
+        events = streams.openai_chunks(self._openai(request, reply), with_usage=with_usage)
+        return 200, {"content-type": streams.CONTENT_TYPE}, events
 
     def _anthropic(self, request: ReceivedRequest, reply: Reply) -> dict[str, Any]:
         n = next(self._ids)
@@ -371,37 +337,11 @@ class ScriptedProvider:
     def _anthropic_stream(
         self, request: ReceivedRequest, reply: Reply
     ) -> tuple[int, dict[str, str], list[bytes]]:
-        """The reply as Anthropic's Messages stream: the same events, in the same order.
-
-        ``message_start`` carries the input side of the usage (and ``output_tokens: 1``),
-        each content block comes as ``content_block_start``, deltas (``text_delta`` or
-        ``input_json_delta``) and ``content_block_stop``, then ``message_delta`` with the stop
-        reason and the final usage, then ``message_stop``.
-        """
-        full = self._anthropic(request, reply)
-        usage = full["usage"]
-        start = {k: v for k, v in full.items() if k != "usage"}
-        start |= {"content": [], "stop_reason": None, "usage": usage | {"output_tokens": 1}}
-        events: list[tuple[str, dict[str, Any]]] = [("message_start", {"message": start})]
-        for index, block in enumerate(full["content"]):
-            if block["type"] == "text":
-                opened = {"type": "text", "text": ""}
-                deltas = [{"type": "text_delta", "text": piece} for piece in _pieces(block["text"])]
-            else:  # tool_use: the input arrives as JSON text in pieces, the first one empty
-                opened = block | {"input": {}}
-                pieces = ["", *_pieces(json.dumps(block["input"]))]
-                deltas = [{"type": "input_json_delta", "partial_json": piece} for piece in pieces]
-            events.append(("content_block_start", {"index": index, "content_block": opened}))
-            if index == 0:
-                events.append(("ping", {}))
-            events += [("content_block_delta", {"index": index, "delta": delta}) for delta in deltas]
-            events.append(("content_block_stop", {"index": index}))
-        delta = {"stop_reason": full["stop_reason"], "stop_sequence": None}
-        events += [("message_delta", {"delta": delta, "usage": usage}), ("message_stop", {})]
-        body = [
-            f"event: {name}\ndata: {json.dumps({'type': name} | data)}\n\n".encode() for name, data in events
-        ]
-        return 200, {"content-type": "text/event-stream; charset=utf-8"}, body
+        return (
+            200,
+            {"content-type": streams.CONTENT_TYPE},
+            streams.anthropic_events(self._anthropic(request, reply)),
+        )
 
     def _embeddings(self, request: ReceivedRequest) -> tuple[int, dict[str, str], bytes]:
         inputs = request.body.get("input", [])
