@@ -49,6 +49,34 @@ def _is_crew(obj: Any) -> bool:
     return hasattr(obj, "kickoff") and hasattr(obj, "agents")
 
 
+def _is_stream(output: Any) -> bool:
+    """A ``Crew(stream=True)`` kickoff's ``CrewStreamingOutput`` (crewai is loaded by then)."""
+    streaming = sys.modules.get("crewai.types.streaming")
+    return streaming is not None and isinstance(output, streaming.CrewStreamingOutput)
+
+
+def _drained(kickoff: Callable[[], Any]) -> Any:
+    """Kick off and, for a streaming crew, read the stream to its end.
+
+    A streaming kickoff returns before the crew has run: the crew only runs while its chunks
+    are read, so they are read here, inside the guard's limits. The chunks stay on the stream.
+    """
+    output = kickoff()
+    if _is_stream(output):
+        for _chunk in output:
+            pass
+    return output
+
+
+async def _drained_async(kickoff: Callable[[], Awaitable[Any]]) -> Any:
+    """:func:`_drained` for ``kickoff_async``, whose stream is read with ``async for``."""
+    output = await kickoff()
+    if _is_stream(output):
+        async for _chunk in output:
+            pass
+    return output
+
+
 # Frames of the machinery every thread runs on: they say nothing about where a crew is stuck.
 _PLUMBING = tuple(
     f"{os.sep}{name}" for name in ("threading.py", "selectors.py", f"asyncio{os.sep}", f"concurrent{os.sep}")
@@ -282,7 +310,7 @@ class CrewGuard:
             for number in range(1, self.spec.repeat + 1):
                 with repeats.storage(number):
                     crew = self._build(factory)
-                    run = self._guarded(crew, partial(crew.kickoff, inputs=inputs))
+                    run = self._guarded(crew, partial(_drained, partial(crew.kickoff, inputs=inputs)))
                 del crew  # the heap sample must not count this run's crew as retained
                 repeats.finished(run)
                 runs.append(run)
@@ -310,7 +338,7 @@ class CrewGuard:
         error: BaseException | None = None
         output = None
         try:
-            call: Awaitable[Any] = crew.kickoff_async(inputs=inputs)
+            call = _drained_async(partial(crew.kickoff_async, inputs=inputs))
             if self.spec.max_seconds is not None:
                 output = await asyncio.wait_for(call, self.spec.max_seconds)
             else:
@@ -438,7 +466,9 @@ class CrewGuard:
         # kicked off the same object before, and those runs are not this one.
         claimed = {r.kickoff_id for r in self._fixture_runs}
         kickoff_id = next((i for i in reversed(ids) if i not in claimed), None)
-        run = self._make_run(kickoff_id, output, elapsed, error)
+        stream = output if _is_stream(output) else None
+        run = self._make_run(kickoff_id, _final_output(stream) if stream else output, elapsed, error)
+        run.stream = stream
         self._fixture_runs.append(run)
         self._fail_if_blind()
         if error is not None:
@@ -605,6 +635,14 @@ def _events_missing_message(calls: int) -> str:
         "a fixture that clears the bus's handlers, or a kickoff inside crewai_event_bus.scoped_handlers()). "
         "Clear the bus before the test starts, not while it runs."
     )
+
+
+def _final_output(stream: Any) -> Any:
+    """The ``CrewOutput`` of a stream read to its end (``None`` if the crew gave none)."""
+    try:
+        return stream.result
+    except Exception:  # failed or empty: the run's error says why
+        return None
 
 
 def _crewai_available() -> bool:

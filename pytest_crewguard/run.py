@@ -30,6 +30,7 @@ class GuardedRun:
     tool_events: list[EventRecord] = field(default_factory=list)
     error: BaseException | None = None
     rootdir: Path | None = None  # where relative schema file paths start
+    stream: Any = None  # a streaming crew's CrewStreamingOutput, read to its end: .chunks
 
     @property
     def task_outputs(self) -> list[Any]:

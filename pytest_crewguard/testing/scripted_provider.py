@@ -6,9 +6,11 @@ script the replies, record, stop the server, replay.
 
 Served endpoints:
 
-- ``POST /v1/chat/completions`` (OpenAI chat, also streamed when ``stream`` is true)
+- ``POST /v1/chat/completions`` (OpenAI chat; streamed when ``stream`` is true, with the
+  usage chunk only when the client asks for it with ``stream_options.include_usage``)
 - ``POST /v1/responses/input_tokens`` (OpenAI token-count preflight)
-- ``POST /v1/messages`` and ``POST /v1/messages/count_tokens`` (Anthropic)
+- ``POST /v1/messages`` (Anthropic; streamed as the real API's server-sent events when
+  ``stream`` is true) and ``POST /v1/messages/count_tokens``
 - ``POST /v1/embeddings`` (deterministic vectors derived from the text)
 
 The standard library's ``http.server`` is enough here: the server only has to speak plain
@@ -27,6 +29,8 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
+
+from . import streams
 
 __all__ = ["ReceivedRequest", "Reply", "ScriptedProvider", "ToolCall"]
 
@@ -202,16 +206,25 @@ class ScriptedProvider:
                     self.send_response(status)
                     for name, value in headers.items():
                         self.send_header(name, value)
-                    self.send_header("content-length", str(len(payload)))
-                    self.end_headers()
-                    self.wfile.write(payload)
+                    if isinstance(payload, bytes):
+                        self.send_header("content-length", str(len(payload)))
+                        self.end_headers()
+                        self.wfile.write(payload)
+                    else:
+                        # A stream goes out as the real APIs send it: chunked, one event a chunk.
+                        self.send_header("transfer-encoding", "chunked")
+                        self.end_headers()
+                        for event in payload:
+                            self.wfile.write(b"%x\r\n%s\r\n" % (len(event), event))
+                            self.wfile.flush()
+                        self.wfile.write(b"0\r\n\r\n")
                 except (BrokenPipeError, ConnectionResetError):
                     # The client gave up on a delayed reply (a timed-out test): nothing to tell.
                     self.close_connection = True
 
         return Handler
 
-    def _answer(self, request: ReceivedRequest) -> tuple[int, dict[str, str], bytes]:
+    def _answer(self, request: ReceivedRequest) -> tuple[int, dict[str, str], bytes | list[bytes]]:
         path = request.path.split("?", 1)[0]
         if path.endswith("/responses/input_tokens"):
             return self._json(200, {"object": "response.input_tokens", "input_tokens": 100})
@@ -231,6 +244,8 @@ class ScriptedProvider:
                 # answer offers none), so a tool reply turns into a plain answer there.
                 reply = replace(reply, tool_calls=(), text=reply.text or "My best final answer.")
             if path.endswith("/messages"):
+                if request.body.get("stream"):
+                    return self._anthropic_stream(request, reply)
                 return self._json(200, self._anthropic(request, reply))
             if request.body.get("stream"):
                 return self._openai_stream(request, reply)
@@ -286,22 +301,13 @@ class ScriptedProvider:
             "usage": self._openai_usage(reply),
         }
 
-    def _openai_stream(self, request: ReceivedRequest, reply: Reply) -> tuple[int, dict[str, str], bytes]:
-        full = self._openai(request, reply)
-        base = {k: full[k] for k in ("id", "created", "model")} | {"object": "chat.completion.chunk"}
-        delta: dict[str, Any] = {"role": "assistant", "content": reply.text or ""}
-        if reply.tool_calls:
-            delta["tool_calls"] = [
-                {"index": i} | call for i, call in enumerate(full["choices"][0]["message"]["tool_calls"])
-            ]
-        chunks = [
-            base | {"choices": [{"index": 0, "delta": delta, "finish_reason": None}]},
-            base
-            | {"choices": [{"index": 0, "delta": {}, "finish_reason": full["choices"][0]["finish_reason"]}]},
-            base | {"choices": [], "usage": full["usage"]},
-        ]
-        body = "".join(f"data: {json.dumps(c)}\n\n" for c in chunks) + "data: [DONE]\n\n"
-        return 200, {"content-type": "text/event-stream"}, body.encode()
+    def _openai_stream(
+        self, request: ReceivedRequest, reply: Reply
+    ) -> tuple[int, dict[str, str], list[bytes]]:
+        options = request.body.get("stream_options")
+        with_usage = isinstance(options, dict) and bool(options.get("include_usage"))
+        events = streams.openai_chunks(self._openai(request, reply), with_usage=with_usage)
+        return 200, {"content-type": streams.CONTENT_TYPE}, events
 
     def _anthropic(self, request: ReceivedRequest, reply: Reply) -> dict[str, Any]:
         n = next(self._ids)
@@ -327,6 +333,15 @@ class ScriptedProvider:
                 "cache_creation_input_tokens": 0,
             },
         }
+
+    def _anthropic_stream(
+        self, request: ReceivedRequest, reply: Reply
+    ) -> tuple[int, dict[str, str], list[bytes]]:
+        return (
+            200,
+            {"content-type": streams.CONTENT_TYPE},
+            streams.anthropic_events(self._anthropic(request, reply)),
+        )
 
     def _embeddings(self, request: ReceivedRequest) -> tuple[int, dict[str, str], bytes]:
         inputs = request.body.get("input", [])
