@@ -1,0 +1,75 @@
+"""What crewguard relies on in vcrpy, checked against the installed release.
+
+crewguard plugs into vcrpy through public seams only: ``VCR.get_merged_config``, registered
+matchers, serializer and persister, and a ``Cassette`` subclass whose ``can_play_response_for``,
+``play_response`` and ``append`` vcrpy's stubs call for every request. If a vcrpy release stops
+calling them, these tests fail before any user's replay silently stops being seen.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import httpx
+import pytest
+
+from pytest_crewguard import vcr_setup
+from pytest_crewguard.wire import WireRecorder
+
+
+def _client() -> httpx.Client:
+    def provider(request: httpx.Request) -> httpx.Response:
+        usage = {"prompt_tokens": 3, "completion_tokens": 1}
+        return httpx.Response(200, json={"choices": [], "usage": usage})
+
+    return httpx.Client(transport=httpx.MockTransport(provider))
+
+
+def _post(client: httpx.Client, prompt: str) -> httpx.Response:
+    body = {"model": "gpt-4o-mini", "m": prompt}
+    return client.post("https://api.openai.com/v1/chat/completions", json=body)
+
+
+def _open(path: Path, mode: str):  # type: ignore[no-untyped-def]
+    return vcr_setup.cassette(path, mode)
+
+
+def _attach(cassette: object, path: Path) -> WireRecorder:
+    wire = WireRecorder(
+        cassette, nodeid="t.py::t", record_mode="none", cassette_path=str(path), cassette_exists=path.exists()
+    )
+    cassette.wire = wire  # type: ignore[attr-defined]
+    return wire
+
+
+def test_vcrpy_calls_the_cassette_subclass_for_recording_and_replay(tmp_path: Path) -> None:
+    path = tmp_path / "c.yaml"
+    with _open(path, "once") as cassette:
+        wire = _attach(cassette, path)
+        assert _post(_client(), "hello").status_code == 200
+    assert [(c.replayed, c.status) for c in wire.calls] == [(False, 200)]
+    assert path.is_file()
+
+    with _open(path, "none") as cassette:
+        wire = _attach(cassette, path)
+        with _client() as client:
+            assert _post(client, "hello").json()["usage"]["prompt_tokens"] == 3
+            # Not recorded: answered by the stand-in, never by the (mock) network.
+            missed = _post(client, "changed")
+    assert [(c.replayed, c.status) for c in wire.calls] == [(True, 200)]
+    assert missed.status_code == 400 and missed.headers["x-should-retry"] == "false"
+    assert "crewguard" in json.dumps(missed.json())
+    assert len(wire.misses) == 1 and "+m: changed" in wire.misses[0]
+
+
+def test_a_refused_write_is_raised_after_vcrpy_removed_its_patches(tmp_path: Path) -> None:
+    from pytest_crewguard.errors import CrewguardError
+
+    path = tmp_path / "c.yaml"
+    original = httpx.MockTransport.handle_request
+    with pytest.raises(CrewguardError, match="refused to write"), _open(path, "once") as cassette:
+        _attach(cassette, path)
+        _post(_client(), "sk-proj-AbCdEfGhIjKlMnOpQrStUvWxYz0123456789")
+    assert httpx.MockTransport.handle_request is original
+    assert not path.exists()
