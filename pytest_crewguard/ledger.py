@@ -180,7 +180,8 @@ def build_calls(
         usage = exchange.usage
         # An error response without usage is a request the provider rejected and does not
         # bill: known to be nothing. A successful one without usage is unknown, not zero.
-        if usage is None and wire.status >= 400:
+        rejected = usage is None and wire.status >= 400
+        if rejected:
             usage = Usage(input_tokens=0, output_tokens=0)
         quote = prices.quote(exchange.provider, exchange.model)
         agent = (agent_event.agent_role if agent_event else None) or (
@@ -197,7 +198,7 @@ def build_calls(
                 output_tokens=usage.output_tokens if usage else None,
                 cached_tokens=usage.cached_tokens if usage else None,
                 reasoning_tokens=usage.reasoning_tokens if usage else None,
-                cost=quote.cost(usage) if usage and quote else None,
+                cost=0.0 if rejected else quote.cost(usage) if usage and quote else None,
                 recorded_latency_s=wire.recorded_latency_s,
                 forced_final_answer=forced,
                 url=wire.uri,
@@ -208,7 +209,7 @@ def build_calls(
                 kickoff_id=wire.scope_id("crew_kickoff_started"),
                 cache_write_tokens=usage.cache_write_tokens if usage else None,
                 usage_known=usage is not None,
-                priced=quote is not None,
+                priced=quote is not None or rejected,  # a rejected request has nothing to price
                 free=quote is not None and quote.free,
             )
         )

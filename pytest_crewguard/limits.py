@@ -106,9 +106,10 @@ def unpriced_message(models: Sequence[str], gate: str) -> str:
 
 def usage_unknown_message(calls: Sequence[LLMCall], gate: str) -> str:
     """The gate cannot be checked: these calls' responses carried no usage block."""
+    one = len(calls) == 1
     lines = [
-        f"{gate} is set but {len(calls)} LLM call{'s' if len(calls) != 1 else ''} had no usage in "
-        "the response, so their tokens and cost are unknown (never counted as 0):"
+        f"{gate} is set but {len(calls)} LLM call{'' if one else 's'} had no usage in the response, "
+        f"so {'its' if one else 'their'} tokens and cost are unknown (never counted as 0):"
     ]
     lines += [
         f"    {i + 1}. {c.model} {c.agent or '-'} / {c.task or '-'}  {c.url}" for i, c in enumerate(calls[:5])
@@ -149,7 +150,7 @@ def total_violations(spec: GuardSpec, calls: Sequence[LLMCall]) -> list[tuple[st
                 (
                     "max_cost",
                     f"cost {cost_text(cost, exact=cost_exact(calls))} is over "
-                    f"max_cost={usd(spec.max_cost)} by "
+                    f"max_cost={usd(spec.max_cost)} by {'' if cost_exact(calls) else 'at least '}"
                     f"{usd(cost - spec.max_cost)} ({len(calls)} LLM calls); top calls:\n" + _top_calls(calls),
                 )
             )

@@ -17,19 +17,25 @@ def _seconds(value: float | None) -> str:
 
 
 def _cost(record: TestRecord) -> str:
-    if record.llm_calls and record.usage_unknown == record.llm_calls:
-        return "unknown (no usage)"
-    text = cost_text(record.cost, exact=record.cost_exact, free=bool(record.free_models))
     notes = [f"unpriced: {', '.join(record.unpriced_models)}"] if record.unpriced_models else []
     if record.usage_unknown:
-        notes.append(f"{record.usage_unknown} without usage")
-    return f"{text} ({'; '.join(notes)})" if notes else text
+        notes.append(
+            "no usage"
+            if record.usage_unknown == record.llm_calls
+            else f"{record.usage_unknown} without usage"
+        )
+    if not notes:
+        return cost_text(record.cost, exact=True, free=bool(record.free_models))
+    # Nothing known: a bare "unknown" rather than a lower bound of $0.
+    text = "unknown" if record.cost == 0 else cost_text(record.cost, exact=False)
+    return f"{text} ({'; '.join(notes)})"
 
 
-def _tokens(record: TestRecord, value: int) -> str:
-    if record.llm_calls and record.usage_unknown == record.llm_calls:
-        return "unknown"
-    return f"≥{value}" if record.usage_unknown else str(value)
+def _tokens(value: int, unknown_calls: int) -> str:
+    """A token total: ``≥1200`` when some calls have unknown usage, ``unknown`` when all do."""
+    if not unknown_calls:
+        return str(value)
+    return f"≥{value}" if value else "unknown"
 
 
 def _plural(n: int, word: str) -> str:
@@ -57,8 +63,8 @@ def table(session: CrewguardSession) -> str:
         [
             r.nodeid,
             r.llm_calls,
-            _tokens(r, r.input_tokens),
-            _tokens(r, r.output_tokens),
+            _tokens(r.input_tokens, r.usage_unknown),
+            _tokens(r.output_tokens, r.usage_unknown),
             _cost(r),
             r.max_iterations,
             r.max_iter_hits,
@@ -71,14 +77,14 @@ def table(session: CrewguardSession) -> str:
     # A test that failed before any LLM call has nothing to project; it does not void the total.
     known = [r.projected_s for r in records if r.llm_calls]
     unknown_usage = session.usage_unknown
-    at_least = "≥" if unknown_usage else ""
+    total = "unknown" if session.total_cost == 0 and not session.cost_exact else None
     rows.append(
         [
             f"TOTAL ({_plural(len(records), 'test')})",
             sum(r.llm_calls for r in records),
-            f"{at_least}{sum(r.input_tokens for r in records)}",
-            f"{at_least}{sum(r.output_tokens for r in records)}",
-            cost_text(session.total_cost, exact=session.cost_exact),
+            _tokens(sum(r.input_tokens for r in records), unknown_usage),
+            _tokens(sum(r.output_tokens for r in records), unknown_usage),
+            total or cost_text(session.total_cost, exact=session.cost_exact),
             max((r.max_iterations for r in records), default=0),
             sum(r.max_iter_hits for r in records),
             _seconds(sum(r.elapsed_s for r in records)),
