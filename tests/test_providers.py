@@ -292,3 +292,14 @@ def test_openrouter_llama_is_priced_at_openrouter() -> None:
     usage = Usage(1_000, 100)
     micro = 1_000 * 0.0509 + 100 * 0.335
     assert _cost("openrouter", "meta-llama/llama-3.2-3b-instruct", usage) == pytest.approx(micro * MICRO)
+
+
+def test_bedrock_model_given_as_an_inference_profile_arn() -> None:
+    arn = (
+        "arn%3Aaws%3Abedrock%3Aus-east-1%3A123456789012%3Ainference-profile%2Fus.anthropic.claude-sonnet-4-6"
+    )
+    url = f"https://bedrock-runtime.us-east-1.amazonaws.com/model/{arn}/converse"
+    body = '{"usage": {"inputTokens": 9, "outputTokens": 24}}'
+    ex = classify_exchange("POST", url, None, 200, {}, body)
+    assert (ex.provider, ex.api, ex.model) == ("bedrock", "converse", "us.anthropic.claude-sonnet-4-6")
+    assert _cost(ex.provider, ex.model, Usage(9, 24)) == pytest.approx((9 * 3.30 + 24 * 16.50) * MICRO)

@@ -88,6 +88,10 @@ def _google(model: str, verb: str, path: str) -> Route | None:
 
 
 def _bedrock(model: str, op: str) -> Route | None:
+    if model.startswith("arn:") and "/" in model:
+        # An inference-profile or foundation-model ARN: its last part is the model id
+        # (an application profile's opaque id can be priced through the price file's aliases).
+        model = model.rsplit("/", 1)[-1]
     if op in ("converse", "converse-stream"):
         return "llm", "bedrock", "converse", model
     if op in ("invoke", "invoke-with-response-stream"):
