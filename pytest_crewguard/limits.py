@@ -117,8 +117,9 @@ def usage_unknown_message(calls: Sequence[LLMCall], gate: str) -> str:
     if len(calls) > 5:
         lines.append(f"    ... and {len(calls) - 5} more")
     lines.append(
-        "  Record the calls again with usage reported: for OpenAI-compatible streams send "
-        '`stream_options={"include_usage": true}` (or turn streaming off).'
+        "  Record these calls again with usage reported: CrewAI 1.15's own LLM classes ask "
+        'streams for it; with another client send `stream_options={"include_usage": true}` or '
+        "turn streaming off."
     )
     return "\n".join(lines)
 
