@@ -107,6 +107,14 @@ def table(session: CrewguardSession) -> str:
             "usage block in the response (a stream recorded without usage?); their tokens and cost "
             "are not in the totals, which are lower bounds (≥)"
         )
+    kinds = [
+        (sum(r.cached_tokens for r in records), "cache reads"),
+        (sum(r.cache_write_tokens for r in records), "cache writes"),
+        (sum(r.reasoning_tokens for r in records), "reasoning"),
+    ]
+    if any(n for n, _ in kinds):  # each kind is priced at its own rate
+        detail = ", ".join(f"{name} {n}" for n, name in kinds if n)
+        lines.append(f"of the tokens: {detail} (included in the in/out tok columns)")
     free = sorted({m for r in records for m in r.free_models})
     if free:
         lines.append(f"free: {', '.join(free)} (listed at $0 by the price data)")

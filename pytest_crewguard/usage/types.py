@@ -51,9 +51,10 @@ class Exchange:
     ``"bedrock"``, ``"openrouter"``, ``"ollama"`` (``None`` for ``kind="other"``). ``api`` is one
     of ``"chat"``, ``"completions"``, ``"responses"``, ``"messages"``, ``"generate_content"``,
     ``"converse"``, ``"invoke"``, ``"ollama_chat"``, ``"ollama_generate"``, ``"embeddings"``,
-    ``"count_tokens"``. ``model`` comes from the response body when present, else from the
-    request body or the URL. ``usage`` is ``None`` when the response carries no usage block
-    (errors, preflights, a stream recorded without usage, non-LLM traffic).
+    ``"ollama_embeddings"``, ``"count_tokens"``. ``model`` comes from the response body when
+    present, else from the request body or the URL. ``usage`` is ``None`` when the response
+    carries no usage block (errors, preflights, a stream recorded without usage, non-LLM
+    traffic).
     """
 
     kind: Kind

@@ -158,6 +158,24 @@ def test_a_free_model_shows_as_free() -> None:
     assert "free: gemma-3-27b-it (listed at $0 by the price data)" in text
 
 
+def test_token_kinds_are_shown_under_the_table() -> None:
+    usage = {
+        "input_tokens": 3,
+        "cache_read_input_tokens": 1217,
+        "cache_creation_input_tokens": 40,
+        "output_tokens": 5,
+    }
+    body = json.dumps({"model": "claude-sonnet-4-5", "usage": usage})
+    record = TestRecord.build(
+        "t.py::cached", _calls(_wire(body, url="https://api.anthropic.com/v1/messages")), []
+    )
+    assert (record.input_tokens, record.cached_tokens, record.cache_write_tokens) == (1260, 1217, 40)
+    assert "of the tokens: cache reads 1217, cache writes 40 (included in the in/out tok columns)" in table(
+        _session(record)
+    )
+    assert "of the tokens" not in table(_session(TestRecord.build("t.py::plain", _calls(_wire(KNOWN)), [])))
+
+
 def test_one_test_is_singular_and_a_test_without_calls_has_no_latency_footnote() -> None:
     text = table(_session(TestRecord("t.py::failed_before_any_call", outcome="failed")))
     assert "TOTAL (1 test)" in text
