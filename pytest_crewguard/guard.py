@@ -25,7 +25,7 @@ from .environment import placeholder_keys, test_storage_dir
 from .errors import CrewguardError
 from .events import EventLog
 from .isolation import ReusedObjectError, UsedObjects
-from .ledger import LLMCall, build_calls, forced_final_answer_texts, total_cost
+from .ledger import LLMCall, build_calls, forced_final_answer_texts, total_cost, total_tokens
 from .limits import run_violations, total_violations
 from .marker import GuardSpec
 from .match_config import MatchConfig
@@ -296,7 +296,7 @@ class CrewGuard:
 
     @property
     def tokens(self) -> int:
-        return sum(c.tokens for c in self.calls)
+        return total_tokens(self.calls)  # calls without usage are listed by the gates, not 0
 
     def kickoff(self, factory: Factory | Any, inputs: dict[str, Any] | None = None) -> GuardedRun:
         """Build a crew with ``factory`` and kick it off under the marker's limits.
@@ -438,8 +438,7 @@ class CrewGuard:
         self._checked.add(id(run))
         done = (
             "\n".join(
-                f"    {i + 1}. {c.model} {c.agent or '-'} / {c.task or '-'} "
-                f"in={c.input_tokens} out={c.output_tokens}"
+                f"    {i + 1}. {c.describe()}"
                 for i, c in enumerate(run.calls)
             )
             or "    (none finished)"

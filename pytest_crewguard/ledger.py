@@ -15,21 +15,30 @@ from typing import Any
 
 from .events import EventLog
 from .pricing import PriceTable
+from .usage import Usage
 from .wire import WireCall
 
 
 @dataclass(frozen=True)
 class LLMCall:
-    """One provider LLM request and what it cost."""
+    """One provider LLM request and what it cost.
+
+    Token counts and ``cost`` are ``None`` when the response carried no usage block
+    (``usage_known`` is ``False``: a stream recorded without usage, a provider that omits it):
+    such a call is never counted as 0 tokens. ``cost`` is also ``None`` when the model has no
+    price (``priced`` is ``False``). ``free`` says the price data lists the model at $0.
+    ``input_tokens`` include ``cached_tokens`` (cache reads) and ``cache_write_tokens``;
+    ``output_tokens`` include ``reasoning_tokens``.
+    """
 
     provider: str | None
     model: str | None
     agent: str | None
     task: str | None
-    input_tokens: int
-    output_tokens: int
-    cached_tokens: int
-    reasoning_tokens: int
+    input_tokens: int | None
+    output_tokens: int | None
+    cached_tokens: int | None
+    reasoning_tokens: int | None
     cost: float | None
     recorded_latency_s: float | None
     forced_final_answer: bool
@@ -37,21 +46,65 @@ class LLMCall:
     status: int
     agent_round: bool
     kickoff_id: str | None
+    cache_write_tokens: int | None = 0
+    usage_known: bool = True
+    priced: bool = True
+    free: bool = False
 
     @property
-    def tokens(self) -> int:
-        """Input plus output tokens."""
+    def tokens(self) -> int | None:
+        """Input plus output tokens (``None`` when the usage is unknown)."""
+        if self.input_tokens is None or self.output_tokens is None:
+            return None
         return self.input_tokens + self.output_tokens
+
+    def describe(self) -> str:
+        """``model agent / task in=.. out=..`` with each kind of token, for messages."""
+        return f"{self.model} {self.agent or '-'} / {self.task or '-'} {token_text(self)}"
+
+
+def token_text(call: LLMCall) -> str:
+    """``in=1220 (cache read 1217) out=6``, or ``usage unknown``."""
+    if not call.usage_known or call.input_tokens is None or call.output_tokens is None:
+        return "usage unknown (the response had no usage block)"
+    extra_in = [
+        f"cache read {call.cached_tokens}" if call.cached_tokens else "",
+        f"cache write {call.cache_write_tokens}" if call.cache_write_tokens else "",
+    ]
+    extra_out = f" (reasoning {call.reasoning_tokens})" if call.reasoning_tokens else ""
+    detail = ", ".join(x for x in extra_in if x)
+    return f"in={call.input_tokens}{f' ({detail})' if detail else ''} out={call.output_tokens}{extra_out}"
 
 
 def total_cost(calls: Iterable[LLMCall]) -> float:
-    """USD cost of the priced calls (unpriced ones are listed by :func:`unpriced_models`)."""
+    """USD cost of the calls whose cost is known: exact only when :func:`cost_exact` says so
+    (unpriced models and calls without usage are listed apart, never counted as $0)."""
     return round(sum(c.cost for c in calls if c.cost is not None), 10)
+
+
+def cost_exact(calls: Iterable[LLMCall]) -> bool:
+    """Whether every call's cost is known (usage reported and the model priced)."""
+    return all(c.cost is not None for c in calls)
+
+
+def total_tokens(calls: Iterable[LLMCall], kind: str = "tokens") -> int:
+    """Sum of ``kind`` (``tokens``, ``input_tokens``, ...) over calls whose usage is known."""
+    return sum(getattr(c, kind) or 0 for c in calls if c.usage_known)
 
 
 def unpriced_models(calls: Iterable[LLMCall]) -> list[str]:
     """Models among ``calls`` that have no price: never counted as $0."""
-    return sorted({c.model or "(unknown model)" for c in calls if c.cost is None})
+    return sorted({c.model or "(unknown model)" for c in calls if not c.priced})
+
+
+def usage_unknown_calls(calls: Iterable[LLMCall]) -> list[LLMCall]:
+    """Calls whose response carried no usage block: never counted as 0 tokens."""
+    return [c for c in calls if not c.usage_known]
+
+
+def free_models(calls: Iterable[LLMCall]) -> list[str]:
+    """Models among ``calls`` that the price data lists at $0."""
+    return sorted({c.model or "(unknown model)" for c in calls if c.free})
 
 
 _seen_force_texts: set[str] = set()
@@ -125,6 +178,12 @@ def build_calls(
         llm_event = events.get(wire.scope_id("llm_call_started"))
         forced = is_forced_final_answer(wire.request_body, force_texts)
         usage = exchange.usage
+        # An error response without usage is a request the provider rejected and does not
+        # bill: known to be nothing. A successful one without usage is unknown, not zero.
+        rejected = usage is None and wire.status >= 400
+        if rejected:
+            usage = Usage(input_tokens=0, output_tokens=0)
+        quote = prices.quote(exchange.provider, exchange.model)
         agent = (agent_event.agent_role if agent_event else None) or (
             llm_event.agent_role if llm_event else None
         )
@@ -135,11 +194,11 @@ def build_calls(
                 model=exchange.model,
                 agent=agent,
                 task=task,
-                input_tokens=usage.input_tokens if usage else 0,
-                output_tokens=usage.output_tokens if usage else 0,
-                cached_tokens=usage.cached_tokens if usage else 0,
-                reasoning_tokens=usage.reasoning_tokens if usage else 0,
-                cost=prices.cost(exchange.provider, exchange.model, usage) if usage else 0.0,
+                input_tokens=usage.input_tokens if usage else None,
+                output_tokens=usage.output_tokens if usage else None,
+                cached_tokens=usage.cached_tokens if usage else None,
+                reasoning_tokens=usage.reasoning_tokens if usage else None,
+                cost=0.0 if rejected else quote.cost(usage) if usage and quote else None,
                 recorded_latency_s=wire.recorded_latency_s,
                 forced_final_answer=forced,
                 url=wire.uri,
@@ -148,6 +207,10 @@ def build_calls(
                 # The forced final answer and converter calls carry no agent.
                 agent_round=bool(llm_event and llm_event.agent_role) and not forced,
                 kickoff_id=wire.scope_id("crew_kickoff_started"),
+                cache_write_tokens=usage.cache_write_tokens if usage else None,
+                usage_known=usage is not None,
+                priced=quote is not None or rejected,  # a rejected request has nothing to price
+                free=quote is not None and quote.free,
             )
         )
     return calls

@@ -4,7 +4,15 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from .ledger import LLMCall, total_cost, unpriced_models
+from .ledger import (
+    LLMCall,
+    cost_exact,
+    token_text,
+    total_cost,
+    total_tokens,
+    unpriced_models,
+    usage_unknown_calls,
+)
 from .marker import GuardSpec
 from .run import GuardedRun
 
@@ -72,10 +80,17 @@ def run_violations(spec: GuardSpec, run: GuardedRun) -> list[tuple[str, str]]:
 def _top_calls(calls: Sequence[LLMCall], n: int = 3) -> str:
     ranked = sorted(calls, key=lambda c: -(c.cost or 0.0))[:n]
     return "\n".join(
-        f"    {usd(c.cost or 0.0)}  {c.model}  {c.agent or '-'} / {c.task or '-'}  "
-        f"in={c.input_tokens} out={c.output_tokens}"
+        f"    {cost_text(c.cost, exact=True) if c.cost is not None else 'unknown  '}  {c.model}  "
+        f"{c.agent or '-'} / {c.task or '-'}  {token_text(c)}"
         for c in ranked
     )
+
+
+def cost_text(cost: float, *, exact: bool, free: bool = False) -> str:
+    """``$0.000540``; ``≥$0.000540`` when some calls' cost is unknown; ``free`` for $0 models."""
+    if free and exact and cost == 0:
+        return "free"
+    return usd(cost) if exact else f"≥{usd(cost)}"
 
 
 def unpriced_message(models: Sequence[str], gate: str) -> str:
@@ -83,32 +98,71 @@ def unpriced_message(models: Sequence[str], gate: str) -> str:
         f"{gate} is set but these models have no price: {', '.join(models)}. A call is never "
         "counted as $0. Add their prices (USD per million tokens) to a file and pass it with "
         "--crewguard-prices (ini crewguard_prices), e.g.\n"
-        f"    {models[0]}:\n      input: 0.15\n      cached_input: 0.075\n      output: 0.60"
+        f"    {models[0]}:\n      input: 0.15\n      cached_input: 0.075\n      output: 0.60\n"
+        "  (for an Azure deployment name, map it to the model it serves under `aliases:` in that "
+        "file instead)"
     )
 
 
+def usage_unknown_message(calls: Sequence[LLMCall], gate: str) -> str:
+    """The gate cannot be checked: these calls' responses carried no usage block."""
+    one = len(calls) == 1
+    lines = [
+        f"{gate} is set but {len(calls)} LLM call{'' if one else 's'} had no usage in the response, "
+        f"so {'its' if one else 'their'} tokens and cost are unknown (never counted as 0):"
+    ]
+    lines += [
+        f"    {i + 1}. {c.model} {c.agent or '-'} / {c.task or '-'}  {c.url}" for i, c in enumerate(calls[:5])
+    ]
+    if len(calls) > 5:
+        lines.append(f"    ... and {len(calls) - 5} more")
+    lines.append(
+        "  Record these calls again with usage reported: CrewAI 1.15's own LLM classes ask "
+        'streams for it; with another client send `stream_options={"include_usage": true}` or '
+        "turn streaming off."
+    )
+    return "\n".join(lines)
+
+
 def total_violations(spec: GuardSpec, calls: Sequence[LLMCall]) -> list[tuple[str, str]]:
-    """``(gate, message)`` for each limit the test's calls, all runs together, crossed."""
+    """``(gate, message)`` for each limit the test's calls, all runs together, crossed.
+
+    A cost or token gate over calls whose numbers are unknown (no usage, no price) fails
+    rather than passing on a partial sum; a known part already over the limit fails too.
+    """
     found: list[tuple[str, str]] = []
+    unknown = usage_unknown_calls(calls)
+    gates = [g for g, v in (("max_cost", spec.max_cost), ("max_tokens", spec.max_tokens)) if v is not None]
+    if unknown and gates:
+        named = " and ".join(
+            f"max_cost={usd(spec.max_cost)}"
+            if g == "max_cost" and spec.max_cost is not None
+            else f"{g}={spec.max_tokens}"
+            for g in gates
+        )
+        found.append(("usage_unknown", usage_unknown_message(unknown, named)))
     if spec.max_cost is not None:
         unpriced = unpriced_models(calls)
         cost = total_cost(calls)
         if unpriced:
             found.append(("unpriced", unpriced_message(unpriced, f"max_cost={usd(spec.max_cost)}")))
-        elif cost > spec.max_cost:
+        if cost > spec.max_cost:
             found.append(
                 (
                     "max_cost",
-                    f"cost {usd(cost)} is over max_cost={usd(spec.max_cost)} by "
+                    f"cost {cost_text(cost, exact=cost_exact(calls))} is over "
+                    f"max_cost={usd(spec.max_cost)} by {'' if cost_exact(calls) else 'at least '}"
                     f"{usd(cost - spec.max_cost)} ({len(calls)} LLM calls); top calls:\n" + _top_calls(calls),
                 )
             )
-    tokens = sum(c.tokens for c in calls)
+    tokens = total_tokens(calls)
     if spec.max_tokens is not None and tokens > spec.max_tokens:
+        at_least = "at least " if unknown else ""
         found.append(
             (
                 "max_tokens",
-                f"{tokens} tokens are over max_tokens={spec.max_tokens}; top calls:\n" + _top_calls(calls),
+                f"{at_least}{tokens} tokens are over max_tokens={spec.max_tokens}; top calls:\n"
+                + _top_calls(calls),
             )
         )
     if spec.max_llm_calls is not None and len(calls) > spec.max_llm_calls:

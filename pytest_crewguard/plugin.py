@@ -274,9 +274,7 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
         from .report import write_report
 
         write_report(results, settings.report)
-    budget_broken = results.over_budget is not None or (
-        results.budget is not None and bool(results.unpriced_models)
-    )
+    budget_broken = results.over_budget is not None or results.budget_unknown() is not None
     if (budget_broken or _regressions(config)) and session.exitstatus == 0:
         session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
@@ -284,20 +282,15 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
 def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pytest.Config) -> None:
     if _session_key not in config.stash or hasattr(config, "workeroutput"):
         return
-    from .limits import unpriced_message, usd
+    from .limits import usd
     from .report import table
 
     results = config.stash[_session_key]
     terminalreporter.write_sep("=", "crewguard")
     terminalreporter.write_line(table(results))
     over = results.over_budget
-    if results.budget is not None and results.unpriced_models:
-        terminalreporter.write_line(
-            "crewguard: "
-            + unpriced_message(results.unpriced_models, f"--crewguard-max-cost={usd(results.budget)}"),
-            red=True,
-            bold=True,
-        )
+    if (unknown := results.budget_unknown()) is not None:  # unpriced models, calls without usage
+        terminalreporter.write_line("crewguard: " + unknown, red=True, bold=True)
     baseline, _ = config.stash.get(_baseline_key, (None, []))
     if baseline is not None:
         from .baseline import comparison_lines

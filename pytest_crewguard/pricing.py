@@ -4,7 +4,9 @@ Price file format
 -----------------
 A ``.yaml``/``.yml``, ``.toml`` or ``.json`` file holding a mapping of model name to prices, in
 USD per million tokens. ``input`` and ``output`` are required; ``cached_input`` (cache reads)
-and ``cache_write`` default to the ``input`` price. YAML::
+and ``cache_write`` default to the ``input`` price, ``cache_write_1h`` (Anthropic's one-hour
+cache writes) to ``cache_write``, ``reasoning_output`` (reasoning/thinking tokens) to
+``output``. YAML::
 
     my-finetune:
       input: 0.30        # USD per million input tokens
@@ -14,7 +16,16 @@ and ``cache_write`` default to the ``input`` price. YAML::
       input: 0.15
       output: 0.60
 
-The same mapping may sit under a top-level ``models:`` key. TOML (quote names with dots)::
+The same mapping may sit under a top-level ``models:`` key, next to an optional ``aliases:``
+mapping from a name the provider reports (an Azure OpenAI deployment name) to the model it
+serves::
+
+    aliases:
+      my-gpt4o-deployment: gpt-4o   # priced as gpt-4o
+    models:
+      my-finetune: {input: 0.30, output: 1.20}
+
+TOML (quote names with dots)::
 
     [models."gpt-4.1-mini"]
     input = 0.40
@@ -24,7 +35,8 @@ JSON: ``{"my-finetune": {"input": 0.3, "output": 1.2}}``.
 
 An override is found by the exact model name, then without a provider prefix
 (``openai/gpt-4o-mini`` -> ``gpt-4o-mini``) and without a date suffix
-(``gpt-4o-mini-2024-07-18`` -> ``gpt-4o-mini``). Overrides win over genai-prices.
+(``gpt-4o-mini-2024-07-18`` -> ``gpt-4o-mini``). Overrides win over genai-prices. Ollama's
+models run locally and cost nothing per token unless the file prices them.
 """
 
 from __future__ import annotations
@@ -33,48 +45,98 @@ import json
 import math
 import os
 import re
+import threading
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from pytest_crewguard.errors import ConfigError
 from pytest_crewguard.usage import Usage
 
-__all__ = ["ModelPrice", "PriceTable"]
+__all__ = ["ModelPrice", "PriceTable", "Quote"]
 
 
 @dataclass(frozen=True)
 class ModelPrice:
-    """Prices of one model in USD per million tokens; ``None`` cache prices mean the input price."""
+    """Prices of one model in USD per million tokens; ``None`` cache prices mean the input price
+    (``cache_write_1h``: the ``cache_write`` price)."""
 
     input: float
     output: float
     cached_input: float | None = None
     cache_write: float | None = None
+    cache_write_1h: float | None = None
+    reasoning_output: float | None = None
+
+    @property
+    def free(self) -> bool:
+        """Every kind of token costs nothing."""
+        prices = (self.input, self.output, self.cached_input, self.cache_write, self.cache_write_1h)
+        return not any((*prices, self.reasoning_output))
+
+    def cost(self, usage: Usage) -> float:
+        """USD cost of ``usage``, each kind of token at its own price."""
+        # Usage.input_tokens includes cache reads and writes: bill those at their own prices.
+        uncached = max(usage.input_tokens - usage.cached_tokens - usage.cache_write_tokens, 0)
+        cached_price = self.input if self.cached_input is None else self.cached_input
+        write_price = self.input if self.cache_write is None else self.cache_write
+        write_1h_price = write_price if self.cache_write_1h is None else self.cache_write_1h
+        reasoning_price = self.output if self.reasoning_output is None else self.reasoning_output
+        write_1h, reasoning = usage.cache_write_1h_tokens, usage.reasoning_tokens
+        total = (
+            uncached * self.input
+            + usage.cached_tokens * cached_price
+            + (usage.cache_write_tokens - write_1h) * write_price
+            + write_1h * write_1h_price
+            + (usage.output_tokens - reasoning) * self.output
+            + reasoning * reasoning_price
+        )
+        return round(total / 1_000_000, 10)
 
 
-# Our provider names -> genai-prices provider ids to try, in order. Azure serves OpenAI models
-# under deployment names; genai-prices knows some Azure prices and falls back to OpenAI's.
-_GENAI_PROVIDERS: dict[str, tuple[str, ...]] = {
-    "openai": ("openai",),
-    "anthropic": ("anthropic",),
-    "google": ("google",),
-    "azure": ("azure", "openai"),
-    "bedrock": ("aws",),
-    "openrouter": ("openrouter",),
-}
+# Providers that run the model on the user's own machine: no per-token price unless a price
+# file gives one.
+_LOCAL_PROVIDERS = frozenset({"ollama"})
 _DATE_SUFFIX = re.compile(r"[-@](?:\d{4}-\d{2}-\d{2}|\d{8})$")
-_PRICE_KEYS = ("input", "output", "cached_input", "cache_write")
+_PRICE_KEYS = ("input", "output", "cached_input", "cache_write", "cache_write_1h", "reasoning_output")
+_OPTIONAL_KEYS = _PRICE_KEYS[2:]  # default to another price when absent or null
+
+
+class Quote(Protocol):
+    """The price of one model, resolved once and reused for every call to it."""
+
+    @property
+    def free(self) -> bool:
+        """The price data lists every kind of token at $0."""
+
+    def cost(self, usage: Usage) -> float:
+        """USD cost of ``usage``."""
+
+
+_LOCAL = ModelPrice(input=0.0, output=0.0)
 
 
 class PriceTable:
-    """Prices models: overrides first, then genai-prices' bundled table (no network)."""
+    """Prices models: overrides first, then genai-prices' bundled table (no network).
 
-    def __init__(self, overrides: Mapping[str, ModelPrice] | None = None, source: str | None = None) -> None:
-        """``overrides`` maps model name to price; ``source`` names where they came from."""
+    A model's price is looked up once per ``(provider, model)`` and cached: pricing a call is
+    then plain arithmetic.
+    """
+
+    def __init__(
+        self,
+        overrides: Mapping[str, ModelPrice] | None = None,
+        source: str | None = None,
+        aliases: Mapping[str, str] | None = None,
+    ) -> None:
+        """``overrides`` maps model name to price; ``source`` names where they came from;
+        ``aliases`` maps a name a provider reports (an Azure deployment) to the model it serves."""
         self._overrides: dict[str, ModelPrice] = dict(overrides or {})
+        self._aliases: dict[str, str] = dict(aliases or {})
         self._source = source
+        self._quotes: dict[tuple[str | None, str], Quote | None] = {}
+        self._lock = threading.Lock()
 
     @classmethod
     def from_file(cls, path: str | os.PathLike[str]) -> PriceTable:
@@ -84,7 +146,8 @@ class PriceTable:
         a file that cannot be read or does not follow the format.
         """
         file = Path(path)
-        return cls(_load_price_file(file), source=file.name)
+        overrides, aliases = _load_price_file(file)
+        return cls(overrides, source=file.name, aliases=aliases)
 
     @property
     def version(self) -> str:
@@ -105,12 +168,46 @@ class PriceTable:
         """USD cost of one call, rounded to 10 decimal places; ``None`` when the model has no
         price (never ``0.0`` for an unknown model, so a cost gate cannot pass by accident).
         """
+        quote = self.quote(provider, model)
+        return None if quote is None else quote.cost(usage)
+
+    def is_free(self, provider: str | None, model: str | None) -> bool:
+        """Whether the price data lists the model at $0 for every kind of token."""
+        quote = self.quote(provider, model)
+        return quote is not None and quote.free
+
+    def quote(self, provider: str | None, model: str | None) -> Quote | None:
+        """The model's price (``None``: unpriced), looked up once per ``(provider, model)``."""
         if not model:
             return None
+        key = (provider, model)
+        try:
+            return self._quotes[key]
+        except KeyError:
+            pass
+        found = self._lookup(provider, self._alias(provider, model))
+        with self._lock:
+            self._quotes[key] = found
+        return found
+
+    def model_for(self, provider: str | None, model: str) -> str:
+        """The model name prices are looked up by (after ``aliases``)."""
+        return self._alias(provider, model)
+
+    def _alias(self, provider: str | None, model: str) -> str:
+        if provider and f"{provider}/{model}" in self._aliases:
+            return self._aliases[f"{provider}/{model}"]
+        return self._aliases.get(model, model)
+
+    def _lookup(self, provider: str | None, model: str) -> Quote | None:
         override = self._override(provider, model)
         if override is not None:
-            return _override_cost(override, usage)
-        return _genai_cost(provider, model, usage)
+            return override
+        if provider in _LOCAL_PROVIDERS:
+            return _LOCAL
+        from .genai_price import genai_quote  # lazy: genai-prices loads a 1.6 MB table
+
+        return genai_quote(provider, model)
 
     def _override(self, provider: str | None, model: str) -> ModelPrice | None:
         if not self._overrides:
@@ -130,53 +227,10 @@ def _override_names(provider: str | None, model: str) -> Iterator[str]:
     yield from names
 
 
-def _override_cost(price: ModelPrice, usage: Usage) -> float:
-    # Usage.input_tokens includes cache reads and writes: bill those at their own prices.
-    uncached = max(usage.input_tokens - usage.cached_tokens - usage.cache_write_tokens, 0)
-    cached_price = price.input if price.cached_input is None else price.cached_input
-    write_price = price.input if price.cache_write is None else price.cache_write
-    total = (
-        uncached * price.input
-        + usage.cached_tokens * cached_price
-        + usage.cache_write_tokens * write_price
-        + usage.output_tokens * price.output
-    )
-    return round(total / 1_000_000, 10)
-
-
-def _genai_cost(provider: str | None, model: str, usage: Usage) -> float | None:
-    import genai_prices  # lazy: it loads a 1.6 MB price table; the plugin must import fast
-    from genai_prices.data_snapshot import find_provider_by_id, get_snapshot
-
-    candidates: tuple[str | None, ...]
-    if provider is None:
-        candidates = (None,)
-    elif provider in _GENAI_PROVIDERS:
-        candidates = _GENAI_PROVIDERS[provider]
-    elif find_provider_by_id(get_snapshot().providers, provider) is not None:
-        candidates = (provider,)  # e.g. "groq", "mistral": genai-prices knows them by that id
-    else:
-        candidates = (None,)  # unknown provider: let genai-prices match the model name alone
-
-    genai_usage = genai_prices.Usage(
-        input_tokens=usage.input_tokens,
-        cache_read_tokens=usage.cached_tokens,
-        output_tokens=usage.output_tokens,
-        cache_write_tokens=usage.cache_write_tokens,
-    )
-    for provider_id in candidates:
-        try:
-            price = genai_prices.calc_price(genai_usage, model, provider_id=provider_id)
-        except (LookupError, ValueError):  # unknown model (or usage it cannot price): unpriced
-            continue
-        return round(float(price.total_price), 10)
-    return None
-
-
 # --- price files -----------------------------------------------------------------------------
 
 
-def _load_price_file(file: Path) -> dict[str, ModelPrice]:
+def _load_price_file(file: Path) -> tuple[dict[str, ModelPrice], dict[str, str]]:
     suffix = file.suffix.lower()
     if suffix not in (".yaml", ".yml", ".toml", ".json"):
         raise ConfigError(
@@ -188,8 +242,39 @@ def _load_price_file(file: Path) -> dict[str, ModelPrice]:
     except (OSError, UnicodeDecodeError) as exc:
         reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
         raise ConfigError(f"price file {file}: cannot be read: {reason}") from exc
-    data = _parse(file, suffix, text)
-    return _parse_prices(file, data)
+    data, aliases = _split_aliases(file, _parse(file, suffix, text))
+    if aliases and data == {}:  # a file of aliases only
+        return {}, aliases
+    return _parse_prices(file, data), aliases
+
+
+def _split_aliases(file: Path, data: Any) -> tuple[Any, dict[str, str]]:
+    """Take the top-level ``aliases:`` mapping (reported name -> model to price it as) out."""
+    if not isinstance(data, dict) or "aliases" not in data:
+        return data, {}
+    rest = {k: v for k, v in data.items() if k != "aliases"}
+    found = data["aliases"]
+    example = "e.g. `aliases: {my-gpt4o-deployment: gpt-4o}`"
+    if not isinstance(found, dict):
+        raise ConfigError(
+            f"price file {file}: 'aliases' must map a deployment or model name to the model it "
+            f"serves, {example}; got {_type_name(found)}"
+        )
+    aliases: dict[str, str] = {}
+    for name, target in found.items():
+        if not isinstance(target, str) or not target.strip():
+            raise ConfigError(
+                f"price file {file}: alias {str(name)!r} must name a model (a string), {example}; "
+                f"got {target!r}"
+            )
+        aliases[str(name)] = target.strip()
+    if rest and "models" not in rest:  # models next to aliases must sit under 'models'
+        others = ", ".join(repr(str(k)) for k in rest)
+        raise ConfigError(
+            f"price file {file}: with 'aliases', put the prices under a top-level 'models' key "
+            f"(found {others} at the top level)"
+        )
+    return rest, aliases
 
 
 def _parse(file: Path, suffix: str, text: str) -> Any:
@@ -256,7 +341,7 @@ def _parse_prices(file: Path, data: Any) -> dict[str, ModelPrice]:
                 )
         values: dict[str, float] = {}
         for key, value in entry.items():
-            if value is None and key in ("cached_input", "cache_write"):
+            if value is None and key in _OPTIONAL_KEYS:
                 continue
             number = isinstance(value, int | float) and not isinstance(value, bool)
             if not number or not math.isfinite(value) or value < 0:
@@ -270,5 +355,7 @@ def _parse_prices(file: Path, data: Any) -> dict[str, ModelPrice]:
             output=values["output"],
             cached_input=values.get("cached_input"),
             cache_write=values.get("cache_write"),
+            cache_write_1h=values.get("cache_write_1h"),
+            reasoning_output=values.get("reasoning_output"),
         )
     return prices

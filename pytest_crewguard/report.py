@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from .limits import usd
+from .limits import cost_text, usd
 from .session import CrewguardSession, TestRecord
 
 REPORT_VERSION = 1
@@ -17,9 +17,29 @@ def _seconds(value: float | None) -> str:
 
 
 def _cost(record: TestRecord) -> str:
-    if record.unpriced_models:
-        return f"{usd(record.cost)} + unpriced ({', '.join(record.unpriced_models)})"
-    return usd(record.cost)
+    notes = [f"unpriced: {', '.join(record.unpriced_models)}"] if record.unpriced_models else []
+    if record.usage_unknown:
+        notes.append(
+            "no usage"
+            if record.usage_unknown == record.llm_calls
+            else f"{record.usage_unknown} without usage"
+        )
+    if not notes:
+        return cost_text(record.cost, exact=True, free=bool(record.free_models))
+    # Nothing known: a bare "unknown" rather than a lower bound of $0.
+    text = "unknown" if record.cost == 0 else cost_text(record.cost, exact=False)
+    return f"{text} ({'; '.join(notes)})"
+
+
+def _tokens(value: int, unknown_calls: int) -> str:
+    """A token total: ``≥1200`` when some calls have unknown usage, ``unknown`` when all do."""
+    if not unknown_calls:
+        return str(value)
+    return f"≥{value}" if value else "unknown"
+
+
+def _plural(n: int, word: str) -> str:
+    return f"{n} {word}{'' if n == 1 else 's'}"
 
 
 def table(session: CrewguardSession) -> str:
@@ -43,8 +63,8 @@ def table(session: CrewguardSession) -> str:
         [
             r.nodeid,
             r.llm_calls,
-            r.input_tokens,
-            r.output_tokens,
+            _tokens(r.input_tokens, r.usage_unknown),
+            _tokens(r.output_tokens, r.usage_unknown),
             _cost(r),
             r.max_iterations,
             r.max_iter_hits,
@@ -54,14 +74,17 @@ def table(session: CrewguardSession) -> str:
         ]
         for r in records
     ]
-    known = [r.projected_s for r in records]
+    # A test that failed before any LLM call has nothing to project; it does not void the total.
+    known = [r.projected_s for r in records if r.llm_calls]
+    unknown_usage = session.usage_unknown
+    total = "unknown" if session.total_cost == 0 and not session.cost_exact else None
     rows.append(
         [
-            f"TOTAL ({len(records)} tests)",
+            f"TOTAL ({_plural(len(records), 'test')})",
             sum(r.llm_calls for r in records),
-            sum(r.input_tokens for r in records),
-            sum(r.output_tokens for r in records),
-            usd(session.total_cost),
+            _tokens(sum(r.input_tokens for r in records), unknown_usage),
+            _tokens(sum(r.output_tokens for r in records), unknown_usage),
+            total or cost_text(session.total_cost, exact=session.cost_exact),
             max((r.max_iterations for r in records), default=0),
             sum(r.max_iter_hits for r in records),
             _seconds(sum(r.elapsed_s for r in records)),
@@ -73,8 +96,29 @@ def table(session: CrewguardSession) -> str:
     if session.budget is not None:
         over = session.over_budget
         state = f"OVER by {usd(over)}" if over is not None else "ok"
-        lines.append(f"session budget: {usd(session.total_cost)} of {usd(session.budget)} ({state})")
-    if any(r.projected_s is None for r in records):
+        if over is None and not session.cost_exact:
+            state = "unknown: some calls have no usage or no price"
+        spent = cost_text(session.total_cost, exact=session.cost_exact)
+        lines.append(f"session budget: {spent} of {usd(session.budget)} ({state})")
+    if unknown_usage:
+        tests = sum(1 for r in records if r.usage_unknown)
+        lines.append(
+            f"usage unknown: {_plural(unknown_usage, 'LLM call')} in {_plural(tests, 'test')} had no "
+            "usage block in the response (a stream recorded without usage?); their tokens and cost "
+            "are not in the totals, which are lower bounds (≥)"
+        )
+    kinds = [
+        (sum(r.cached_tokens for r in records), "cache reads"),
+        (sum(r.cache_write_tokens for r in records), "cache writes"),
+        (sum(r.reasoning_tokens for r in records), "reasoning"),
+    ]
+    if any(n for n, _ in kinds):  # each kind is priced at its own rate
+        detail = ", ".join(f"{name} {n}" for n, name in kinds if n)
+        lines.append(f"of the tokens: {detail} (included in the in/out tok columns)")
+    free = sorted({m for r in records for m in r.free_models})
+    if free:
+        lines.append(f"free: {', '.join(free)} (listed at $0 by the price data)")
+    if any(r.projected_s is None and r.llm_calls for r in records):
         lines.append("projected n/a: the cassette has no recorded latencies (record it again to get them)")
     lines.append(f"prices: {session.prices.version}")
     return "\n".join(lines)
@@ -94,6 +138,8 @@ def report_data(session: CrewguardSession) -> dict[str, Any]:
             "output_tokens": sum(r.output_tokens for r in records),
             "tokens": sum(r.tokens for r in records),
             "cost": session.total_cost,
+            "cost_exact": session.cost_exact,
+            "usage_unknown": session.usage_unknown,
         },
         "tests": {r.nodeid: r.to_json() for r in records},
     }

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from .events import EventRecord
-from .ledger import LLMCall, total_cost, unpriced_models
+from .ledger import LLMCall, cost_exact, total_cost, total_tokens, unpriced_models, usage_unknown_calls
 
 AgentTask = tuple[str | None, str | None]
 
@@ -39,8 +39,15 @@ class GuardedRun:
 
     @property
     def cost(self) -> float:
-        """Estimated USD cost of the priced calls (see :attr:`unpriced_models`)."""
+        """Estimated USD cost of the calls whose cost is known. It is the whole cost only when
+        :attr:`cost_exact` is true; otherwise :attr:`unpriced_models` and
+        :attr:`usage_unknown_calls` say what it leaves out."""
         return total_cost(self.calls)
+
+    @property
+    def cost_exact(self) -> bool:
+        """Whether :attr:`cost` covers every call (all priced, all with usage)."""
+        return cost_exact(self.calls)
 
     @property
     def unpriced_models(self) -> list[str]:
@@ -48,16 +55,22 @@ class GuardedRun:
         return unpriced_models(self.calls)
 
     @property
+    def usage_unknown_calls(self) -> list[LLMCall]:
+        """Calls whose response had no usage block: not in :attr:`cost` nor the token totals."""
+        return usage_unknown_calls(self.calls)
+
+    @property
     def tokens(self) -> int:
-        return sum(c.tokens for c in self.calls)
+        """Input plus output tokens of the calls whose usage is known."""
+        return total_tokens(self.calls)
 
     @property
     def input_tokens(self) -> int:
-        return sum(c.input_tokens for c in self.calls)
+        return total_tokens(self.calls, "input_tokens")
 
     @property
     def output_tokens(self) -> int:
-        return sum(c.output_tokens for c in self.calls)
+        return total_tokens(self.calls, "output_tokens")
 
     @property
     def llm_calls(self) -> int:

@@ -6,14 +6,27 @@ import threading
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
-from .ledger import LLMCall, total_cost, unpriced_models
+from .ledger import (
+    LLMCall,
+    cost_exact,
+    free_models,
+    total_cost,
+    total_tokens,
+    unpriced_models,
+    usage_unknown_calls,
+)
 from .pricing import PriceTable
 from .run import GuardedRun
 
 
 @dataclass
 class TestRecord:
-    """One guarded test, as the end-of-run table and the JSON report show it."""
+    """One guarded test, as the end-of-run table and the JSON report show it.
+
+    Token and cost totals cover the calls whose numbers are known; ``usage_unknown`` counts the
+    calls without a usage block and ``unpriced_models`` the models without a price, and
+    ``cost_exact`` is true only when there are neither.
+    """
 
     nodeid: str
     llm_calls: int = 0
@@ -29,6 +42,12 @@ class TestRecord:
     outcome: str = "passed"
     failed_gates: list[str] = field(default_factory=list)
     calls: list[dict[str, Any]] = field(default_factory=list)
+    cached_tokens: int = 0
+    cache_write_tokens: int = 0
+    reasoning_tokens: int = 0
+    usage_unknown: int = 0
+    cost_exact: bool = True
+    free_models: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)  # what the reader should know, once per run
 
     __test__ = False  # not a pytest test class, whatever its name
@@ -49,8 +68,8 @@ class TestRecord:
         return cls(
             nodeid=nodeid,
             llm_calls=len(calls),
-            input_tokens=sum(c.input_tokens for c in calls),
-            output_tokens=sum(c.output_tokens for c in calls),
+            input_tokens=total_tokens(calls, "input_tokens"),
+            output_tokens=total_tokens(calls, "output_tokens"),
             cost=total_cost(calls),
             unpriced_models=unpriced_models(calls),
             max_iterations=max((n for r in runs for n in r.iterations.values()), default=0),
@@ -59,6 +78,12 @@ class TestRecord:
             projected_s=None if not runs or None in projected else sum(p or 0.0 for p in projected),
             runs=len(runs),
             calls=[asdict(c) for c in calls],
+            cached_tokens=total_tokens(calls, "cached_tokens"),
+            cache_write_tokens=total_tokens(calls, "cache_write_tokens"),
+            reasoning_tokens=total_tokens(calls, "reasoning_tokens"),
+            usage_unknown=len(usage_unknown_calls(calls)),
+            cost_exact=cost_exact(calls),
+            free_models=free_models(calls),
         )
 
     def to_json(self) -> dict[str, Any]:
@@ -96,11 +121,22 @@ class CrewguardSession:
 
     @property
     def total_cost(self) -> float:
+        """USD over every test's known costs (see :attr:`cost_exact`)."""
         return round(sum(r.cost for r in self.records.values()), 10)
+
+    @property
+    def cost_exact(self) -> bool:
+        """Whether :attr:`total_cost` covers every call (all priced, all with usage)."""
+        return all(r.cost_exact for r in self.records.values())
 
     @property
     def unpriced_models(self) -> list[str]:
         return sorted({m for r in self.records.values() for m in r.unpriced_models})
+
+    @property
+    def usage_unknown(self) -> int:
+        """Calls of the session whose response had no usage block."""
+        return sum(r.usage_unknown for r in self.records.values())
 
     @property
     def over_budget(self) -> float | None:
@@ -108,3 +144,22 @@ class CrewguardSession:
         if self.budget is None or self.total_cost <= self.budget:
             return None
         return self.total_cost - self.budget
+
+    def budget_unknown(self) -> str | None:
+        """Why the session budget cannot be checked (unpriced models, calls without usage),
+        as one message; ``None`` when it can (or there is no budget)."""
+        if self.budget is None:
+            return None
+        from .limits import unpriced_message, usd
+
+        gate = f"--crewguard-max-cost={usd(self.budget)}"
+        problems = []
+        if self.unpriced_models:
+            problems.append(unpriced_message(self.unpriced_models, gate))
+        if self.usage_unknown:
+            tests = [r.nodeid for r in self.records.values() if r.usage_unknown]
+            problems.append(
+                f"{gate} is set but {self.usage_unknown} LLM call(s) had no usage in the response, "
+                f"so the session cost is unknown (never counted as 0); in: {', '.join(sorted(tests))}"
+            )
+        return "\n".join(problems) or None

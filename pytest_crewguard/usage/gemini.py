@@ -1,0 +1,48 @@
+"""Google Gemini ``generateContent``/``streamGenerateContent`` and Vertex AI embeddings."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .decoding import fold_chunks
+from .types import Usage, count, has_any
+
+
+def fold_generate(chunks: list[Any]) -> dict[str, Any]:
+    """Every stream chunk may carry ``usageMetadata``; the last one has the totals."""
+    return fold_chunks(chunks, "usageMetadata")
+
+
+def generate_usage(data: Any) -> Usage | None:
+    """``promptTokenCount`` includes ``cachedContentTokenCount``; ``candidatesTokenCount``
+    excludes thoughts (``thoughtsTokenCount``), which are billed as output and added here.
+    Tool-use prompt tokens are input too."""
+    block = data.get("usageMetadata") if isinstance(data, dict) else None
+    if not isinstance(block, dict) or not has_any(
+        block, "promptTokenCount", "candidatesTokenCount", "totalTokenCount"
+    ):
+        return None
+    thoughts = count(block, "thoughtsTokenCount")
+    input_tokens = count(block, "promptTokenCount") + count(block, "toolUsePromptTokenCount")
+    output_tokens = count(block, "candidatesTokenCount") + thoughts
+    if "candidatesTokenCount" not in block:  # some models report only the total
+        output_tokens = max(output_tokens, count(block, "totalTokenCount") - input_tokens)
+    return Usage(
+        input_tokens=input_tokens,
+        output_tokens=output_tokens,
+        cached_tokens=count(block, "cachedContentTokenCount"),
+        reasoning_tokens=thoughts,
+    )
+
+
+def vertex_embeddings_usage(data: Any) -> Usage | None:
+    """Vertex AI ``:predict`` embeddings report tokens per instance."""
+    predictions = data.get("predictions") if isinstance(data, dict) else None
+    if not isinstance(predictions, list):
+        return None
+    counts = [
+        count(p, "embeddings", "statistics", "token_count")
+        for p in predictions
+        if isinstance(p, dict) and isinstance(p.get("embeddings"), dict)
+    ]
+    return Usage(input_tokens=sum(counts), output_tokens=0) if counts else None

@@ -1,0 +1,75 @@
+"""OpenAI's shapes, also served by Azure OpenAI, OpenRouter and OpenAI-compatible servers:
+Chat Completions (and legacy Completions), Responses, and embeddings."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from .decoding import dicts, fold_chunks
+from .types import Usage, count, has_any
+
+
+def fold_chat(chunks: list[Any]) -> dict[str, Any]:
+    """A chat stream carries usage only in its last chunk, and only when it was requested
+    with ``stream_options.include_usage``."""
+    return fold_chunks(chunks, "usage")
+
+
+def fold_responses(chunks: list[Any]) -> dict[str, Any]:
+    """Responses streams: ``response.completed`` (or ``.incomplete``/``.failed``) carries the
+    whole response, usage included."""
+    folded: dict[str, Any] = {}
+    for chunk in dicts(chunks):
+        response = chunk.get("response")
+        if isinstance(response, dict):
+            if response.get("model"):
+                folded["model"] = response["model"]
+            if isinstance(response.get("usage"), dict):
+                folded = dict(response)
+    return folded
+
+
+def chat_usage(data: Any) -> Usage | None:
+    """``usage`` of a Chat Completions body (``prompt_tokens`` include cached tokens,
+    ``completion_tokens`` include reasoning tokens)."""
+    block = _block(data)
+    if block is None:
+        return None
+    if not has_any(block, "prompt_tokens", "completion_tokens"):
+        # Some OpenAI-compatible servers answer chat requests with the Responses field names.
+        return responses_usage(data)
+    return Usage(
+        input_tokens=count(block, "prompt_tokens"),
+        output_tokens=count(block, "completion_tokens"),
+        cached_tokens=count(block, "prompt_tokens_details", "cached_tokens"),
+        reasoning_tokens=count(block, "completion_tokens_details", "reasoning_tokens"),
+        cache_write_tokens=count(block, "prompt_tokens_details", "cache_write_tokens"),
+    )
+
+
+def responses_usage(data: Any) -> Usage | None:
+    """``usage`` of a Responses body (same inclusions as chat, other field names)."""
+    block = _block(data)
+    if block is None or not has_any(block, "input_tokens", "output_tokens"):
+        return None
+    return Usage(
+        input_tokens=count(block, "input_tokens"),
+        output_tokens=count(block, "output_tokens"),
+        cached_tokens=count(block, "input_tokens_details", "cached_tokens"),
+        reasoning_tokens=count(block, "output_tokens_details", "reasoning_tokens"),
+        cache_write_tokens=count(block, "input_tokens_details", "cache_write_tokens"),
+    )
+
+
+def embeddings_usage(data: Any) -> Usage | None:
+    """Embeddings bill input tokens only."""
+    block = _block(data)
+    if block is None or not has_any(block, "prompt_tokens", "total_tokens"):
+        return None
+    return Usage(input_tokens=count(block, "prompt_tokens") or count(block, "total_tokens"), output_tokens=0)
+
+
+def _block(data: Any) -> Mapping[str, Any] | None:
+    block = data.get("usage") if isinstance(data, dict) else None
+    return block if isinstance(block, dict) and block else None

@@ -1,0 +1,101 @@
+"""Which provider endpoint a request went to: from the URL path, and the host where
+providers share paths."""
+
+from __future__ import annotations
+
+import re
+
+from .types import Kind
+
+Route = tuple[Kind, str, str, str | None]  # kind, provider, api, model named by the URL
+
+_GOOGLE_METHOD = re.compile(r"/models/(?P<model>[^/:]+):(?P<method>[A-Za-z]+)$")
+_BEDROCK_PATH = re.compile(r"/model/(?P<model>.+)/(?P<op>[a-z_-]+)$")
+_AZURE_DEPLOYMENT = re.compile(r"/deployments/(?P<model>[^/]+)/")
+OLLAMA_PORT = 11434  # Ollama's default port: its OpenAI-compatible paths are Ollama's too
+
+
+def host_provider(host: str, port: int | None) -> str | None:
+    """The provider a host belongs to, where the host alone says it."""
+    if host.endswith((".openai.azure.com", ".cognitiveservices.azure.com", ".services.ai.azure.com")):
+        return "azure"
+    if host == "openrouter.ai" or host.endswith(".openrouter.ai"):
+        return "openrouter"
+    if host.startswith("bedrock-runtime") and host.endswith(".amazonaws.com"):
+        return "bedrock"
+    if host == "generativelanguage.googleapis.com" or host.endswith("aiplatform.googleapis.com"):
+        return "google"
+    if host == "api.openai.com":
+        return "openai"
+    if host == "api.anthropic.com":
+        return "anthropic"
+    if port == OLLAMA_PORT or host == "ollama.com" or host.endswith(".ollama.com"):
+        return "ollama"
+    return None
+
+
+def route(method: str, host: str, port: int | None, path: str) -> Route | None:
+    """``(kind, provider, api, model from the URL)`` for a provider endpoint, else ``None``."""
+    if method != "POST":  # every metered provider call is a POST; GETs are retrievals/listings
+        return None
+    provider = host_provider(host, port)
+
+    if provider == "google" and (m := _GOOGLE_METHOD.search(path)):
+        return _google(m["model"], m["method"], path)
+    if provider == "bedrock" and (m := _BEDROCK_PATH.search(path)):
+        return _bedrock(m["model"], m["op"])
+
+    # Ollama's native API, on any host (a remote Ollama server is common).
+    if path.endswith("/api/chat"):
+        return "llm", "ollama", "ollama_chat", None
+    if path.endswith("/api/generate"):
+        return "llm", "ollama", "ollama_generate", None
+    if path.endswith(("/api/embed", "/api/embeddings")):
+        return "embedding", "ollama", "ollama_embeddings", None
+
+    url_model = m["model"] if provider == "azure" and (m := _AZURE_DEPLOYMENT.search(path)) else None
+    # Any other host (including 127.0.0.1 test servers) is told apart by its path alone.
+    if path.endswith("/responses/input_tokens"):
+        return "preflight", provider or "openai", "count_tokens", url_model
+    if path.endswith("/messages/count_tokens"):
+        return "preflight", provider or "anthropic", "count_tokens", url_model
+    if path.endswith("/chat/completions"):
+        return "llm", provider or "openai", "chat", url_model
+    if path.endswith("/completions"):  # legacy OpenAI text completions, same usage shape as chat
+        return "llm", provider or "openai", "completions", url_model
+    if path.endswith("/responses"):
+        return "llm", provider or "openai", "responses", url_model
+    if path.endswith("/messages"):
+        return "llm", provider or "anthropic", "messages", url_model
+    if path.endswith("/embeddings"):
+        return "embedding", provider or "openai", "embeddings", url_model
+    return None
+
+
+def _google(model: str, verb: str, path: str) -> Route | None:
+    if verb in ("generateContent", "streamGenerateContent"):
+        return "llm", "google", "generate_content", model
+    if verb in ("countTokens", "computeTokens"):
+        return "preflight", "google", "count_tokens", model
+    if verb in ("embedContent", "batchEmbedContents"):
+        return "embedding", "google", "embeddings", model
+    if verb in ("rawPredict", "streamRawPredict") and "/publishers/anthropic/" in path:
+        # Claude on Vertex AI: Anthropic's Messages API and prices behind a Google URL.
+        return "llm", "anthropic", "messages", model
+    if verb == "predict" and "embedding" in model:  # Vertex AI text embeddings
+        return "embedding", "google", "embeddings", model
+    return None
+
+
+def _bedrock(model: str, op: str) -> Route | None:
+    if model.startswith("arn:") and "/" in model:
+        # An inference-profile or foundation-model ARN: its last part is the model id
+        # (an application profile's opaque id can be priced through the price file's aliases).
+        model = model.rsplit("/", 1)[-1]
+    if op in ("converse", "converse-stream"):
+        return "llm", "bedrock", "converse", model
+    if op in ("invoke", "invoke-with-response-stream"):
+        return "llm", "bedrock", "invoke", model
+    if op in ("count-tokens", "count_tokens", "counttokens"):
+        return "preflight", "bedrock", "count_tokens", model
+    return None

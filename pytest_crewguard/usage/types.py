@@ -1,0 +1,82 @@
+"""The two records every extractor produces: :class:`Usage` and :class:`Exchange`."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, Literal
+
+Kind = Literal["llm", "preflight", "embedding", "other"]
+
+
+@dataclass(frozen=True)
+class Usage:
+    """Token usage of one call, one convention for every provider.
+
+    ``input_tokens`` counts *all* input tokens, cache reads (``cached_tokens``) and cache writes
+    (``cache_write_tokens``) included: Anthropic and Bedrock report those apart and they are
+    added here. ``cache_write_1h_tokens`` is the part of the cache writes made with Anthropic's
+    one-hour lifetime (priced higher than the default five minutes). ``output_tokens`` includes
+    ``reasoning_tokens`` (Gemini's thoughts, reported apart, are added here).
+    """
+
+    input_tokens: int
+    output_tokens: int
+    cached_tokens: int = 0
+    reasoning_tokens: int = 0
+    cache_write_tokens: int = 0
+    cache_write_1h_tokens: int = 0
+
+    def __post_init__(self) -> None:
+        # The parts never exceed the whole, whatever a response claims: a cache read larger than
+        # the prompt would otherwise make the uncached remainder negative.
+        cached = min(self.cached_tokens, self.input_tokens)
+        write = min(self.cache_write_tokens, self.input_tokens - cached)
+        object.__setattr__(self, "cached_tokens", cached)
+        object.__setattr__(self, "cache_write_tokens", write)
+        object.__setattr__(self, "cache_write_1h_tokens", min(self.cache_write_1h_tokens, write))
+        object.__setattr__(self, "reasoning_tokens", min(self.reasoning_tokens, self.output_tokens))
+
+    @property
+    def total_tokens(self) -> int:
+        """Input plus output tokens."""
+        return self.input_tokens + self.output_tokens
+
+
+@dataclass(frozen=True)
+class Exchange:
+    """What one recorded HTTP request/response pair was.
+
+    ``provider`` is one of ``"openai"``, ``"anthropic"``, ``"google"``, ``"azure"``,
+    ``"bedrock"``, ``"openrouter"``, ``"ollama"`` (``None`` for ``kind="other"``). ``api`` is one
+    of ``"chat"``, ``"completions"``, ``"responses"``, ``"messages"``, ``"generate_content"``,
+    ``"converse"``, ``"invoke"``, ``"ollama_chat"``, ``"ollama_generate"``, ``"embeddings"``,
+    ``"ollama_embeddings"``, ``"count_tokens"``. ``model`` comes from the response body when
+    present, else from the request body or the URL. ``usage`` is ``None`` when the response
+    carries no usage block (errors, preflights, a stream recorded without usage, non-LLM
+    traffic).
+    """
+
+    kind: Kind
+    provider: str | None
+    api: str | None
+    model: str | None
+    usage: Usage | None
+    streamed: bool
+
+
+def count(block: Any, *path: str) -> int:
+    """A non-negative token count at ``path``, 0 when absent or not a number."""
+    value = block
+    for key in path:
+        value = value.get(key) if isinstance(value, Mapping) else None
+    if isinstance(value, bool) or not isinstance(value, int | float) or value != value or value < 0:
+        return 0
+    if value > 10**15:  # no call has a quadrillion tokens: a corrupt or hostile number
+        return 0
+    return int(value)
+
+
+def has_any(block: Mapping[str, Any], *keys: str) -> bool:
+    """Whether the usage block reports at least one of ``keys``."""
+    return any(key in block for key in keys)
