@@ -20,6 +20,7 @@ import pytest
 
 from . import events as crew_events
 from .cassette_location import cassette_path
+from .cassette_writers import writing_as
 from .environment import placeholder_keys, test_storage_dir
 from .errors import CassetteMiss, CrewguardError
 from .events import EventLog
@@ -198,6 +199,8 @@ class CrewGuard:
             crew_events.activate(self.events)
             crew_events.reset_scope()
             self._stack.callback(crew_events.activate, None)
+        # Tells the cassette writer which test writes, so shared cassettes merge or conflict clearly.
+        writing_as(self.cassette_path, self.nodeid, self.record_mode, self.session)
         cassette = self._stack.enter_context(vcr_setup.cassette(self.cassette_path, self.record_mode))
         self.recorder = WireRecorder(
             cassette,

@@ -10,7 +10,7 @@ from typing import Any
 from .errors import CassetteError, CrewguardError
 from .matching import MATCH_ON, body_matcher
 from .persister import AtomicYamlPersister, ReadableYamlSerializer
-from .scrubbing import SECRET_HEADERS, SECRET_QUERY_PARAMETERS, scrub_response
+from .scrubbing import scrub_request, scrub_response
 
 
 def make_vcr(record_mode: str) -> Any:
@@ -22,8 +22,7 @@ def make_vcr(record_mode: str) -> Any:
         record_mode="all" if record_mode == "rewrite" else record_mode,
         drop_unused_requests=record_mode == "rewrite",
         match_on=MATCH_ON,
-        filter_headers=[(name, None) for name in SECRET_HEADERS],
-        filter_query_parameters=[(name, None) for name in SECRET_QUERY_PARAMETERS],
+        before_record_request=scrub_request,  # credentials out, on recorded and live requests
         before_record_response=scrub_response,
         decode_compressed_response=True,
     )
