@@ -192,7 +192,9 @@ def _decompressed(body: bytes, encoding: str) -> tuple[bytes, Callable[[bytes], 
             return gzip.decompress(body), _gzip
         except (OSError, EOFError, zlib.error):
             return body, _same
-    if "deflate" in encoding:
+    # A zlib stream announces itself (0x78, header check) even without Content-Encoding.
+    zlib_header = len(body) > 2 and body[0] == 0x78 and (body[0] * 256 + body[1]) % 31 == 0
+    if "deflate" in encoding or zlib_header:
         for wbits in (zlib.MAX_WBITS, -zlib.MAX_WBITS):  # zlib-wrapped, then raw deflate
             try:
                 return zlib.decompress(body, wbits), _deflater(wbits)
