@@ -72,7 +72,7 @@ def _mapping_problem(part: str, value: Any, fields: dict[str, tuple[type, ...]])
             return f"has no {part} {field}"
         if not isinstance(value[field], types):
             expected = "a mapping" if dict in types else "a string"
-            return f"has a {part} {field} that is a {type(value[field]).__name__}, not {expected}"
+            return f"has a {part} field '{field}' that is a {type(value[field]).__name__}, not {expected}"
     return None
 
 
