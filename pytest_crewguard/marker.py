@@ -61,7 +61,7 @@ def _number(name: str, value: Any) -> Any:
     if ok:
         ok = (value > low if name == "max_seconds" else value >= low) and value <= high
     if not ok:
-        above = f"> {low:g}" if name == "max_seconds" else f">= {low:g}"
+        above = {0: ">= 0", 1: "at least 1"}[int(low)] if name != "max_seconds" else "> 0"
         raise ConfigError(
             f"argument {name}={_shown(value)}: expected {kind} {above} and at most {high:g}, "
             f"e.g. {example}"
