@@ -7,7 +7,7 @@ without care the last writer's file wins and the others' interactions are lost. 
 - holds an exclusive lock on the cassette's directory (``flock``: across processes; the
   directory itself is locked, so no lock file is left beside the cassettes), and
 - merges: whatever another writer added to the file since this test loaded it is kept,
-  identical interactions once.
+  identical interactions once, and what it replaced stays replaced.
 
 ``rewrite`` means "only this run's interactions", which cannot be merged with another test's
 recording made in the same session: the later writer fails, naming the other test.
@@ -129,13 +129,20 @@ def check_no_conflict(path: Path, shown: str) -> None:
             )
 
 
-def merge(path: Path, mine: list[Any], on_disk: list[Any] | None, loaded_data: list[Any] | None) -> list[Any]:
-    """``mine`` plus what others added to the file since it was loaded, identical ones once."""
+def merge(mine: list[Any], on_disk: list[Any] | None, loaded_data: list[Any] | None) -> list[Any]:
+    """A three-way merge of this write with the file as it is now and as this test loaded it.
+
+    What another writer added since is kept (identical interactions once); what it removed
+    since (``all`` mode replaces a re-recorded interaction) stays removed here too, so a stale
+    recording does not come back.
+    """
     if not on_disk:
         return mine
     before = {fingerprint(i) for i in loaded_data or []}
-    seen = {fingerprint(i) for i in mine}
-    merged = list(mine)
+    now = {fingerprint(i) for i in on_disk}
+    removed = before - now
+    merged = [i for i in mine if fingerprint(i) not in removed]
+    seen = {fingerprint(i) for i in merged}
     for interaction in on_disk:
         key = fingerprint(interaction)
         if key not in before and key not in seen:

@@ -178,7 +178,7 @@ class AtomicYamlPersister:
                 if current.strip() and current != before:
                     on_disk = _parse(path, current, serializer)
             loaded = _parse(path, before, serializer) if on_disk and before else None
-            interactions = writers.merge(path, mine, on_disk, loaded)
+            interactions = writers.merge(mine, on_disk, loaded)
             data = serializer.serialize({"version": CASSETTE_FORMAT_VERSION, "interactions": interactions})
             refuse_secrets(str(path), data, interactions)
             atomic_write(path, data)

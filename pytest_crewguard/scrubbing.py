@@ -80,7 +80,10 @@ SECRET_ENV_VARIABLES: tuple[str, ...] = (
     "GROQ_API_KEY",
     "MISTRAL_API_KEY",
 )
-_SECRET_ENV_NAME = re.compile(r"(?:KEY|TOKEN|SECRET|PASSWORD|PASSWD)$", re.IGNORECASE)
+_SECRET_ENV_NAME = re.compile(
+    r"(?:API_?KEY|ACCESS_KEY|SECRET_KEY|PRIVATE_KEY|SUBSCRIPTION_KEY|TOKEN|SECRET|PASSWORD|PASSWD)$",
+    re.IGNORECASE,
+)
 # Shorter values ("1", "true", "prod") would be replaced all over ordinary text.
 MIN_SECRET_LENGTH = 8
 _REPLAY_PLACEHOLDERS = frozenset({"crewguard-replay-placeholder", PLACEHOLDER})

@@ -80,6 +80,16 @@ def test_a_writer_that_dropped_an_old_interaction_does_not_get_it_back(tmp_path)
     assert _questions(path) == ["fresh", "kept"]
 
 
+def test_what_another_writer_replaced_does_not_come_back(tmp_path):
+    path = tmp_path / "shared.yaml"
+    AtomicYamlPersister.save_cassette(path, _dict("old_a", "old_b"), SERIALIZER)
+    writing_as(path, "test_m.py::test_b", "all", object())
+    _load(path)
+    _written_elsewhere(path, "old_b", "new_a")  # test_a, in `all` mode, re-recorded old_a
+    AtomicYamlPersister.save_cassette(path, _dict("old_a", "new_b"), SERIALIZER)  # b replaced old_b
+    assert _questions(path) == ["new_b", "new_a"]
+
+
 def test_rewrite_by_two_tests_in_one_session_fails_the_later_one_naming_both(tmp_path):
     path = tmp_path / "shared.yaml"
     session = object()
