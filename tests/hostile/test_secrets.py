@@ -25,7 +25,7 @@ from pytest_crewguard.scrubbing import PLACEHOLDER, scrub_request
 from ..conftest import answer, crew_test_file
 
 HEX_KEY = "9f3c2a71b8e04d5f9a6c1e2d3b4f5a6c"  # no provider prefix: only its place gives it away
-ENV_KEY = "dsk-7Hq2Lm9Xv4Tz8Rw1Kp6Nc3Bj"  # the value of $DEEPSEEK_API_KEY in these tests
+ENV_KEY = "dsx-7Hq2Lm9Xv4Tz8Rw1Kp6Nc3Bj"  # $DEEPSEEK_API_KEY here; not key-shaped
 SK_KEY = "sk-proj-Zz9Yy8Xx7Ww6Vv5Uu4Tt3Ss2Rr1Qq0Pp9Oo8"
 
 
@@ -241,4 +241,28 @@ def test_an_env_value_in_prompt_and_answer_is_scrubbed_and_replay_still_matches(
     _written_without(cassette, ENV_KEY)
     server.stop()
     # The live request carries the value again; it is scrubbed the same way before matching.
+    pytester.runpytest("--crewguard-record-mode=none").assert_outcomes(passed=1)
+
+
+GATEWAY_LLM = (
+    "return LLM(model=MODEL, base_url=BASE_URL, "
+    "default_headers={'Ocp-Apim-Subscription-Key': %r, 'Helicone-Auth': 'Bearer ' + %r}, "
+    "default_query={'code': %r})"
+)
+
+
+def test_gateway_credentials_in_headers_and_query_are_scrubbed_and_replay_still_matches(pytester, provider):
+    """An API gateway's subscription key, auth header and ``?code=`` through a real crew."""
+    header_key, auth_key, code_key = HEX_KEY, HEX_KEY[::-1], "c0de" + HEX_KEY[4:]
+    server = provider([answer("Through the gateway.")])
+    source = crew_test_file(server.openai_base_url, SECRET_IN_PROMPT).replace(
+        "return LLM(model=MODEL, base_url=BASE_URL)", GATEWAY_LLM % (header_key, auth_key, code_key)
+    )
+    pytester.makepyfile(test_crew=source)
+    pytester.runpytest().assert_outcomes(passed=1)
+    sent = server.requests[-1]
+    assert header_key in str(sent.headers) and code_key in sent.path  # they did go out
+    cassette = Path(pytester.path) / "cassettes" / "test_crew" / "test_research.yaml"
+    _written_without(cassette, header_key, auth_key, code_key, ENV_KEY)
+    server.stop()
     pytester.runpytest("--crewguard-record-mode=none").assert_outcomes(passed=1)
