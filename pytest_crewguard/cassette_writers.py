@@ -76,7 +76,10 @@ def locked(path: Path) -> Iterator[None]:
         return
     fd = os.open(path.parent, os.O_RDONLY)
     try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+        except OSError:  # a file system without flock: the write stays atomic, just unserialised
+            pass
         yield
     finally:
         os.close(fd)  # closing releases the lock

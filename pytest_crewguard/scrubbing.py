@@ -61,8 +61,10 @@ _FIELD_SUFFIXES = (
 )
 
 # Shapes of provider keys: OpenAI (sk-, sk-proj-), Anthropic (sk-ant-), Google (AIza), AWS (AKIA).
+# Not inside a longer word: "risk-assessment-calculator" holds "sk-" but is no key.
 KEY_SHAPED = re.compile(
-    r"sk-(?:proj-|ant-[a-z0-9]+-|ant-)?[A-Za-z0-9_-]{20,}|AIza[0-9A-Za-z_-]{35}|AKIA[0-9A-Z]{16}"
+    r"(?<![A-Za-z0-9_-])"
+    r"(?:sk-(?:proj-|ant-[a-z0-9]+-|ant-)?[A-Za-z0-9_-]{20,}|AIza[0-9A-Za-z_-]{35}|AKIA[0-9A-Z]{16})"
 )
 # Environment variables whose values are scrubbed wherever they appear: these by name, and
 # any variable named like a credential (DEEPSEEK_API_KEY, GITHUB_TOKEN, DB_PASSWORD...).

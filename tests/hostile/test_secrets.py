@@ -198,6 +198,13 @@ def test_short_or_ordinary_env_values_are_left_alone(tmp_path, monkeypatch):
     assert '"stream": true' in text and '"ok": true' in text and PLACEHOLDER not in text
 
 
+def test_words_that_merely_contain_sk_dash_are_not_keys(tmp_path):
+    path = tmp_path / "c.yaml"
+    body = b'{"tools": ["risk-assessment-calculator-v2", "disk-usage-report-generator-tool"]}'
+    _save(path, _request(body=body), _response(b"{}"))
+    assert "risk-assessment-calculator-v2" in _everything(path)
+
+
 def test_a_scrubbed_request_still_matches_the_same_live_request():
     """vcrpy filters live requests with the same hook before matching."""
     live = _request(f"https://x/api?code={HEX_KEY}", body=json.dumps({"api_key": ENV_KEY}).encode(),
