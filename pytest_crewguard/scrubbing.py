@@ -164,6 +164,14 @@ def _scrub_json(value: Any) -> Any:
         }
     if isinstance(value, list):
         return [_scrub_json(v) for v in value]
+    if isinstance(value, str) and value[:1] in ("{", "["):
+        # JSON inside a string: a tool call's "arguments" carry the tool's own fields.
+        try:
+            inner = json.loads(value)
+        except ValueError:
+            return value
+        cleaned = _scrub_json(inner)
+        return value if cleaned == inner else json.dumps(cleaned, ensure_ascii=False)
     return value
 
 

@@ -118,9 +118,13 @@ def test_credential_query_parameters_are_scrubbed_in_any_case(tmp_path, param):
 def test_credential_json_fields_are_scrubbed_at_any_depth(tmp_path):
     path = tmp_path / "c.yaml"
     body = json.dumps({"model": "m", "max_tokens": 5, "extra": {"auth": [{"api_key": HEX_KEY}]}})
-    reply = json.dumps({"choices": [], "meta": {"clientSecret": HEX_KEY, "logprobs": [{"token": "Hi"}]}})
+    call = {"function": {"name": "lookup", "arguments": json.dumps({"q": "x", "apiKey": HEX_KEY[::-1]})}}
+    reply = json.dumps(
+        {"choices": [{"message": {"tool_calls": [call]}}],
+         "meta": {"clientSecret": HEX_KEY, "logprobs": [{"token": "Hi"}]}}
+    )
     _save(path, _request(body=body.encode()), _response(reply.encode()))
-    text = _written_without(path, HEX_KEY)
+    text = _written_without(path, HEX_KEY, HEX_KEY[::-1])
     assert '"max_tokens":5' in text.replace(" ", "") and '"token":"Hi"' in text.replace(" ", "")
 
 
