@@ -15,6 +15,7 @@ recording made in the same session: the later writer fails, naming the other tes
 
 from __future__ import annotations
 
+import glob
 import hashlib
 import json
 import os
@@ -87,7 +88,7 @@ def locked(path: Path) -> Iterator[None]:
 
 def remove_leftovers(path: Path) -> None:
     """Delete temporary files a crashed write of this cassette left behind (lock held)."""
-    for leftover in path.parent.glob(f".{path.name}.*.tmp"):
+    for leftover in path.parent.glob(f".{glob.escape(path.name)}.*.tmp"):
         leftover.unlink(missing_ok=True)
 
 
