@@ -7,8 +7,11 @@ names a path relative to the cassette dir instead.
 
 from __future__ import annotations
 
+import os
 import re
 from pathlib import Path
+
+from .errors import ConfigError
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9_.=-]+")
 
@@ -19,13 +22,40 @@ def file_safe(name: str) -> str:
     return _UNSAFE.sub("_", name).strip("_.") or "test"
 
 
+def check_inside(cassette_dir: Path, override: str) -> Path:
+    """The marker's ``cassette=`` path, refused unless it stays inside the cassette dir.
+
+    A marker must not read or overwrite files elsewhere (``../../.env``, ``/etc/...``); the
+    cassette dir itself may be anywhere the user points ``--crewguard-cassette-dir``.
+    """
+    if not override.strip():
+        raise ConfigError(
+            "argument cassette='': expected a path relative to the cassette dir, "
+            'e.g. cassette="shared/research.yaml"'
+        )
+    path = Path(override)
+    full = path if path.is_absolute() else cassette_dir / path
+    inside = Path(os.path.realpath(cassette_dir))
+    resolved = Path(os.path.realpath(full))
+    if resolved != inside and inside not in resolved.parents:
+        raise ConfigError(
+            f"argument cassette={override!r}: {os.path.normpath(full)} is outside the cassette "
+            f"dir {cassette_dir}; a marker's cassette path must stay inside it. Give a path "
+            'relative to the cassette dir, e.g. cassette="shared/research.yaml", or move the '
+            "whole cassette dir with --crewguard-cassette-dir"
+        )
+    return full
+
+
 def cassette_path(cassette_dir: Path, nodeid: str, override: str | None = None) -> Path:
     """The cassette file of the test ``nodeid`` (``path/to/test_file.py::Class::test[id]``)."""
     if override:
-        path = Path(override)
-        return path if path.is_absolute() else cassette_dir / path
+        return check_inside(cassette_dir, override)
     file_part, _, name_part = nodeid.partition("::")
-    test_file = Path(file_part)
+    # A test file outside the rootdir has a nodeid like ../other/test_x.py: keep it inside.
+    given = Path(file_part)
+    parts = ["__" if part == ".." else part for part in given.parts if part != given.anchor]
+    test_file = Path(*parts) if parts else Path()
     folder = test_file.with_suffix("") if test_file.suffix == ".py" else test_file
     test_name = file_safe(name_part.replace("::", "."))
     return cassette_dir / folder / f"{test_name}.yaml"

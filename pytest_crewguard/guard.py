@@ -21,6 +21,7 @@ import pytest
 from . import events as crew_events
 from . import interception
 from .cassette_location import cassette_path
+from .cassette_writers import writing_as
 from .environment import placeholder_keys, test_storage_dir
 from .errors import CrewguardError
 from .events import EventLog
@@ -234,6 +235,8 @@ class CrewGuard:
             crew_events.reset_scope()
             self._stack.callback(crew_events.activate, None)
         exists = self.cassette_path.exists()
+        # Tells the cassette writer which test writes, so shared cassettes merge or conflict clearly.
+        writing_as(self.cassette_path, self.nodeid, self.record_mode, self.session)
         cassette = self._stack.enter_context(
             vcr_setup.cassette(
                 self.cassette_path,

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import difflib
+import math
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
+from .cassette_location import check_inside
 from .errors import ConfigError
 from .match_config import parse_match_on
 
@@ -35,21 +37,57 @@ class GuardSpec:
 ARGUMENTS: tuple[str, ...] = tuple(f.name for f in fields(GuardSpec))
 
 
-def _number(name: str, value: Any, *, integer: bool, minimum: float) -> Any:
+# name: (whole number?, smallest, largest, example). The upper bounds only catch nonsense
+# (10**400, a misplaced exponent): a limit that large is no limit at all.
+_NUMBERS: dict[str, tuple[bool, float, float, str]] = {
+    "max_cost": (False, 0, 1e9, "max_cost=0.05"),
+    "max_seconds": (False, 0, 1e7, "max_seconds=60"),
+    "max_tokens": (True, 0, 10**15, "max_tokens=20000"),
+    "max_llm_calls": (True, 0, 10**9, "max_llm_calls=10"),
+    "max_iterations": (True, 0, 10**6, "max_iterations=4"),
+    "max_memory_growth": (True, 0, 10**15, "max_memory_growth=1000000"),
+    "repeat": (True, 1, 1000, "repeat=3"),
+}
+
+
+def _shown(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 24 else f"{text[:12]}… ({len(text)} digits)"
+
+
+def _number(name: str, value: Any) -> Any:
+    integer, low, high, example = _NUMBERS[name]
     kind = "a whole number" if integer else "a number"
     ok = isinstance(value, int if integer else (int, float)) and not isinstance(value, bool)
-    if not ok or value < minimum:
-        bound = "at least 1" if minimum >= 1 else ">= 0"
-        raise ConfigError(f"argument {name}={value!r}: expected {kind} {bound}")
-    return value
+    if ok and isinstance(value, float) and not math.isfinite(value):
+        ok = False
+    if ok:
+        ok = (value > low if name == "max_seconds" else value >= low) and value <= high
+    if not ok:
+        above = {0: ">= 0", 1: "at least 1"}[int(low)] if name != "max_seconds" else "> 0"
+        raise ConfigError(
+            f"argument {name}={_shown(value)}: expected {kind} {above} and at most {high:g}, "
+            f"e.g. {example}"
+        )
+    return float(value) if not integer else value
 
 
-def _output(value: Any) -> Any:
+def _output(value: Any, rootdir: Path | None) -> Any:
     if value is None or isinstance(value, dict):
         return value
     if isinstance(value, (str, Path)):
         if not str(value).endswith(".json"):
             raise ConfigError(f"argument output={value!r}: a schema file path must end in .json")
+        if rootdir is not None:  # read it now: a missing file fails before any crew runs
+            from .output_schema import load_schema
+
+            try:
+                load_schema(value, rootdir)
+            except ConfigError as err:
+                raise ConfigError(
+                    f"argument output={str(value)!r}: {err}; give a .json file path relative to "
+                    f"the rootdir ({rootdir}), e.g. output=\"schemas/research.json\""
+                ) from None
         return value
     if isinstance(value, type) and hasattr(value, "model_validate"):
         return value
@@ -59,8 +97,19 @@ def _output(value: Any) -> Any:
     )
 
 
-def spec_from_marker(args: tuple[Any, ...], kwargs: dict[str, Any], where: str) -> GuardSpec:
-    """Validate marker arguments; a bad one raises ``ConfigError`` naming it and the fix."""
+def spec_from_marker(
+    args: tuple[Any, ...],
+    kwargs: dict[str, Any],
+    where: str,
+    *,
+    cassette_dir: Path | None = None,
+    rootdir: Path | None = None,
+) -> GuardSpec:
+    """Validate marker arguments; a bad one raises ``ConfigError`` naming it and the fix.
+
+    With ``cassette_dir`` a ``cassette=`` path must stay inside it; with ``rootdir`` an
+    ``output=`` schema file must exist and be a JSON object.
+    """
     try:
         if args:
             raise ConfigError(
@@ -73,16 +122,9 @@ def spec_from_marker(args: tuple[Any, ...], kwargs: dict[str, Any], where: str) 
                 hint = f" (did you mean {close[0]!r}?)" if close else ""
                 raise ConfigError(f"unknown argument {name!r}{hint}; known arguments: {', '.join(ARGUMENTS)}")
         values = dict(kwargs)
-        for name in ("max_cost", "max_seconds"):
-            if values.get(name) is not None:
-                values[name] = float(_number(name, values[name], integer=False, minimum=0))
-        if values.get("max_seconds") == 0:
-            raise ConfigError("argument max_seconds=0: expected a number > 0")
-        for name in ("max_tokens", "max_llm_calls", "max_iterations", "max_memory_growth"):
-            if values.get(name) is not None:
-                _number(name, values[name], integer=True, minimum=0)
-        if "repeat" in values:
-            _number("repeat", values["repeat"], integer=True, minimum=1)
+        for name in _NUMBERS:
+            if values.get(name) is not None or (name == "repeat" and name in values):
+                values[name] = _number(name, values[name])
         for name in ("allow_max_iter", "record_errors"):
             if not isinstance(values.get(name, False), bool):
                 raise ConfigError(f"argument {name}={values[name]!r}: expected True or False")
@@ -96,7 +138,9 @@ def spec_from_marker(args: tuple[Any, ...], kwargs: dict[str, Any], where: str) 
             raise ConfigError(f"argument cassette={cassette!r}: expected a path relative to the cassette dir")
         if cassette is not None:
             values["cassette"] = str(cassette)
-        values["output"] = _output(values.get("output"))
+            if cassette_dir is not None:
+                check_inside(cassette_dir, values["cassette"])
+        values["output"] = _output(values.get("output"), rootdir)
         return GuardSpec(**values)
     except ConfigError as err:
         raise ConfigError(f"@pytest.mark.crewguard on {where}: {err}") from None

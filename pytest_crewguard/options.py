@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -87,6 +88,26 @@ def _path(config: pytest.Config, value: Any, source: str, *, must_exist: bool) -
     return path
 
 
+# A session budget above this is a typo (a misplaced exponent), not a budget.
+MAX_BUDGET = 1e9
+
+
+def _budget(raw: Any, source: str) -> float | None:
+    if raw is None:
+        return None
+    try:
+        budget = float(raw)
+    except (TypeError, ValueError, OverflowError):
+        budget = math.nan
+    # float() accepts "nan", "inf" and "1e400" (inf): none of them is an amount.
+    if not math.isfinite(budget) or not 0 <= budget <= MAX_BUDGET:
+        raise ConfigError(
+            f"{source}={str(raw)[:40]!r}: expected a USD amount >= 0 and at most {MAX_BUDGET:g}, "
+            "e.g. 0.50"
+        )
+    return budget
+
+
 def settings_from_config(config: pytest.Config) -> Settings:
     """Read and check every option; a bad value raises ``ConfigError`` naming it."""
     mode_cli = _mode(config.getoption("crewguard_record_mode"), "--crewguard-record-mode")
@@ -94,14 +115,7 @@ def settings_from_config(config: pytest.Config) -> Settings:
     mode_ini = _mode(ini_mode, "ini crewguard_record_mode") or "none"
     cassette_dir, _ = _value(config, "cassette-dir")
     budget_raw, budget_source = _value(config, "max-cost")
-    budget: float | None = None
-    if budget_raw is not None:
-        try:
-            budget = float(budget_raw)
-        except ValueError:
-            budget = -1.0
-        if budget < 0:
-            raise ConfigError(f"{budget_source}={budget_raw!r}: expected a USD amount >= 0, e.g. 0.50")
+    budget = _budget(budget_raw, budget_source)
     prices, prices_source = _value(config, "prices")
     report, report_source = _value(config, "report")
     baseline, baseline_source = _value(config, "baseline")

@@ -46,7 +46,7 @@ def load_schema(schema: Any, rootdir: Path | None) -> Any:
         try:
             loaded = json.loads(path.read_text(encoding="utf-8"))
         except OSError as err:
-            raise ConfigError(f"output schema file {schema}: cannot read it ({err.strerror})") from None
+            raise ConfigError(f"output schema file {schema}: cannot read {path} ({err.strerror})") from None
         except ValueError as err:
             raise ConfigError(f"output schema file {schema}: not valid JSON ({err})") from None
         if not isinstance(loaded, dict):

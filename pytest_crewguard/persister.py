@@ -3,22 +3,28 @@
 vcrpy's own filesystem persister writes in place (a crash leaves half a file), treats an
 unreadable cassette as empty (so recording silently overwrites it) and emits long prompts as
 escaped one-line strings. This persister keeps vcrpy's cassette format, so plain vcrpy and
-pytest-recording still load the files, and changes only those three things.
+pytest-recording still load the files, and changes only those three things, plus: every write
+is scrubbed of secrets, locked and merged with other tests' writes of the same cassette
+(``cassette_writers``), and a malformed interaction is named at load.
 """
 
 from __future__ import annotations
 
 import os
-import tempfile
+import secrets
+import stat
 from pathlib import Path
 from typing import Any
 
 import yaml
 from vcr.persisters.filesystem import CassetteNotFoundError
-from vcr.serialize import deserialize, serialize
+from vcr.request import Request
+from vcr.serialize import CASSETTE_FORMAT_VERSION, serialize
+from vcr.serializers.compat import convert_to_bytes
 
+from . import cassette_writers as writers
 from .errors import CassetteError
-from .scrubbing import refuse_secrets
+from .scrubbing import refuse_secrets, scrub_interaction
 
 
 class _ReadableDumper(yaml.SafeDumper):
@@ -50,56 +56,154 @@ class ReadableYamlSerializer:
         return yaml.load(cassette_string, Loader=loader)
 
 
+_RECORD_AGAIN = (
+    "Restore it from version control, or delete it and record again with "
+    "--crewguard-record-mode=once."
+)
+
+
+def _mapping_problem(part: str, value: Any, fields: dict[str, tuple[type, ...]]) -> str | None:
+    if value is None:
+        return f"has no {part}"
+    if not isinstance(value, dict):
+        return f"has a {part} that is a {type(value).__name__}, not a mapping"
+    for field, types in fields.items():
+        if field not in value:
+            return f"has no {part} {field}"
+        if not isinstance(value[field], types):
+            expected = "a mapping" if dict in types else "a string"
+            return f"has a {part} field '{field}' that is a {type(value[field]).__name__}, not {expected}"
+    return None
+
+
+_REQUEST_FIELDS: dict[str, tuple[type, ...]] = {
+    "method": (str,), "uri": (str,), "body": (str, bytes, type(None)), "headers": (dict,),
+}
+_RESPONSE_FIELDS: dict[str, tuple[type, ...]] = {"status": (dict,), "headers": (dict,), "body": (dict,)}
+
+
+def interaction_problem(interaction: Any) -> str | None:
+    """What is wrong with one cassette interaction, e.g. ``has no response status``."""
+    if not isinstance(interaction, dict):
+        return f"is not a mapping with request and response ({type(interaction).__name__})"
+    problem = _mapping_problem("request", interaction.get("request"), _REQUEST_FIELDS)
+    problem = problem or _mapping_problem("response", interaction.get("response"), _RESPONSE_FIELDS)
+    if problem:
+        return problem
+    response = interaction["response"]
+    status = response["status"]
+    if not isinstance(status.get("code"), int) or isinstance(status.get("code"), bool):
+        return f"has a response status without a numeric code ({status!r})"
+    if not isinstance(status.get("message"), str):
+        return "has a response status without a message"
+    if "string" not in response["body"] or not isinstance(response["body"]["string"], (str, bytes)):
+        return "has a response body without a string"
+    return None
+
+
+def _interactions_of(path: Path, data: Any) -> list[Any]:
+    if not isinstance(data, dict) or not isinstance(data.get("interactions"), list):
+        raise CassetteError(
+            f"crewguard cannot load cassette {path}: it is YAML but not a vcrpy cassette "
+            f"(expected a mapping with a list of 'interactions'). {_RECORD_AGAIN}"
+        )
+    interactions: list[Any] = data["interactions"]
+    for number, interaction in enumerate(interactions, 1):
+        problem = interaction_problem(interaction)
+        if problem:
+            raise CassetteError(
+                f"crewguard cannot load cassette {path}: interaction {number} {problem}. "
+                f"{_RECORD_AGAIN}"
+            )
+    return interactions
+
+
+def _parse(path: Path, text: str, serializer: Any) -> list[Any]:
+    try:
+        data = serializer.deserialize(text)
+    except yaml.YAMLError as err:
+        where = getattr(err, "problem_mark", None)
+        at = f" at line {where.line + 1}" if where is not None else ""
+        raise CassetteError(
+            f"crewguard cannot load cassette {path}: it is not valid YAML{at} "
+            f"({getattr(err, 'problem', None) or err}). {_RECORD_AGAIN}"
+        ) from err
+    return _interactions_of(path, data)
+
+
+class _Capture:
+    """A vcrpy serializer that hands back the data instead of text."""
+
+    @staticmethod
+    def serialize(data: Any) -> Any:
+        return data
+
+
 class AtomicYamlPersister:
-    """vcrpy persister: atomic writes, secrets refused, a corrupt file is an error naming it."""
+    """vcrpy persister: atomic, locked, merging writes; secrets scrubbed or refused; a corrupt
+    or malformed file is an error naming it (and left as it was)."""
 
     @classmethod
     def load_cassette(cls, cassette_path: str | os.PathLike[str], serializer: Any) -> Any:
         path = Path(cassette_path)
         if not path.is_file():
+            writers.loaded(path, None)
             raise CassetteNotFoundError()
         try:
             text = path.read_text(encoding="utf-8")
         except (OSError, UnicodeDecodeError) as err:
             raise CassetteError(f"crewguard cannot read cassette {path}: {err}") from err
         if not text.strip():
+            writers.loaded(path, None)
             raise CassetteNotFoundError()
-        try:
-            return deserialize(text, serializer)
-        except yaml.YAMLError as err:
-            where = getattr(err, "problem_mark", None)
-            at = f" at line {where.line + 1}" if where is not None else ""
-            raise CassetteError(
-                f"crewguard cannot load cassette {path}: it is not valid YAML{at} "
-                f"({getattr(err, 'problem', None) or err}). Restore it from version control, "
-                "or delete it and record again with --crewguard-record-mode=once."
-            ) from err
-        except (KeyError, TypeError, ValueError, AttributeError) as err:
-            raise CassetteError(
-                f"crewguard cannot load cassette {path}: it is YAML but not a vcrpy cassette "
-                f"(expected 'interactions' with 'request' and 'response' entries; {err!r}). "
-                "Restore it from version control, or delete it and record again with "
-                "--crewguard-record-mode=once."
-            ) from err
+        interactions = _parse(path, text, serializer)
+        writers.loaded(path, text)
+        requests = [Request._from_dict(i["request"]) for i in interactions]
+        responses = [convert_to_bytes(i["response"]) for i in interactions]
+        return requests, responses
 
     @staticmethod
     def save_cassette(
         cassette_path: str | os.PathLike[str], cassette_dict: dict[str, Any], serializer: Any
     ) -> None:
         path = Path(cassette_path)
-        data = serialize(cassette_dict, serializer)
-        refuse_secrets(str(path), data)
-        atomic_write(path, data)
+        mine = [scrub_interaction(i) for i in serialize(cassette_dict, _Capture)["interactions"]]
+        with writers.locked(path):
+            writers.remove_leftovers(path)
+            writers.check_no_conflict(path, str(path))
+            before = writers.loaded_text(path)
+            on_disk: list[Any] | None = None
+            if path.is_file():
+                current = path.read_text(encoding="utf-8")
+                if current.strip() and current != before:
+                    on_disk = _parse(path, current, serializer)
+            loaded = _parse(path, before, serializer) if on_disk and before else None
+            interactions = writers.merge(mine, on_disk, loaded)
+            data = serializer.serialize({"version": CASSETTE_FORMAT_VERSION, "interactions": interactions})
+            refuse_secrets(str(path), data, interactions)
+            atomic_write(path, data)
+            writers.wrote(path, data)
 
 
 def atomic_write(path: Path, text: str) -> None:
-    """Write beside the target, then rename over it: readers never see half a file."""
+    """Write beside the target, then rename over it: readers never see half a file.
+
+    The file keeps the mode it had; a new file gets the usual mode for the umask.
+    """
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
+        mode: int | None = stat.S_IMODE(path.stat().st_mode)
+    except FileNotFoundError:
+        mode = None
+    tmp = path.parent / f".{path.name}.{secrets.token_hex(6)}.tmp"
+    # 0o666 minus the umask, as open() would give; mkstemp would make it 0600.
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+    try:
+        if mode is not None and hasattr(os, "fchmod"):
+            os.fchmod(fd, mode)
         with os.fdopen(fd, "w", encoding="utf-8") as handle:
             handle.write(text)
         os.replace(tmp, path)
     except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+        tmp.unlink(missing_ok=True)
         raise

@@ -124,11 +124,17 @@ def _session(config: pytest.Config) -> CrewguardSession:
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     # Bad marker arguments stop the run at collection, like an unknown option would.
+    settings = config.stash[_settings_key]
     for item in items:
         specs = []
         for marker in item.iter_markers(MARKER):
             try:
-                specs.append(spec_from_marker(marker.args, dict(marker.kwargs), item.nodeid))
+                specs.append(
+                    spec_from_marker(
+                        marker.args, dict(marker.kwargs), item.nodeid,
+                        cassette_dir=settings.cassette_dir, rootdir=settings.rootdir,
+                    )
+                )
             except CrewguardError as err:
                 raise pytest.UsageError(f"crewguard: {err}") from None
         if specs:

@@ -277,14 +277,31 @@ def _split_aliases(file: Path, data: Any) -> tuple[Any, dict[str, str]]:
     return rest, aliases
 
 
+def _unique_keys(file: Path, kind: str) -> Any:
+    """A JSON ``object_pairs_hook`` that refuses a key given twice (json keeps the last one)."""
+
+    def build(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+        mapping: dict[str, Any] = {}
+        for key, value in pairs:
+            if key in mapping:
+                raise ConfigError(
+                    f"price file {file}: {kind} key {key!r} appears twice; a later entry would "
+                    "silently replace the earlier one. Keep one entry per model."
+                )
+            mapping[key] = value
+        return mapping
+
+    return build
+
+
 def _parse(file: Path, suffix: str, text: str) -> Any:
     if suffix == ".json":
         try:
-            return json.loads(text)
+            return json.loads(text, object_pairs_hook=_unique_keys(file, "JSON"))
         except ValueError as exc:
             raise ConfigError(f"price file {file}: not valid JSON: {exc}") from exc
     if suffix == ".toml":
-        import tomllib
+        import tomllib  # refuses a key given twice itself
 
         try:
             return tomllib.loads(text)
@@ -292,13 +309,33 @@ def _parse(file: Path, suffix: str, text: str) -> Any:
             raise ConfigError(f"price file {file}: not valid TOML: {exc}") from exc
     import yaml  # lazy: only needed when a YAML price file is used
 
+    class UniqueKeyLoader(yaml.SafeLoader):
+        """PyYAML keeps the last of two equal keys without a word; a price file must not."""
+
+        def construct_mapping(self, node: Any, deep: bool = False) -> dict[Any, Any]:
+            seen: set[Any] = set()
+            for key_node, _ in node.value:
+                key = self.construct_object(key_node, deep=deep)
+                if key in seen:
+                    raise ConfigError(
+                        f"price file {file}: key {key!r} appears twice (line "
+                        f"{key_node.start_mark.line + 1}); a later entry would silently replace "
+                        "the earlier one. Keep one entry per model."
+                    )
+                seen.add(key)
+            return super().construct_mapping(node, deep=deep)
+
     try:
-        return yaml.safe_load(text)
+        return yaml.load(text, Loader=UniqueKeyLoader)  # a SafeLoader: no arbitrary objects
     except yaml.YAMLError as exc:
         where = getattr(exc, "problem_mark", None)
         line = f" (line {where.line + 1})" if where is not None else ""
         problem = getattr(exc, "problem", None) or exc
         raise ConfigError(f"price file {file}: not valid YAML{line}: {problem}") from exc
+
+
+# USD per million tokens; a price above this is a typo, not a price.
+_MAX_PRICE = 1e6
 
 
 def _type_name(value: Any) -> str:
@@ -344,10 +381,16 @@ def _parse_prices(file: Path, data: Any) -> dict[str, ModelPrice]:
             if value is None and key in _OPTIONAL_KEYS:
                 continue
             number = isinstance(value, int | float) and not isinstance(value, bool)
-            if not number or not math.isfinite(value) or value < 0:
+            # A 400-digit integer is a number too large for a float: refused, not a crash.
+            if number and isinstance(value, int) and value > _MAX_PRICE:
+                number = False
+            if not number or not math.isfinite(value) or value < 0 or value > _MAX_PRICE:
+                shown = repr(value)
+                if len(shown) > 24:
+                    shown = f"{shown[:12]}… ({len(shown)} digits)"
                 raise ConfigError(
                     f"price file {file}: model {model!r}: key {key!r} must be a non-negative "
-                    f"number (USD per million tokens), got {value!r}"
+                    f"number of USD per million tokens, at most {_MAX_PRICE:g} (e.g. 0.30), got {shown}"
                 )
             values[key] = float(value)
         prices[model] = ModelPrice(

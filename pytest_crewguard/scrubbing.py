@@ -1,14 +1,27 @@
-"""Keeping secrets out of cassettes: what is scrubbed on record, and what refuses a write."""
+"""Keeping secrets out of cassettes: what is scrubbed on record, and what refuses a write.
+
+Scrubbed (the value replaced by ``PLACEHOLDER``, so recording goes on): credential-named
+headers, query parameters and JSON fields, whatever the value looks like, and the value of every
+credential-named environment variable wherever it appears. Bodies are scrubbed and scanned in
+decoded form: compressed bodies are decompressed, bodies that are not UTF-8 are read byte for
+byte. A key-shaped string that is still there afterwards refuses the write.
+"""
 
 from __future__ import annotations
 
+import json
 import os
 import re
+from collections.abc import Iterator, Mapping
 from typing import Any
+from urllib.parse import parse_qsl, quote, quote_plus, urlencode, urlsplit, urlunsplit
 
+from .body_codec import decoded
 from .errors import CassetteError
 
-# Request headers that carry credentials or account identity. Compared lower-case.
+PLACEHOLDER = "crewguard-scrubbed"
+
+# Request headers that are dropped outright (credentials or account identity). Lower-case.
 SECRET_HEADERS: frozenset[str] = frozenset(
     {
         "authorization",
@@ -23,17 +36,38 @@ SECRET_HEADERS: frozenset[str] = frozenset(
         "x-amz-security-token",
     }
 )
-# Response headers that identify the account or carry session cookies.
+# Response headers that identify the account or carry session cookies: dropped.
 SECRET_RESPONSE_HEADERS: frozenset[str] = frozenset(
     {"set-cookie", "openai-organization", "openai-project", "anthropic-organization-id"}
 )
-SECRET_QUERY_PARAMETERS: tuple[str, ...] = ("key", "api_key", "apikey", "api-key", "access_token")
+# Any other header with one of these words in its name has its value replaced
+# (``Ocp-Apim-Subscription-Key``, ``Helicone-Auth``, ``X-Auth-Token``). Whole words only:
+# ``x-ratelimit-remaining-tokens`` is a count, not a credential.
+_HEADER_WORDS = frozenset(
+    {"auth", "authorization", "key", "apikey", "token", "secret", "password", "passwd",
+     "signature", "cookie", "credential", "credentials", "sig"}
+)
+# Query parameters (any case): Google's key=, Azure Functions' code=, Azure SAS sig=, ...
+SECRET_QUERY_PARAMETERS: tuple[str, ...] = (
+    "key", "api_key", "apikey", "api-key", "access_token", "code", "sig", "signature", "token",
+    "auth", "password", "secret", "client_secret", "subscription-key", "x-api-key",
+)
+# JSON fields, compared without case, '-' or '_': "api_key", "apiKey", "client_secret"...
+# A bare "token" or "key" is not one (logprobs carry {"token": "Hello"}).
+_FIELD_SUFFIXES = (
+    "apikey", "accesstoken", "refreshtoken", "authtoken", "sessiontoken", "idtoken", "apitoken",
+    "bearertoken", "secret", "password", "passwd", "secretkey", "privatekey", "accesskey",
+    "subscriptionkey", "authorization",
+)
 
 # Shapes of provider keys: OpenAI (sk-, sk-proj-), Anthropic (sk-ant-), Google (AIza), AWS (AKIA).
+# Not inside a longer word: "risk-assessment-calculator" holds "sk-" but is no key.
 KEY_SHAPED = re.compile(
-    r"sk-(?:proj-|ant-[a-z0-9]+-|ant-)?[A-Za-z0-9_-]{20,}|AIza[0-9A-Za-z_-]{35}|AKIA[0-9A-Z]{16}"
+    r"(?<![A-Za-z0-9_-])"
+    r"(?:sk-(?:proj-|ant-[a-z0-9]+-|ant-)?[A-Za-z0-9_-]{20,}|AIza[0-9A-Za-z_-]{35}|AKIA[0-9A-Z]{16})"
 )
-# Environment variables whose values must never be written, whatever their shape.
+# Environment variables whose values are scrubbed wherever they appear: these by name, and
+# any variable named like a credential (DEEPSEEK_API_KEY, GITHUB_TOKEN, DB_PASSWORD...).
 SECRET_ENV_VARIABLES: tuple[str, ...] = (
     "OPENAI_API_KEY",
     "ANTHROPIC_API_KEY",
@@ -47,43 +81,211 @@ SECRET_ENV_VARIABLES: tuple[str, ...] = (
     "GROQ_API_KEY",
     "MISTRAL_API_KEY",
 )
+_SECRET_ENV_NAME = re.compile(
+    r"(?:API_?KEY|ACCESS_KEY|SECRET_KEY|PRIVATE_KEY|SUBSCRIPTION_KEY|TOKEN|SECRET|PASSWORD|PASSWD)$",
+    re.IGNORECASE,
+)
+# Shorter values ("1", "true", "prod") would be replaced all over ordinary text.
+MIN_SECRET_LENGTH = 8
+_REPLAY_PLACEHOLDERS = frozenset({"crewguard-replay-placeholder", PLACEHOLDER})
+
+
+def _words(name: str) -> list[str]:
+    return [w for w in re.split(r"[^a-z0-9]+", name.lower()) if w]
+
+
+def is_secret_header(name: str) -> bool:
+    """A header whose value is a credential: a known name or one with a credential word."""
+    return name.lower() in SECRET_HEADERS or any(w in _HEADER_WORDS for w in _words(name))
+
+
+def is_secret_field(name: str) -> bool:
+    """A JSON field (any depth) whose value is a credential, e.g. ``api_key``, ``clientSecret``."""
+    flat = re.sub(r"[^a-z0-9]", "", name.lower())
+    return flat.endswith(_FIELD_SUFFIXES)
+
+
+def secret_env_values() -> list[tuple[str, str]]:
+    """``(name, value)`` of every credential-named environment variable worth scrubbing."""
+    found = []
+    for name, value in os.environ.items():
+        if name in SECRET_ENV_VARIABLES or _SECRET_ENV_NAME.search(name):
+            if len(value) >= MIN_SECRET_LENGTH and value not in _REPLAY_PLACEHOLDERS:
+                found.append((name, value))
+    # Longest first, so a value that contains another is replaced whole.
+    return sorted(found, key=lambda item: -len(item[1]))
+
+
+def _scrub_text(text: str, secrets: list[tuple[str, str]]) -> str:
+    for _, value in secrets:
+        for form in dict.fromkeys((value, quote(value, safe=""), quote_plus(value, safe=""))):
+            if form in text:
+                text = text.replace(form, PLACEHOLDER)
+    return text
+
+
+def scrub_uri(uri: str, secrets: list[tuple[str, str]] | None = None) -> str:
+    """Replace credential query parameters' values and secret values in a URL."""
+    secrets = secret_env_values() if secrets is None else secrets
+    parts = urlsplit(uri)
+    if parts.query:
+        pairs = parse_qsl(parts.query, keep_blank_values=True)
+        if any(name.lower() in SECRET_QUERY_PARAMETERS for name, _ in pairs):
+            query = urlencode(
+                [(n, PLACEHOLDER if n.lower() in SECRET_QUERY_PARAMETERS else v) for n, v in pairs]
+            )
+            uri = urlunsplit(parts._replace(query=query))
+    return _scrub_text(uri, secrets)
+
+
+def scrub_headers(
+    headers: Mapping[str, Any], drop: frozenset[str], secrets: list[tuple[str, str]]
+) -> dict[str, Any]:
+    """Drop the ``drop`` headers, replace other credential headers, scrub secret values."""
+    scrubbed: dict[str, Any] = {}
+    for name, value in headers.items():
+        if name.lower() in drop:
+            continue
+        if is_secret_header(name):
+            value = [PLACEHOLDER] * len(value) if isinstance(value, list) else PLACEHOLDER
+        elif isinstance(value, list):
+            value = [_scrub_text(v, secrets) if isinstance(v, str) else v for v in value]
+        elif isinstance(value, str):
+            value = _scrub_text(value, secrets)
+        scrubbed[name] = value
+    return scrubbed
+
+
+def _scrub_json(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {
+            k: PLACEHOLDER if is_secret_field(str(k)) and isinstance(v, str) and v else _scrub_json(v)
+            for k, v in value.items()
+        }
+    if isinstance(value, list):
+        return [_scrub_json(v) for v in value]
+    if isinstance(value, str) and value[:1] in ("{", "["):
+        # JSON inside a string: a tool call's "arguments" carry the tool's own fields.
+        try:
+            inner = json.loads(value)
+        except ValueError:
+            return value
+        cleaned = _scrub_json(inner)
+        return value if cleaned == inner else json.dumps(cleaned, ensure_ascii=False)
+    return value
+
+
+def scrub_body(body: Any, headers: Mapping[str, Any], secrets: list[tuple[str, str]]) -> Any:
+    """The body with credential JSON fields and secret values replaced; same type, same encoding."""
+    if not isinstance(body, (bytes, str)) or not body:
+        return body
+    text, encode = decoded(body.encode("utf-8") if isinstance(body, str) else body, headers)
+    new = _scrub_text(text, secrets)
+    try:
+        data = json.loads(new)
+    except ValueError:
+        pass
+    else:
+        cleaned = _scrub_json(data)
+        if cleaned != data:
+            new = json.dumps(cleaned, ensure_ascii=False, separators=(",", ":"))
+    if new == text:
+        return body
+    return new if isinstance(body, str) else encode(new)
+
+
+def scrub_request(request: Any) -> Any:
+    """vcrpy ``before_record_request``: applied to recorded and live requests alike, so a
+    scrubbed request still matches its recording."""
+    secrets = secret_env_values()
+    request.headers = scrub_headers(request.headers, SECRET_HEADERS, secrets)
+    request.uri = scrub_uri(request.uri, secrets)
+    body = request.body_bytes if hasattr(request, "body_bytes") else request.body
+    cleaned = scrub_body(body, request.headers, secrets)
+    if cleaned is not body:
+        request.body = cleaned
+    return request
 
 
 def scrub_response(response: dict[str, Any]) -> dict[str, Any]:
-    """Drop account-identifying response headers before a response is recorded."""
+    """vcrpy ``before_record_response``: credential headers and secret values out of a response."""
+    secrets = secret_env_values()
     headers = response.get("headers") or {}
-    response["headers"] = {
-        name: value for name, value in headers.items() if name.lower() not in SECRET_RESPONSE_HEADERS
-    }
+    response["headers"] = scrub_headers(headers, SECRET_RESPONSE_HEADERS, secrets)
+    body = response.get("body")
+    if isinstance(body, dict) and "string" in body:
+        body["string"] = scrub_body(body["string"], headers, secrets)
     return response
 
 
-def _mask(secret: str) -> str:
-    return f"{secret[:6]}…{secret[-4:]}" if len(secret) > 12 else "…"
+def scrub_interaction(interaction: dict[str, Any]) -> dict[str, Any]:
+    """Scrub one serialized cassette interaction (``{"request": ..., "response": ...}``)."""
+    secrets = secret_env_values()
+    request = interaction.get("request")
+    if isinstance(request, dict):
+        headers = request.get("headers") or {}
+        request["headers"] = scrub_headers(headers, SECRET_HEADERS, secrets)
+        if isinstance(request.get("uri"), str):
+            request["uri"] = scrub_uri(request["uri"], secrets)
+        request["body"] = scrub_body(request.get("body"), headers, secrets)
+    if isinstance(interaction.get("response"), dict):
+        scrub_response(interaction["response"])
+    return interaction
+
+
+def mask(secret: str) -> str:
+    """At most the first 4 characters of a secret, enough to tell which key it is."""
+    return f"{secret[:4]}…" if len(secret) >= MIN_SECRET_LENGTH else "…"
 
 
 def find_secret(text: str) -> tuple[str, int] | None:
     """The first key-shaped string or known secret value in ``text`` (masked) and its offset."""
-    for name in SECRET_ENV_VARIABLES:
-        value = os.environ.get(name, "")
-        if len(value) >= 8 and value in text:
-            return f"the value of ${name} ({_mask(value)})", text.index(value)
+    for name, value in secret_env_values():
+        if value in text:
+            return f"the value of ${name} ({mask(value)})", text.index(value)
     match = KEY_SHAPED.search(text)
     if match:
-        return f"a key-shaped string ({_mask(match.group(0))})", match.start()
+        return f"a key-shaped string ({mask(match.group(0))})", match.start()
     return None
 
 
-def refuse_secrets(path: str, serialized: str) -> None:
-    """Raise when a serialized cassette still holds a secret: it must not reach the disk."""
+def _bodies(interactions: list[Any]) -> Iterator[tuple[str, str]]:
+    """Every body in decoded form, with where it is (``the request body of interaction 2``)."""
+    for number, interaction in enumerate(interactions, 1):
+        if not isinstance(interaction, dict):
+            continue
+        for side in ("request", "response"):
+            part = interaction.get(side)
+            if not isinstance(part, dict):
+                continue
+            body = part.get("body")
+            if isinstance(body, dict):
+                body = body.get("string")
+            if isinstance(body, str):
+                body = body.encode("utf-8")
+            if isinstance(body, bytes) and body:
+                yield f"the {side} body of interaction {number}", decoded(body, part.get("headers") or {})[0]
+
+
+def refuse_secrets(path: str, serialized: str, interactions: list[Any] | None = None) -> None:
+    """Raise when a cassette still holds a secret, in its text or in any decoded body."""
     found = find_secret(serialized)
+    where = ""
+    if found is not None:
+        what, offset = found
+        where = f"at line {serialized.count(chr(10), 0, offset) + 1}"
+    else:
+        for place, text in _bodies(interactions or []):
+            found = find_secret(text)
+            if found is not None:
+                what, where = found[0], f"in {place} (decoded)"
+                break
     if found is None:
         return
-    what, offset = found
-    line = serialized.count("\n", 0, offset) + 1
     raise CassetteError(
-        f"crewguard refused to write cassette {path}: it contains {what} at line {line}. "
-        "Credentials in headers and key= query parameters are scrubbed automatically; this one "
-        "is in a body or an unusual header. Remove it from the request (use an environment "
-        "variable the SDK reads), then record again. Nothing was written."
+        f"crewguard refused to write cassette {path}: it contains {what} {where}. "
+        "Credential headers, query parameters and JSON fields, and the values of credential "
+        "environment variables, are scrubbed automatically; this one is elsewhere (prompt text, "
+        "a tool result). Remove it from the request (use an environment variable the SDK "
+        "reads), then record again. Nothing was written."
     )

@@ -15,7 +15,7 @@ from .errors import CassetteError, CrewguardError
 from .match_config import MatchConfig
 from .matching import body_matcher_for, normalising
 from .persister import AtomicYamlPersister, ReadableYamlSerializer
-from .scrubbing import SECRET_HEADERS, SECRET_QUERY_PARAMETERS, scrub_response
+from .scrubbing import scrub_request, scrub_response
 
 
 def make_vcr(record_mode: str, match_config: MatchConfig | None = None) -> Any:
@@ -27,8 +27,7 @@ def make_vcr(record_mode: str, match_config: MatchConfig | None = None) -> Any:
         serializer="crewguard_yaml",
         record_mode="all" if record_mode == "rewrite" else record_mode,
         drop_unused_requests=record_mode == "rewrite",
-        filter_headers=[(name, None) for name in SECRET_HEADERS],
-        filter_query_parameters=[(name, None) for name in SECRET_QUERY_PARAMETERS],
+        before_record_request=scrub_request,  # credentials out, on recorded and live requests
         before_record_response=scrub_response,
         decode_compressed_response=True,
     )

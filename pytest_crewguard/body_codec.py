@@ -1,0 +1,62 @@
+"""Bodies as text: decompressed (gzip, deflate) and decoded (UTF-8, else byte for byte).
+
+Secrets are searched and scrubbed in this form, then the body is encoded back the same way, so
+a scrubbed body keeps its Content-Encoding and still replays.
+"""
+
+from __future__ import annotations
+
+import gzip
+import zlib
+from collections.abc import Callable, Mapping
+from typing import Any
+
+
+def _header(headers: Mapping[str, Any], wanted: str) -> str:
+    for name, value in headers.items():
+        if name.lower() == wanted:
+            return str(value[0] if isinstance(value, list) and value else value).lower()
+    return ""
+
+
+def _same(data: bytes) -> bytes:
+    return data
+
+
+def _gzip(data: bytes) -> bytes:
+    return gzip.compress(data, mtime=0)
+
+
+def _deflater(wbits: int) -> Callable[[bytes], bytes]:
+    def deflate(data: bytes) -> bytes:
+        packer = zlib.compressobj(wbits=wbits)
+        return packer.compress(data) + packer.flush()
+
+    return deflate
+
+
+def _decompressed(body: bytes, encoding: str) -> tuple[bytes, Callable[[bytes], bytes]]:
+    if body[:2] == b"\x1f\x8b" or "gzip" in encoding:
+        try:
+            return gzip.decompress(body), _gzip
+        except (OSError, EOFError, zlib.error):
+            return body, _same
+    # A zlib stream announces itself (0x78, header check) even without Content-Encoding.
+    zlib_header = len(body) > 2 and body[0] == 0x78 and (body[0] * 256 + body[1]) % 31 == 0
+    if "deflate" in encoding or zlib_header:
+        for wbits in (zlib.MAX_WBITS, -zlib.MAX_WBITS):  # zlib-wrapped, then raw deflate
+            try:
+                return zlib.decompress(body, wbits), _deflater(wbits)
+            except zlib.error:
+                continue
+    return body, _same
+
+
+def decoded(body: bytes, headers: Mapping[str, Any]) -> tuple[str, Callable[[str], bytes]]:
+    """``body`` as text (decompressed; bytes read as Latin-1 when not UTF-8), and the way back."""
+    raw, recompress = _decompressed(body, _header(headers, "content-encoding"))
+    try:
+        text, codec = raw.decode("utf-8"), "utf-8"
+    except UnicodeDecodeError:  # binary: every byte maps to one character, ASCII keys stay intact
+        text, codec = raw.decode("latin-1"), "latin-1"
+    return text, lambda new: recompress(new.encode(codec))

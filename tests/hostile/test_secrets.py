@@ -1,0 +1,279 @@
+"""Secrets never reach a written cassette, whatever their shape, place or encoding.
+
+The writer is driven directly (as vcrpy drives it) with hostile interactions; every written
+file is then read back *decoded* (``!!binary`` bodies, gzip and deflate) and searched.
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+import os
+import stat
+import zlib
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from vcr.request import Request
+
+from pytest_crewguard.errors import CassetteError
+from pytest_crewguard.persister import AtomicYamlPersister, ReadableYamlSerializer
+from pytest_crewguard.scrubbing import PLACEHOLDER, scrub_request
+
+from ..conftest import answer, crew_test_file
+
+HEX_KEY = "9f3c2a71b8e04d5f9a6c1e2d3b4f5a6c"  # no provider prefix: only its place gives it away
+ENV_KEY = "dsx-7Hq2Lm9Xv4Tz8Rw1Kp6Nc3Bj"  # $DEEPSEEK_API_KEY here; not key-shaped
+SK_KEY = "sk-proj-Zz9Yy8Xx7Ww6Vv5Uu4Tt3Ss2Rr1Qq0Pp9Oo8"
+
+
+@pytest.fixture(autouse=True)
+def _deepseek_key(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("DEEPSEEK_API_KEY", ENV_KEY)
+
+
+def _response(body: Any, headers: dict[str, list[str]] | None = None) -> dict[str, Any]:
+    return {
+        "status": {"code": 200, "message": "OK"},
+        "headers": {"Content-Type": ["application/json"], **(headers or {})},
+        "body": {"string": body},
+    }
+
+
+def _request(uri: str = "https://api.example.com/v1/chat", body: Any = b"{}", **headers: str) -> Request:
+    return Request("POST", uri, body, {"Content-Type": "application/json", **headers})
+
+
+def _save(path: Path, request: Request, response: dict[str, Any]) -> None:
+    AtomicYamlPersister.save_cassette(
+        path, {"requests": [request], "responses": [response]}, ReadableYamlSerializer
+    )
+
+
+def _decode(value: Any) -> str:
+    if isinstance(value, bytes):
+        for unpack in (gzip.decompress, zlib.decompress, lambda b: zlib.decompress(b, -15)):
+            try:
+                value = unpack(value)
+                break
+            except Exception:
+                continue
+        return value.decode("latin-1")
+    return str(value)
+
+
+def _everything(path: Path) -> str:
+    """Every string of the cassette, bodies decoded, headers and URIs included."""
+    parts: list[str] = []
+
+    def walk(node: Any) -> None:
+        if isinstance(node, dict):
+            for key, value in node.items():
+                parts.append(str(key))
+                walk(value)
+        elif isinstance(node, list):
+            for value in node:
+                walk(value)
+        else:
+            parts.append(_decode(node))
+
+    walk(yaml.safe_load(path.read_text()))
+    return "\n".join(parts)
+
+
+def _written_without(path: Path, *secrets: str) -> str:
+    text = _everything(path)
+    for secret in secrets:
+        assert secret not in text, f"{secret!r} was written to {path}"
+    assert PLACEHOLDER in text  # scrubbed, not dropped: recording went on
+    return text
+
+
+@pytest.mark.parametrize(
+    "header", ["Ocp-Apim-Subscription-Key", "Helicone-Auth", "X-Auth-Token", "X-Portkey-Api-Key"]
+)
+def test_credential_named_request_headers_are_scrubbed_whatever_the_value(tmp_path, header):
+    path = tmp_path / "c.yaml"
+    _save(path, _request(**{header: HEX_KEY}), _response(b"{}"))
+    _written_without(path, HEX_KEY)
+
+
+def test_credential_named_response_headers_are_scrubbed(tmp_path):
+    path = tmp_path / "c.yaml"
+    _save(path, _request(), _response(b"{}", {"X-Session-Token": [HEX_KEY]}))
+    _written_without(path, HEX_KEY)
+
+
+@pytest.mark.parametrize("param", ["KEY", "Key", "api_key", "code", "sig", "access_token"])
+def test_credential_query_parameters_are_scrubbed_in_any_case(tmp_path, param):
+    path = tmp_path / "c.yaml"
+    uri = f"https://fn.azurewebsites.net/api/chat?model=x&{param}={HEX_KEY}&stream=true"
+    _save(path, _request(uri), _response(b"{}"))
+    text = _written_without(path, HEX_KEY)
+    assert "model=x" in text and "stream=true" in text  # the rest of the URL is kept
+
+
+def test_credential_json_fields_are_scrubbed_at_any_depth(tmp_path):
+    path = tmp_path / "c.yaml"
+    body = json.dumps({"model": "m", "max_tokens": 5, "extra": {"auth": [{"api_key": HEX_KEY}]}})
+    call = {"function": {"name": "lookup", "arguments": json.dumps({"q": "x", "apiKey": HEX_KEY[::-1]})}}
+    reply = json.dumps(
+        {"choices": [{"message": {"tool_calls": [call]}}],
+         "meta": {"clientSecret": HEX_KEY, "logprobs": [{"token": "Hi"}]}}
+    )
+    _save(path, _request(body=body.encode()), _response(reply.encode()))
+    text = _written_without(path, HEX_KEY, HEX_KEY[::-1])
+    assert '"max_tokens":5' in text.replace(" ", "") and '"token":"Hi"' in text.replace(" ", "")
+
+
+def test_env_values_are_scrubbed_in_headers_uris_and_bodies_of_both_sides(tmp_path):
+    path = tmp_path / "c.yaml"
+    request = _request(
+        f"https://api.example.com/v1/{ENV_KEY}/chat?user={ENV_KEY}",
+        body=json.dumps({"messages": [{"content": f"my key is {ENV_KEY}"}]}).encode(),
+        **{"X-Trace": f"ctx {ENV_KEY}"},
+    )
+    response = _response(f"echo {ENV_KEY}".encode(), {"X-Echo": [ENV_KEY]})
+    _save(path, request, response)
+    _written_without(path, ENV_KEY)
+
+
+def test_env_values_inside_binary_and_compressed_bodies_are_scrubbed(tmp_path):
+    path = tmp_path / "c.yaml"
+    binary = b"\xff\xfe\x00 not utf-8 " + ENV_KEY.encode() + b" \x80\x81"
+    packed = gzip.compress(json.dumps({"note": ENV_KEY, "api_key": HEX_KEY}).encode())
+    request = _request(body=packed, **{"Content-Encoding": "gzip"})
+    _save(path, request, _response(binary, {"Content-Type": ["application/octet-stream"]}))
+    _written_without(path, ENV_KEY, HEX_KEY)
+    # Still the same encodings, so a replayed request still matches and decodes.
+    stored = yaml.safe_load(path.read_text())["interactions"][0]
+    assert gzip.decompress(stored["request"]["body"]).startswith(b"{")
+    assert stored["response"]["body"]["string"].startswith(b"\xff\xfe")
+
+
+def test_deflate_compressed_response_is_scrubbed(tmp_path):
+    path = tmp_path / "c.yaml"
+    body = zlib.compress(f"token for you: {ENV_KEY}".encode())
+    _save(path, _request(), _response(body, {"Content-Encoding": ["deflate"]}))
+    _written_without(path, ENV_KEY)
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b"\xff\xfe binary " + SK_KEY.encode() + b" \x80",  # stored as !!binary: the text scan missed it
+        gzip.compress(f"secret {SK_KEY}".encode()),
+        zlib.compress(f"secret {SK_KEY}".encode()),
+    ],
+    ids=["binary", "gzip", "deflate"],
+)
+@pytest.mark.parametrize("side", ["request", "response"])
+def test_a_key_shaped_string_in_a_binary_or_compressed_body_refuses_the_write(tmp_path, body, side):
+    path = tmp_path / "c.yaml"
+    request = _request(body=body if side == "request" else b"{}")
+    response = _response(body if side == "response" else b"{}", {"Content-Encoding": ["deflate"]})
+    with pytest.raises(CassetteError) as refused:
+        _save(path, request, response)
+    message = str(refused.value)
+    assert f"{side} body of interaction 1" in message and "Nothing was written" in message
+    assert "sk-p…" in message and SK_KEY[:5] not in message  # at most 4 characters shown
+    assert not path.exists()
+
+
+def test_the_refusal_shows_at_most_four_characters_of_an_env_value(tmp_path, monkeypatch):
+    # A value that looks like a key but is also an env value: shown as the variable's name.
+    monkeypatch.setenv("OPENAI_API_KEY", SK_KEY)
+    path = tmp_path / "c.yaml"
+    with pytest.raises(CassetteError) as refused:
+        # The body is binary and the key is split from the env value's usual form: only the
+        # key shape is left to find.
+        _save(path, _request(body=b"\xff" + SK_KEY[:-1].encode() + b"!"), _response(b"{}"))
+    assert SK_KEY[:5] not in str(refused.value) and "sk-p…" in str(refused.value)
+
+
+def test_short_or_ordinary_env_values_are_left_alone(tmp_path, monkeypatch):
+    monkeypatch.setenv("FEATURE_TOKEN", "true")
+    monkeypatch.setenv("RETRY_SECRET", "1")
+    path = tmp_path / "c.yaml"
+    _save(path, _request(body=b'{"stream": true, "n": 1}'), _response(b'{"ok": true}'))
+    text = _everything(path)
+    assert '"stream": true' in text and '"ok": true' in text and PLACEHOLDER not in text
+
+
+def test_words_that_merely_contain_sk_dash_are_not_keys(tmp_path):
+    path = tmp_path / "c.yaml"
+    body = b'{"tools": ["risk-assessment-calculator-v2", "disk-usage-report-generator-tool"]}'
+    _save(path, _request(body=body), _response(b"{}"))
+    assert "risk-assessment-calculator-v2" in _everything(path)
+
+
+def test_a_scrubbed_request_still_matches_the_same_live_request():
+    """vcrpy filters live requests with the same hook before matching."""
+    live = _request(f"https://x/api?code={HEX_KEY}", body=json.dumps({"api_key": ENV_KEY}).encode(),
+                    **{"Helicone-Auth": HEX_KEY})
+    first, second = scrub_request(live), scrub_request(_request(
+        f"https://x/api?code={HEX_KEY}", body=json.dumps({"api_key": ENV_KEY}).encode(),
+        **{"Helicone-Auth": HEX_KEY}))
+    assert (first.uri, first.body, dict(first.headers)) == (second.uri, second.body, dict(second.headers))
+    assert HEX_KEY not in first.uri and ENV_KEY.encode() not in first.body
+
+
+def test_rerecording_keeps_the_file_mode_and_new_files_follow_the_umask(tmp_path):
+    old_umask = os.umask(0o022)
+    try:
+        new = tmp_path / "new.yaml"
+        _save(new, _request(), _response(b"{}"))
+        assert stat.S_IMODE(new.stat().st_mode) == 0o644  # not mkstemp's 0600
+        kept = tmp_path / "kept.yaml"
+        kept.write_text("interactions: []\nversion: 1\n")
+        kept.chmod(0o640)
+        _save(kept, _request(), _response(b"{}"))
+        assert stat.S_IMODE(kept.stat().st_mode) == 0o640
+    finally:
+        os.umask(old_umask)
+
+
+SECRET_IN_PROMPT = """
+@pytest.mark.crewguard(record_mode="new_episodes")
+def test_research(crewguard):
+    run = crewguard.kickoff(make_crew, inputs={"topic": "the account " + os.environ["DEEPSEEK_API_KEY"]})
+    assert run.llm_calls == 1
+"""
+
+
+def test_an_env_value_in_prompt_and_answer_is_scrubbed_and_replay_still_matches(pytester, provider):
+    server = provider([answer(f"Noted the account {ENV_KEY}.")])
+    pytester.makepyfile(test_crew=crew_test_file(server.openai_base_url, SECRET_IN_PROMPT))
+    pytester.runpytest().assert_outcomes(passed=1)
+    assert any(ENV_KEY in r.prompt_text for r in server.llm_requests)  # it did go out
+    cassette = Path(pytester.path) / "cassettes" / "test_crew" / "test_research.yaml"
+    _written_without(cassette, ENV_KEY)
+    server.stop()
+    # The live request carries the value again; it is scrubbed the same way before matching.
+    pytester.runpytest("--crewguard-record-mode=none").assert_outcomes(passed=1)
+
+
+GATEWAY_LLM = (
+    "return LLM(model=MODEL, base_url=BASE_URL, "
+    "default_headers={'Ocp-Apim-Subscription-Key': %r, 'Helicone-Auth': 'Bearer ' + %r}, "
+    "default_query={'code': %r})"
+)
+
+
+def test_gateway_credentials_in_headers_and_query_are_scrubbed_and_replay_still_matches(pytester, provider):
+    """An API gateway's subscription key, auth header and ``?code=`` through a real crew."""
+    header_key, auth_key, code_key = HEX_KEY, HEX_KEY[::-1], "c0de" + HEX_KEY[4:]
+    server = provider([answer("Through the gateway.")])
+    source = crew_test_file(server.openai_base_url, SECRET_IN_PROMPT).replace(
+        "return LLM(model=MODEL, base_url=BASE_URL)", GATEWAY_LLM % (header_key, auth_key, code_key)
+    )
+    pytester.makepyfile(test_crew=source)
+    pytester.runpytest().assert_outcomes(passed=1)
+    sent = server.requests[-1]
+    assert header_key in str(sent.headers) and code_key in sent.path  # they did go out
+    cassette = Path(pytester.path) / "cassettes" / "test_crew" / "test_research.yaml"
+    _written_without(cassette, header_key, auth_key, code_key, ENV_KEY)
+    server.stop()
+    pytester.runpytest("--crewguard-record-mode=none").assert_outcomes(passed=1)
