@@ -90,7 +90,9 @@ def test_what_another_writer_replaced_does_not_come_back(tmp_path):
     assert _questions(path) == ["new_b", "new_a"]
 
 
-def test_rewrite_by_two_tests_in_one_session_fails_the_later_one_naming_both(tmp_path):
+def test_rewrite_by_two_tests_in_one_session_fails_the_later_one_naming_both(tmp_path, monkeypatch):
+    # Sessions are told apart by object here, not by the xdist run this suite may be part of.
+    monkeypatch.delenv("PYTEST_XDIST_TESTRUNUID", raising=False)
     path = tmp_path / "shared.yaml"
     session = object()
     writing_as(path, "test_m.py::test_a", "rewrite", session)
