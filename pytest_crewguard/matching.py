@@ -50,6 +50,13 @@ def body_matcher(r1: Any, r2: Any) -> None:
         raise AssertionError("request bodies differ")
 
 
+def method_matcher(r1: Any, r2: Any) -> None:
+    """vcrpy matcher: the HTTP method, whatever its case (vcrpy's aiohttp stub keeps the
+    caller's ``post`` where other stubs and recordings say ``POST``)."""
+    if str(r1.method).upper() != str(r2.method).upper():
+        raise AssertionError(f"{r1.method} != {r2.method}")
+
+
 def body_matcher_for(config: MatchConfig) -> Callable[[Any, Any], None]:
     """:func:`body_matcher` that also leaves out the project's ignored body fields."""
     if not config.ignore_body_fields:

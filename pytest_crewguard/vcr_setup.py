@@ -13,7 +13,7 @@ from typing import Any
 
 from .errors import CassetteError, CrewguardError
 from .match_config import MatchConfig
-from .matching import body_matcher_for, normalising
+from .matching import body_matcher_for, method_matcher, normalising
 from .persister import AtomicYamlPersister, ReadableYamlSerializer
 from .scrubbing import scrub_request, scrub_response
 
@@ -33,6 +33,7 @@ def make_vcr(record_mode: str, match_config: MatchConfig | None = None) -> Any:
     )
     my_vcr.register_serializer("crewguard_yaml", ReadableYamlSerializer)
     my_vcr.register_persister(AtomicYamlPersister)
+    my_vcr.register_matcher("method", method_matcher)
     my_vcr.register_matcher("crewguard_body", body_matcher_for(config))
     for name, matcher in config.matchers.items():
         my_vcr.register_matcher(name, matcher)

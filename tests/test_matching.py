@@ -115,3 +115,11 @@ def test_stand_ins_by_kind() -> None:
     assert "cassettes/t.yaml" in body["error"]["message"] and body["type"] == "error"
     assert stand_in_response("preflight", "c")["status"]["code"] == 404
     assert stand_in_response("telemetry", "c")["status"]["code"] == 200
+
+
+def test_methods_match_whatever_their_case() -> None:
+    from pytest_crewguard.matching import method_matcher
+
+    method_matcher(Request("post", "https://h/p", "", {}), Request("POST", "https://h/p", "", {}))
+    with pytest.raises(AssertionError):
+        method_matcher(Request("GET", "https://h/p", "", {}), Request("POST", "https://h/p", "", {}))
