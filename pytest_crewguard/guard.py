@@ -2,14 +2,9 @@
 
 from __future__ import annotations
 
-import contextvars
-import ctypes
-import os
-import socket
 import sys
 import threading
 import time
-import traceback
 from collections.abc import Awaitable, Callable
 from contextlib import ExitStack
 from functools import partial
@@ -18,10 +13,11 @@ from typing import Any
 
 import pytest
 
+from . import deadline, interception
 from . import events as crew_events
-from . import interception
 from .cassette_location import cassette_path
 from .cassette_writers import writing_as
+from .deadline import CrewTimeout
 from .environment import placeholder_keys, test_storage_dir
 from .errors import CrewguardError
 from .events import EventLog
@@ -40,10 +36,6 @@ from .tls import shared_tls_context
 from .wire import WireRecorder
 
 Factory = Callable[[], Any]
-
-
-class CrewTimeout(BaseException):
-    """Raised inside a crew thread that outlived ``max_seconds`` (best effort)."""
 
 
 def _is_crew(obj: Any) -> bool:
@@ -76,100 +68,6 @@ async def _drained_async(kickoff: Callable[[], Awaitable[Any]]) -> Any:
         async for _chunk in output:
             pass
     return output
-
-
-# Frames of the machinery every thread runs on: they say nothing about where a crew is stuck.
-_PLUMBING = tuple(
-    f"{os.sep}{name}" for name in ("threading.py", "selectors.py", f"asyncio{os.sep}", f"concurrent{os.sep}")
-)
-
-
-def _stack_of(thread: threading.Thread) -> str:
-    frame = sys._current_frames().get(thread.ident or -1)
-    if frame is None:
-        return "  (thread has finished)"
-    frames = [f for f in traceback.extract_stack(frame) if not any(p in f.filename for p in _PLUMBING)]
-    # CrewAI's and the application's frames tell where the crew is; runs of other libraries'
-    # frames (SDK, HTTP client) are summarised, except the innermost one, where it waits.
-    lines: list[str] = []
-    hidden: list[str] = []
-    for index, summary in enumerate(frames):
-        package = summary.filename.split(f"site-packages{os.sep}", 1)
-        library = package[1].split(os.sep, 1)[0] if len(package) == 2 else None
-        if library not in (None, "crewai") and index < len(frames) - 1:
-            hidden.append(library)
-            continue
-        if hidden:
-            lines.append(f"  ... {len(hidden)} frames in {', '.join(dict.fromkeys(hidden))}\n")
-            hidden = []
-        lines += traceback.format_list([summary])
-    return "".join(lines)
-
-
-def _works_for(owner: Any, mine: set[int]) -> bool:
-    if owner is None:
-        return False
-    try:
-        bound = [owner, getattr(owner, "crew", None), getattr(owner, "agent", None)]
-    except Exception:  # an object whose attributes cannot be read is not CrewAI's
-        return False
-    return any(id(o) in mine for o in bound if o is not None)
-
-
-def _threads_of(crew: Any) -> list[threading.Thread]:
-    """The threads working for ``crew``: some frame runs a method of it, its agents or tasks,
-    or of an object bound to one of them (CrewAI's agent executor).
-
-    CrewAI runs each agent's LLM calls on asyncio worker threads, and ``kickoff_async`` runs
-    the whole kickoff on one, so that is where a slow provider call blocks. CrewAI's event bus
-    threads and the application's own threads are not the crew's: never shown, never stopped.
-    """
-    mine = {id(crew)} | {id(o) for o in [*getattr(crew, "agents", []), *getattr(crew, "tasks", [])]}
-    frames = sys._current_frames()
-    found = []
-    for thread in threading.enumerate():
-        if thread is threading.current_thread():
-            continue
-        frame = frames.get(thread.ident or -1)
-        while frame is not None:
-            if _works_for(frame.f_locals.get("self"), mine):
-                found.append(thread)
-                break
-            frame = frame.f_back
-    return found
-
-
-def _interrupt(thread: threading.Thread) -> None:
-    # Python cannot kill a thread; this raises CrewTimeout in it at its next bytecode, which
-    # ends a crew stuck in Python code. One blocked in a socket read ends when the read does.
-    if thread.ident is not None:
-        ctypes.pythonapi.PyThreadState_SetAsyncExc(
-            ctypes.c_ulong(thread.ident), ctypes.py_object(CrewTimeout)
-        )
-
-
-def _unblock_read(thread: threading.Thread) -> None:
-    """Shut down the socket ``thread`` is blocked reading from, so its read returns now.
-
-    The asyncio worker that sends an agent's LLM call is not a daemon thread: left blocked, it
-    would keep the interpreter from exiting until the provider answers (or the SDK's 10-minute
-    timeout). With the read ended, the CrewTimeout set by :func:`_interrupt` stops it before the
-    SDK can retry.
-    """
-    frame = sys._current_frames().get(thread.ident or -1)
-    while frame is not None:
-        owner = frame.f_locals.get("self")
-        try:
-            sock = owner if isinstance(owner, socket.socket) else getattr(owner, "_sock", None)
-        except Exception:  # an object whose attributes cannot be read holds no socket of ours
-            sock = None
-        if isinstance(sock, socket.socket):
-            try:
-                sock.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
-            return
-        frame = frame.f_back
 
 
 class CrewGuard:
@@ -335,24 +233,29 @@ class CrewGuard:
         return runs[0]
 
     async def _guarded_async(self, crew: Any, inputs: dict[str, Any] | None) -> GuardedRun:
-        import asyncio
-
         started = time.perf_counter()
         error: BaseException | None = None
         output = None
+        timed_out = False
         try:
-            call = _drained_async(partial(crew.kickoff_async, inputs=inputs))
-            if self.spec.max_seconds is not None:
-                output = await asyncio.wait_for(call, self.spec.max_seconds)
+            kickoff = partial(_drained_async, partial(crew.kickoff_async, inputs=inputs))
+            if self.spec.max_seconds is None:
+                output = await kickoff()
             else:
-                output = await call
-        except TimeoutError as err:
-            if self.spec.max_seconds is None:  # the crew's own timeout, not ours
-                error = err
-            else:
-                self._fail_timeout(crew, started, None)
+                outcome = await deadline.await_with_deadline(
+                    kickoff,
+                    self.spec.max_seconds,
+                    f"crewguard-kickoff-async[{self.nodeid}]",
+                )
+                timed_out = not outcome.finished
+                if outcome.error is not None:
+                    raise outcome.error
+                output = outcome.output
         except BaseException as err:
             error = err
+        if timed_out:
+            # The kickoff's own event loop thread only waits for its worker: not worth showing.
+            self._fail_timeout(crew, started, None)
         return self._finish_run(crew, output, started, error)
 
     def _repeats(self) -> Repeats:
@@ -402,33 +305,20 @@ class CrewGuard:
         return self._finish_run(crew, output, started, error)
 
     def _with_deadline(self, crew: Any, call: Callable[[], Any], started: float) -> Any:
-        box: dict[str, Any] = {}
-        context = contextvars.copy_context()
-
-        def target() -> None:
-            try:
-                box["output"] = context.run(call)
-            except BaseException as err:
-                box["error"] = err
-
-        thread = threading.Thread(target=target, name=f"crewguard-kickoff[{self.nodeid}]", daemon=True)
-        thread.start()
-        thread.join(self.spec.max_seconds)
-        if thread.is_alive():
-            self._fail_timeout(crew, started, thread)
-        if "error" in box:
-            raise box["error"]
-        return box.get("output")
+        assert self.spec.max_seconds is not None
+        name = f"crewguard-kickoff[{self.nodeid}]"
+        outcome = deadline.call_with_deadline(call, self.spec.max_seconds, name)
+        if not outcome.finished:
+            self._fail_timeout(crew, started, outcome.thread)
+        if outcome.error is not None:
+            raise outcome.error
+        return outcome.output
 
     def _fail_timeout(self, crew: Any, started: float, thread: threading.Thread | None) -> None:
         """Fail the test now: where the crew is stuck, what it did so far; then free its threads."""
         waited = time.perf_counter() - started
-        stuck = [t for t in _threads_of(crew) if t is not thread]
-        if thread is not None:
-            stuck.insert(0, thread)
-        stacks = [
-            f"  {'crew thread' if t is thread else 'thread'} {t.name}:\n{_stack_of(t)}" for t in stuck
-        ] or ["  (no thread is running the crew any more)"]
+        stuck = deadline.stuck_threads(crew, thread)
+        stacks = deadline.describe(stuck, thread)
         crew_events.flush(timeout=1.0)
         ids = self._kickoff_ids(crew)
         # The kickoff this call just made is the crew's latest one: the application may have
@@ -446,18 +336,15 @@ class CrewGuard:
             )
             or "    (none finished)"
         )
-        for stuck_thread in stuck:
-            _interrupt(stuck_thread)
-            _unblock_read(stuck_thread)
+        deadline.abandon(crew, stuck, self.nodeid)
         self.failed_gates.append("max_seconds")
         message = (
             f"crewguard: the crew ran past max_seconds={self.spec.max_seconds:g} "
             f"(stopped waiting after {waited:.2f} s); the test fails now instead of hanging.\n"
             f"  LLM calls finished so far:\n{done}\n"
-            "  Where the crew was:\n" + "\n".join(stacks)
+            "  Where the crew was:\n" + stacks
         )
-        # Raised from None: under kickoff_async this happens while handling the TimeoutError,
-        # which would otherwise be printed above the message.
+        # Raised from None: an exception being handled by the caller is not part of this failure.
         raise pytest.fail.Exception(message, pytrace=False) from None
 
     def _finish_run(self, crew: Any, output: Any, started: float, error: BaseException | None) -> GuardedRun:

@@ -6,7 +6,9 @@ when a guarded test runs, so a pytest run without crew tests does not pay for th
 
 from __future__ import annotations
 
+import os
 import shutil
+import sys
 import tempfile
 from collections.abc import Generator, Iterator
 from pathlib import Path
@@ -37,6 +39,7 @@ _used_key = pytest.StashKey[UsedObjects]()
 _spec_key = pytest.StashKey[GuardSpec]()
 _baseline_key = pytest.StashKey[tuple[dict[str, Any] | None, list["Threshold"]]]()
 _notes_key = pytest.StashKey[list[str]]()
+_pytest_session_key = pytest.StashKey[pytest.Session]()
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -64,6 +67,8 @@ def pytest_configure(config: pytest.Config) -> None:
     storage = Path(tempfile.mkdtemp(prefix="crewguard-storage-"))
     config.stash[_storage_key] = storage
     config.stash[_saved_env_key] = prepare_crewai_environment(storage)
+    # A cleanup, not an unconfigure hook: it runs after every plugin's unconfigure.
+    config.add_cleanup(lambda: _end_without_stuck_crews(config))
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
@@ -71,6 +76,72 @@ def pytest_unconfigure(config: pytest.Config) -> None:
     if storage is not None:
         shutil.rmtree(storage, ignore_errors=True)
     restore_environment(config.stash.get(_saved_env_key, {}))
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    session.config.stash[_pytest_session_key] = session
+
+
+def _pytest_is_the_program() -> bool:
+    """True when this session is pytest run as the program (``pytest``, ``python -m pytest``).
+
+    Not for ``pytest.main()`` called by another program (an IDE runner, a notebook) nor for a
+    session run inside another one (pytester's in-process runs): their process goes on.
+    """
+    try:
+        import _pytest.config
+        from _pytest.main import wrap_session
+
+        main = sys.modules.get("__main__")
+        spec = getattr(main, "__spec__", None)
+        entries = [getattr(_pytest.config, n, None) for n in ("console_main", "_console_main")]
+        is_pytest = (spec is not None and spec.name == "pytest.__main__") or any(
+            getattr(main, n, None) in entries for n in ("console_main", "_console_main") if entries
+        )
+        frame = sys._getframe()
+        sessions = 0
+        while frame is not None:
+            sessions += frame.f_code is wrap_session.__code__
+            frame = frame.f_back  # type: ignore[assignment]
+        return is_pytest and sessions == 1
+    except Exception:  # pytest's internals moved: do not end a process we cannot be sure of
+        return False
+
+
+def _end_without_stuck_crews(config: pytest.Config) -> None:
+    """End the process now if threads of crews that ran past max_seconds would keep it alive.
+
+    Python cannot stop a thread blocked in C code (a tool waiting on a lock for good), and
+    CrewAI's worker threads are not daemon threads: the interpreter would wait for them after
+    the summary, for ever. Like pytest-timeout's thread method, flush and ``os._exit`` with the
+    session's status, once every report is written.
+    """
+    deadline = sys.modules.get("pytest_crewguard.deadline")
+    session = config.stash.get(_pytest_session_key, None)
+    if deadline is None or session is None:  # no crew ran under a deadline
+        return
+    left = deadline.left_behind(grace=1.0)
+    if not left:
+        return
+    program = _pytest_is_the_program()
+    status = int(session.exitstatus)
+    writer = config.get_terminal_writer()
+    consequence = (
+        f"ending it now with exit status {status}" if program else "it ends when they do"
+    )
+    writer.line(
+        f"crewguard: {len(left)} thread{'s' if len(left) > 1 else ''} of crews that ran past "
+        f"max_seconds {'are' if len(left) > 1 else 'is'} still running and would keep this "
+        f"process from exiting; {consequence}:",
+        red=True,
+    )
+    for thread, owner in left:
+        writer.line(f"  {thread.name} ({owner}): {deadline.where(thread)}")
+    writer.flush()
+    if program:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(status)
 
 
 def _load_prices(config: pytest.Config) -> None:

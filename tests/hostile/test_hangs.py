@@ -1,0 +1,138 @@
+"""Crews that never return: the test fails at ``max_seconds`` and the session still ends.
+
+A tool stuck in C code (a lock wait, a sleep) cannot be interrupted from Python, and CrewAI runs
+an agent's rounds on asyncio worker threads, which are not daemon threads: left alone, such a
+thread keeps the pytest process alive after its summary, for ever. These tests run the real
+thing: a pytest process whose crew is stuck for good must still end with its normal status.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import threading
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from pytest_crewguard.testing.scripted_provider import ReceivedRequest, Reply
+
+from ..conftest import crew_test_file
+from ..test_iterations import outcomes
+
+# Set by the in-process test once its inner session is over, so no thread stays blocked here.
+RELEASE = threading.Event()
+
+STUCK_TOOLS = """
+import threading, time
+
+
+@tool("lookup")
+def lookup(q: str) -> str:
+    \"\"\"Look something up.\"\"\"
+    threading.Event().wait()  # never returns: no timeout, not interruptible from Python
+    return "never"
+
+
+@tool("sleepy")
+def sleepy(q: str) -> str:
+    \"\"\"Look something up slowly.\"\"\"
+    time.sleep(3600)
+    return "too late"
+
+
+@pytest.mark.crewguard(max_seconds=2)
+def test_blocked(crewguard):
+    crewguard.kickoff(lambda: make_crew(tools=[lookup]), inputs={"topic": "stuck things"})
+
+
+@pytest.mark.crewguard(max_seconds=2)
+def test_blocked_async(crewguard):
+    import asyncio
+
+    asyncio.run(crewguard.kickoff_async(lambda: make_crew(tools=[sleepy]), inputs={"topic": "stuck things"}))
+
+
+@pytest.mark.crewguard
+def test_next(crewguard):
+    run = crewguard.kickoff(make_crew, inputs={"topic": "quick things"})
+    assert run.output.raw == "quick answer"
+"""
+
+
+def tool_round_then_answer(req: ReceivedRequest) -> Reply:
+    if "quick things" in req.prompt_text:
+        return Reply(text="quick answer")
+    tools = req.body.get("tools") or []
+    if tools and not any(m.get("role") == "tool" for m in req.body.get("messages", [])):
+        return Reply.tool(tools[0]["function"]["name"], q="x")
+    return Reply(text="done")
+
+
+def test_a_session_whose_tool_blocks_forever_ends_with_its_own_status(
+    pytester: pytest.Pytester, provider: Any
+) -> None:
+    server = provider(tool_round_then_answer)
+    pytester.makepyfile(test_crew=crew_test_file(server.openai_base_url, STUCK_TOOLS))
+    report = Path(pytester.path) / "report.json"
+    # Generous: the process must end, not end fast (it never ended before).
+    result = pytester.runpytest_subprocess(
+        "--crewguard-record-mode=once", f"--crewguard-report={report}", "-p", "no:warnings", timeout=150
+    )
+    result.assert_outcomes(failed=2, passed=1)
+    assert result.ret == pytest.ExitCode.TESTS_FAILED
+    result.stdout.fnmatch_lines(
+        [
+            "*_ test_blocked _*",
+            "crewguard: the crew ran past max_seconds=2 (stopped waiting after 2.0* s)*",
+            "*_ test_blocked_async _*",
+            "crewguard: the crew ran past max_seconds=2 (stopped waiting after 2.0* s)*",
+            "*= 2 failed, 1 passed in *",
+            "crewguard: * thread* of crews that ran past max_seconds * still running*",
+            "*test_crew.py::test_blocked*",
+        ]
+    )
+    # The report was written before the process ended.
+    tests = json.loads(report.read_text())["tests"]
+    verdicts = {nodeid.split("::")[-1]: r["verdict"] for nodeid, r in tests.items()}
+    assert verdicts["test_blocked"].startswith("FAILED max_seconds"), verdicts
+    assert verdicts["test_next"] == "passed"
+
+
+ASYNC_RELEASED = """
+import sys, time
+
+
+@tool("lookup")
+def lookup(q: str) -> str:
+    \"\"\"Look something up.\"\"\"
+    sys.modules["tests.hostile.test_hangs"].RELEASE.wait(60)
+    return "too late"
+
+
+@pytest.mark.crewguard(max_seconds=1)
+def test_blocked_async(crewguard):
+    import asyncio
+
+    asyncio.run(crewguard.kickoff_async(lambda: make_crew(tools=[lookup]), inputs={"topic": "stuck things"}))
+"""
+
+
+def test_kickoff_async_stops_waiting_at_max_seconds(pytester: pytest.Pytester, provider: Any) -> None:
+    server = provider(tool_round_then_answer)
+    pytester.makepyfile(test_crew=crew_test_file(server.openai_base_url, ASYNC_RELEASED))
+    RELEASE.clear()
+    try:
+        result = pytester.runpytest("--crewguard-record-mode=once")
+    finally:
+        RELEASE.set()
+    assert outcomes(result) == {"test_blocked_async": "failed"}
+    result.stdout.fnmatch_lines(
+        ["crewguard: the crew ran past max_seconds=1 (stopped waiting after 1.0* s)*"]
+    )
+    reports = result.reprec.getreports("pytest_runtest_logreport")  # type: ignore[attr-defined]
+    (call,) = [r for r in reports if r.when == "call"]
+    # The tool holds the crew for 60 s; the test must take about max_seconds, not that.
+    assert call.duration < 20, f"the test took {call.duration:.1f} s under max_seconds=1"
+    assert "tests.hostile.test_hangs" in sys.modules
