@@ -265,7 +265,10 @@ def where(thread: threading.Thread) -> str:
     if not frames:
         return "(finished)"
     last = frames[-1]
-    return f"{last.filename}:{last.lineno} in {last.name}"
+    path = last.filename
+    if path.startswith(os.getcwd() + os.sep):
+        path = os.path.relpath(path)
+    return f"{path}:{last.lineno} in {last.name}"
 
 
 def stuck_threads(crew: Any, thread: threading.Thread | None) -> list[threading.Thread]:

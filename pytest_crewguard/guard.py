@@ -156,7 +156,7 @@ class CrewGuard:
         self._patches = interception.snapshot()
         # `none`, and `once` with an existing cassette: nothing may reach the network.
         if cassette.write_protected:
-            self._stack.enter_context(network_blocked())
+            self._stack.enter_context(network_blocked(self.settings.allow_hosts + self.spec.allow_hosts))
             self._stack.enter_context(placeholder_keys())
             self._stack.enter_context(shared_tls_context())
 

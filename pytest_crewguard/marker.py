@@ -32,6 +32,7 @@ class GuardSpec:
     max_memory_growth: int | None = None
     match_on: tuple[str, ...] | None = None
     record_errors: bool = False
+    allow_hosts: tuple[str, ...] = ()
 
 
 ARGUMENTS: tuple[str, ...] = tuple(f.name for f in fields(GuardSpec))
@@ -97,6 +98,19 @@ def _output(value: Any, rootdir: Path | None) -> Any:
     )
 
 
+def _allow_hosts(value: Any) -> tuple[str, ...]:
+    from .network import parse_allowed  # not at plugin load: it resolves and parses addresses
+
+    if isinstance(value, str):
+        value = value.split(",")
+    if not isinstance(value, (list, tuple, set, frozenset)):
+        raise ConfigError(
+            f"argument allow_hosts={value!r}: expected a list of hosts or host:port, "
+            "e.g. allow_hosts=['localhost:5432']"
+        )
+    return parse_allowed(value, f"argument allow_hosts={list(value)!r}")
+
+
 def spec_from_marker(
     args: tuple[Any, ...],
     kwargs: dict[str, Any],
@@ -141,6 +155,8 @@ def spec_from_marker(
             if cassette_dir is not None:
                 check_inside(cassette_dir, values["cassette"])
         values["output"] = _output(values.get("output"), rootdir)
+        if "allow_hosts" in values:
+            values["allow_hosts"] = _allow_hosts(values["allow_hosts"])
         return GuardSpec(**values)
     except ConfigError as err:
         raise ConfigError(f"@pytest.mark.crewguard on {where}: {err}") from None

@@ -22,6 +22,7 @@ OPTIONS: tuple[tuple[str, str], ...] = (
     ("report", "write the JSON report of guarded tests to this path"),
     ("baseline", "an earlier JSON report to compare this run with"),
     ("compare-fail", "regressions that fail the run, e.g. cost:10%,tokens:10%,llm_calls:0"),
+    ("allow-hosts", "comma-separated hosts (or host:port) a replayed test may reach, e.g. localhost:5432"),
 )
 
 
@@ -54,6 +55,7 @@ class Settings:
     baseline: Path | None
     compare_fail: str | None
     match_on: tuple[str, ...] | None = None
+    allow_hosts: tuple[str, ...] = ()
 
     def record_mode_for(self, marker_mode: str | None) -> str:
         """An explicit command-line mode wins over the marker, which wins over the ini."""
@@ -121,6 +123,12 @@ def settings_from_config(config: pytest.Config) -> Settings:
     baseline, baseline_source = _value(config, "baseline")
     compare_fail, _ = _value(config, "compare-fail")
     match_on_ini = config.getini("crewguard_match_on")
+    allow_raw, allow_source = _value(config, "allow-hosts")
+    allow_hosts: tuple[str, ...] = ()
+    if allow_raw is not None:
+        from .network import parse_allowed
+
+        allow_hosts = parse_allowed(str(allow_raw).split(","), f"{allow_source}={allow_raw!r}")
     return Settings(
         rootdir=Path(config.rootpath),
         record_mode_cli=mode_cli,
@@ -133,4 +141,5 @@ def settings_from_config(config: pytest.Config) -> Settings:
         baseline=_path(config, baseline, baseline_source, must_exist=True),
         compare_fail=compare_fail,
         match_on=parse_match_on(match_on_ini, "ini crewguard_match_on") if match_on_ini else None,
+        allow_hosts=allow_hosts,
     )

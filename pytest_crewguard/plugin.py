@@ -51,8 +51,8 @@ def pytest_configure(config: pytest.Config) -> None:
         "markers",
         "crewguard(cassette=None, max_cost=None, max_tokens=None, max_llm_calls=None, "
         "max_iterations=None, allow_max_iter=False, max_seconds=None, output=None, repeat=1, "
-        "record_mode=None, max_memory_growth=None): replay the test's crews from a cassette "
-        "and fail it when a limit is crossed",
+        "record_mode=None, max_memory_growth=None, allow_hosts=()): replay the test's crews "
+        "from a cassette and fail it when a limit is crossed",
     )
     # CrewAI 1.15 reads its own deprecated fields on every kickoff; those warnings are not the
     # user's to fix and would bury the report. -W or the user's own filters still win.
