@@ -271,6 +271,24 @@ def where(thread: threading.Thread) -> str:
     return f"{path}:{last.lineno} in {last.name}"
 
 
+def left_behind_lines(left: list[tuple[threading.Thread, str]], exit_status: int | None) -> list[str]:
+    """What :func:`left_behind` found, naming each thread, its test and where it is stuck.
+
+    ``exit_status``: the status the process is about to end with, or ``None`` if it is not.
+    """
+    plural = len(left) > 1
+    then = (
+        f"ending it now with exit status {exit_status}"
+        if exit_status is not None
+        else "it ends when they do"
+    )
+    head = (
+        f"crewguard: {len(left)} thread{'s' if plural else ''} of crews that ran past max_seconds "
+        f"{'are' if plural else 'is'} still running and would keep this process from exiting; {then}:"
+    )
+    return [head, *(f"  {thread.name} ({owner}): {where(thread)}" for thread, owner in left)]
+
+
 def stuck_threads(crew: Any, thread: threading.Thread | None) -> list[threading.Thread]:
     """``thread`` (the one that ran the kickoff, if any) first, then the others working for ``crew``."""
     others = [t for t in threads_of(crew) if t is not thread]

@@ -111,10 +111,10 @@ def _pytest_is_the_program() -> bool:
 def _end_without_stuck_crews(config: pytest.Config) -> None:
     """End the process now if threads of crews that ran past max_seconds would keep it alive.
 
-    Python cannot stop a thread blocked in C code (a tool waiting on a lock for good), and
-    CrewAI's worker threads are not daemon threads: the interpreter would wait for them after
-    the summary, for ever. Like pytest-timeout's thread method, flush and ``os._exit`` with the
-    session's status, once every report is written.
+    Python cannot stop a thread blocked in C code (a tool waiting on a lock for good), and the
+    interpreter joins CrewAI's worker threads at exit: it would wait after the summary, for
+    ever. Like pytest-timeout's thread method: flush, then ``os._exit`` with the session's
+    status, once every report is written.
     """
     deadline = sys.modules.get("pytest_crewguard.deadline")
     session = config.stash.get(_pytest_session_key, None)
@@ -125,19 +125,15 @@ def _end_without_stuck_crews(config: pytest.Config) -> None:
         return
     program = _pytest_is_the_program()
     status = int(session.exitstatus)
-    writer = config.get_terminal_writer()
-    consequence = (
-        f"ending it now with exit status {status}" if program else "it ends when they do"
-    )
-    writer.line(
-        f"crewguard: {len(left)} thread{'s' if len(left) > 1 else ''} of crews that ran past "
-        f"max_seconds {'are' if len(left) > 1 else 'is'} still running and would keep this "
-        f"process from exiting; {consequence}:",
-        red=True,
-    )
-    for thread, owner in left:
-        writer.line(f"  {thread.name} ({owner}): {deadline.where(thread)}")
-    writer.flush()
+    lines = deadline.left_behind_lines(left, status if program else None)
+    reporter = config.pluginmanager.get_plugin("terminalreporter")
+    if reporter is not None:
+        reporter.write_line(lines[0], red=True)
+        for line in lines[1:]:
+            reporter.write_line(line)
+        reporter.flush()
+    else:
+        sys.stderr.write("\n".join(lines) + "\n")
     if program:
         sys.stdout.flush()
         sys.stderr.flush()
