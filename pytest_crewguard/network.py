@@ -2,7 +2,7 @@
 
 vcrpy answers the HTTP clients it patches (httpx, requests, urllib3, aiohttp...). Anything
 else that talks to the network (telemetry exporters, another client, a stray socket) must not
-in replay. Three ways out are closed, in every thread:
+in replay. These ways out are closed, in every thread:
 
 - connecting an IP socket, and sending a datagram to an address (``sendto``/``sendmsg``): seen
   through Python's audit events, which the C socket module raises itself, so a bare
