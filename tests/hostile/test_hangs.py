@@ -9,8 +9,7 @@ thing: a pytest process whose crew is stuck for good must still end with its nor
 from __future__ import annotations
 
 import json
-import sys
-import threading
+import os
 from pathlib import Path
 from typing import Any
 
@@ -20,9 +19,6 @@ from pytest_crewguard.testing.scripted_provider import ReceivedRequest, Reply
 
 from ..conftest import crew_test_file
 from ..test_iterations import outcomes
-
-# Set by the in-process test once its inner session is over, so no thread stays blocked here.
-RELEASE = threading.Event()
 
 STUCK_TOOLS = """
 import threading, time
@@ -101,13 +97,15 @@ def test_a_session_whose_tool_blocks_forever_ends_with_its_own_status(
 
 
 ASYNC_RELEASED = """
-import sys, time
+import os, select
 
 
 @tool("lookup")
 def lookup(q: str) -> str:
     \"\"\"Look something up.\"\"\"
-    sys.modules["tests.hostile.test_hangs"].RELEASE.wait(60)
+    # Blocks in C until the outer test writes to the pipe (60 s at most).
+    select.select([{release}], [], [], 60)
+    os.close({release})
     return "too late"
 
 
@@ -121,18 +119,21 @@ def test_blocked_async(crewguard):
 
 def test_kickoff_async_stops_waiting_at_max_seconds(pytester: pytest.Pytester, provider: Any) -> None:
     server = provider(tool_round_then_answer)
-    pytester.makepyfile(test_crew=crew_test_file(server.openai_base_url, ASYNC_RELEASED))
-    RELEASE.clear()
+    # The tool runs in this process: it waits on a pipe that is written once the inner session
+    # is over, so no thread stays blocked here after the test.
+    release, releaser = os.pipe()
+    body = ASYNC_RELEASED.replace("{release}", str(release))
+    pytester.makepyfile(test_crew=crew_test_file(server.openai_base_url, body))
     try:
         result = pytester.runpytest("--crewguard-record-mode=once")
     finally:
-        RELEASE.set()
+        os.write(releaser, b"x")
+        os.close(releaser)
     assert outcomes(result) == {"test_blocked_async": "failed"}
     result.stdout.fnmatch_lines(
         ["crewguard: the crew ran past max_seconds=1 (stopped waiting after 1.0* s)*"]
     )
     reports = result.reprec.getreports("pytest_runtest_logreport")  # type: ignore[attr-defined]
     (call,) = [r for r in reports if r.when == "call"]
-    # The tool holds the crew for 60 s; the test must take about max_seconds, not that.
+    # The tool holds the crew until the inner session is over; the test took about max_seconds.
     assert call.duration < 20, f"the test took {call.duration:.1f} s under max_seconds=1"
-    assert "tests.hostile.test_hangs" in sys.modules
