@@ -94,9 +94,10 @@ def _pytest_is_the_program() -> bool:
 
         main = sys.modules.get("__main__")
         spec = getattr(main, "__spec__", None)
-        entries = [getattr(_pytest.config, n, None) for n in ("console_main", "_console_main")]
+        names = ("console_main", "_console_main")  # what pytest's console script calls
+        entries = [f for f in (getattr(_pytest.config, n, None) for n in names) if f is not None]
         is_pytest = (spec is not None and spec.name == "pytest.__main__") or any(
-            getattr(main, n, None) in entries for n in ("console_main", "_console_main") if entries
+            getattr(main, n, None) in entries for n in names
         )
         frame = sys._getframe()
         sessions = 0
