@@ -21,6 +21,9 @@ CREWAI_SWITCHES: dict[str, str] = {
     "OTEL_SDK_DISABLED": "true",
     "CREWAI_TRACING_ENABLED": "false",
     "CREWAI_DISABLE_VERSION_CHECK": "true",
+    # litellm (CrewAI's fallback for other providers) downloads its price map at import; in
+    # replay that request would be a miss, and litellm's failure then sticks for the process.
+    "LITELLM_LOCAL_MODEL_COST_MAP": "True",
 }
 
 STORAGE_VARIABLE = "CREWAI_STORAGE_DIR"

@@ -240,18 +240,23 @@ class WireRecorder:
                 f"    pytest '{self.nodeid}' --crewguard-record-mode={mode}",
             ]
             return "\n".join(lines)
-        nearest = nearest_request(request, recorded)
+        # An interaction already answered cannot answer again: the nearest one still unplayed
+        # is what this request was meant to be, and its diff names the field that changed.
+        counts = getattr(self.cassette, "play_counts", {})
+        unplayed = [r for i, r in enumerate(recorded) if not counts.get(i)]
+        nearest = nearest_request(request, unplayed) or nearest_request(request, recorded)
         if nearest is not None:
             position = recorded.index(nearest) + 1
             diff = body_diff(nearest, request, self.match_config.ignore_body_fields)
             if diff.startswith("(bodies are equal"):
                 lines.append(
                     f"  The same request was recorded (interaction {position} of {len(recorded)}) "
-                    "but this run sent it more often than the recording did."
+                    "and already answered: this run sent it more often than the recording did."
                 )
             else:
                 lines.append(
-                    f"  Nearest recorded request: interaction {position} of {len(recorded)}; what changed:"
+                    f"  Nearest recorded request not yet answered: interaction {position} of "
+                    f"{len(recorded)}; what changed:"
                 )
                 lines += ["    " + line for line in diff.splitlines()]
         lines += [

@@ -73,3 +73,18 @@ def test_a_refused_write_is_raised_after_vcrpy_removed_its_patches(tmp_path: Pat
         _post(_client(), "sk-proj-AbCdEfGhIjKlMnOpQrStUvWxYz0123456789")
     assert httpx.MockTransport.handle_request is original
     assert not path.exists()
+
+
+def test_a_repeated_request_is_diffed_against_the_interaction_still_unanswered(tmp_path: Path) -> None:
+    path = tmp_path / "c.yaml"
+    with _open(path, "once") as cassette, _client() as client:
+        _attach(cassette, path)
+        _post(client, "hello")
+        _post(client, "world")
+    with _open(path, "none") as cassette, _client() as client:
+        wire = _attach(cassette, path)
+        _post(client, "hello")
+        _post(client, "hello")  # meant to be the second request, which changed
+    (message,) = wire.misses
+    assert "interaction 2 of 2" in message
+    assert "-m: world" in message and "+m: hello" in message
