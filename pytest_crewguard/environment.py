@@ -51,7 +51,7 @@ def restore_environment(saved: dict[str, str | None]) -> None:
             os.environ[name] = value
 
 
-def test_storage_dir(session_storage: Path, nodeid: str) -> Path:
+def storage_dir_for(session_storage: Path, nodeid: str) -> Path:
     """The storage directory of one test: a sub-directory of the session's, named for it."""
     safe = re.sub(r"[^A-Za-z0-9_.-]+", "_", nodeid).strip("_")[:100] or "test"
     # Distinct node ids can sanitise to one name (`t[a/b]`, `t[a b]`): the hash keeps them apart.

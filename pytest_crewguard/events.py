@@ -17,7 +17,7 @@ from typing import Any
 
 
 @dataclass(frozen=True)
-class EventRecord:
+class CrewEvent:
     """The parts of one CrewAI event that crewguard uses."""
 
     event_id: str
@@ -39,20 +39,20 @@ class EventRecord:
 class EventLog:
     """The events of one test, by id."""
 
-    records: dict[str, EventRecord] = field(default_factory=dict)
+    records: dict[str, CrewEvent] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
-    def add(self, record: EventRecord) -> None:
+    def add(self, record: CrewEvent) -> None:
         with self._lock:
             self.records[record.event_id] = record
 
-    def get(self, event_id: str | None) -> EventRecord | None:
+    def get(self, event_id: str | None) -> CrewEvent | None:
         if event_id is None:
             return None
         with self._lock:
             return self.records.get(event_id)
 
-    def ordered(self, *types: str) -> list[EventRecord]:
+    def ordered(self, *types: str) -> list[CrewEvent]:
         """Events of the given types (all when none given), in emission order.
 
         CrewAI restarts ``emission_sequence`` at every top-level kickoff, so events are ordered
@@ -62,7 +62,7 @@ class EventLog:
             records = dict(self.records)
         roots: dict[str, float] = {}
 
-        def started(record: EventRecord) -> float:
+        def started(record: CrewEvent) -> float:
             chain = [record]
             seen = {record.event_id}
             while chain[-1].parent_id in records and chain[-1].parent_id not in seen:
@@ -76,11 +76,11 @@ class EventLog:
         chosen = [r for r in records.values() if not types or r.type in types]
         return sorted(chosen, key=lambda r: (started(r), r.sequence))
 
-    def descendants(self, root_id: str) -> list[EventRecord]:
+    def descendants(self, root_id: str) -> list[CrewEvent]:
         """Events whose parent chain reaches ``root_id``, in emission order."""
         with self._lock:
             records = dict(self.records)
-        found: list[EventRecord] = []
+        found: list[CrewEvent] = []
         for record in records.values():
             seen: set[str] = set()
             parent = record.parent_id
@@ -114,7 +114,7 @@ def _timestamp(event: Any) -> float | None:
     return float(stamp.timestamp()) if stamp is not None and hasattr(stamp, "timestamp") else None
 
 
-def _record(source: Any, event: Any) -> None:
+def _collect(source: Any, event: Any) -> None:
     log = _active
     if log is None:
         return
@@ -123,7 +123,7 @@ def _record(source: Any, event: Any) -> None:
     args = getattr(event, "tool_args", None)
     error = getattr(event, "error", None)
     log.add(
-        EventRecord(
+        CrewEvent(
             event_id=str(event.event_id),
             type=str(event.type),
             sequence=int(getattr(event, "emission_sequence", None) or 0),
@@ -183,7 +183,7 @@ def activate(log: EventLog | None) -> None:
             from crewai.events import crewai_event_bus
 
             for event_class in _event_classes():
-                crewai_event_bus.on(event_class)(_record)
+                crewai_event_bus.on(event_class)(_collect)
         _active = log
 
 

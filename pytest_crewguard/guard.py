@@ -18,7 +18,7 @@ from . import events as crew_events
 from .cassette_location import cassette_path
 from .cassette_writers import writing_as
 from .deadline import CrewTimeout
-from .environment import placeholder_keys, test_storage_dir
+from .environment import placeholder_keys, storage_dir_for
 from .errors import CrewguardError
 from .events import EventLog
 from .isolation import ReusedObjectError, UsedObjects
@@ -30,10 +30,10 @@ from .network import network_blocked
 from .options import Settings
 from .repeat import Repeats
 from .run import GuardedRun
-from .session import CrewguardSession, TestRecord
+from .session import CrewguardSession, GuardedTest
 from .storage import storage_at
 from .tls import shared_tls_context
-from .wire import WireRecorder
+from .wire import WireLog
 
 Factory = Callable[[], Any]
 
@@ -102,7 +102,7 @@ class CrewGuard:
         self._prompt_files: set[str] = set()
         self._stack = ExitStack()
         self.events = EventLog()
-        self.recorder: WireRecorder | None = None
+        self.wire: WireLog | None = None
         self._ledger: tuple[tuple[int, int, tuple[str, ...]], list[LLMCall]] | None = None
         self.storage_dir: Path = storage_root  # the test's own directory once started
         self.repeat_summaries: list[Callable[[], dict[str, Any]]] = []  # per kickoff call
@@ -124,7 +124,7 @@ class CrewGuard:
         from . import vcr_setup
 
         self.storage_dir = self._stack.enter_context(
-            storage_at(test_storage_dir(self._storage_root, self.nodeid))
+            storage_at(storage_dir_for(self._storage_root, self.nodeid))
         )
         if "crewai" in sys.modules or _crewai_available():
             # Attached at every test, not once per process: a project's fixture may have
@@ -140,10 +140,10 @@ class CrewGuard:
                 self.cassette_path,
                 self.record_mode,
                 self.match_config,
-                skip_write=lambda: bool(self.recorder and self.recorder.error_answers()),
+                skip_write=lambda: bool(self.wire and self.wire.error_answers()),
             )
         )
-        self.recorder = WireRecorder(
+        self.wire = WireLog(
             cassette,
             nodeid=self.nodeid,
             record_mode=self.record_mode,
@@ -152,7 +152,7 @@ class CrewGuard:
             match_config=self.match_config,
             keep_errors=self.spec.record_errors,
         )
-        cassette.wire = self.recorder
+        cassette.wire = self.wire
         self._patches = interception.snapshot()
         # `none`, and `once` with an existing cassette: nothing may reach the network.
         if cassette.write_protected:
@@ -259,7 +259,7 @@ class CrewGuard:
         return self._finish_run(crew, output, started, error)
 
     def _repeats(self) -> Repeats:
-        repeats = Repeats(self.spec, self.storage_dir, self.recorder, self.events)
+        repeats = Repeats(self.spec, self.storage_dir, self.wire, self.events)
         self.repeat_summaries.append(repeats.summary)
         return repeats
 
@@ -399,17 +399,17 @@ class CrewGuard:
         )
 
     def _any_replayed(self, kickoff_id: str | None) -> bool:
-        return self.recorder is not None and any(w.replayed for w in self.recorder.calls_of(kickoff_id))
+        return self.wire is not None and any(w.replayed for w in self.wire.calls_of(kickoff_id))
 
     def _calls(self) -> list[LLMCall]:
-        if self.recorder is None:
+        if self.wire is None:
             return []
         force = forced_final_answer_texts(self._prompt_files) if "crewai" in sys.modules else []
         # The ledger only changes when an exchange or an event arrives; it is read after every
         # kickoff and by every property, so it is built once per change.
-        key = (len(self.recorder.calls), len(self.events.records), tuple(force))
+        key = (len(self.wire.calls), len(self.events.records), tuple(force))
         if self._ledger is None or self._ledger[0] != key:
-            calls = build_calls(list(self.recorder.calls), self.events, self.session.prices, force)
+            calls = build_calls(list(self.wire.calls), self.events, self.session.prices, force)
             self._ledger = (key, calls)
         return list(self._ledger[1])
 
@@ -447,17 +447,17 @@ class CrewGuard:
         traffic another layer answered, LLM calls without CrewAI events, error answers
         refused while recording. Each is a failure, never a silent pass."""
         found: list[tuple[str, str]] = []
-        if self.recorder is None:
+        if self.wire is None:
             return found
-        if self.recorder.misses:
-            found.append(("cassette_miss", self.recorder.misses[0]))
+        if self.wire.misses:
+            found.append(("cassette_miss", self.wire.misses[0]))
         other = interception.taken_over(self._patches) if self._patches else None
         if other is not None:
             found.append(("traffic_not_seen", _taken_over_message(other, self.nodeid)))
-        unscoped = crew_events.calls_without_events(self.recorder.calls, self.events)
+        unscoped = crew_events.calls_without_events(self.wire.calls, self.events)
         if unscoped:
             found.append(("events_missing", _events_missing_message(unscoped)))
-        for problem in self.recorder.error_answers():
+        for problem in self.wire.error_answers():
             found.append(("provider_error", problem))
         return found
 
@@ -469,7 +469,7 @@ class CrewGuard:
                 f"replayed with match_on={list(self.match_config.match_on)}: their request bodies were "
                 "not checked against the recording (a changed prompt is not a miss)"
             )
-        if self.recorder is not None and self.recorder.unrecorded_preflights:
+        if self.wire is not None and self.wire.unrecorded_preflights:
             found.append(
                 "sent token-count preflights their cassettes do not hold: answered as unavailable, "
                 "so CrewAI estimated the counts itself (record again to replay the real ones)"
@@ -497,10 +497,10 @@ class CrewGuard:
             self.failed_gates.extend(gate for gate, _ in found)
             pytest.fail("crewguard: " + "\n".join(message for _, message in found), pytrace=False)
 
-    def record(self) -> TestRecord:
+    def result(self) -> GuardedTest:
         """This test's numbers for the end-of-run table."""
         crew_events.flush()
-        record = TestRecord.build(self.nodeid, self._calls(), self._all_runs())
+        record = GuardedTest.build(self.nodeid, self._calls(), self._all_runs())
         record.failed_gates = list(self.failed_gates)
         record.outcome = self.outcome
         return record

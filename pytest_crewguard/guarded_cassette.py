@@ -2,7 +2,7 @@
 
 A subclass of vcrpy's ``Cassette`` (vcrpy's stubs call these three methods for every request,
 in the thread that sent it): each exchange is handed to the test's
-:class:`~pytest_crewguard.wire.WireRecorder`, and in replay every request gets an answer here,
+:class:`~pytest_crewguard.wire.WireLog`, and in replay every request gets an answer here,
 from the recording or a stand-in, so that nothing reaches vcrpy's own "cannot overwrite"
 exception (which the SDKs would retry for seconds) or the network.
 """
@@ -15,13 +15,13 @@ from typing import Any
 from vcr.cassette import Cassette
 from vcr.errors import UnhandledHTTPRequestError
 
-from .wire import WireRecorder
+from .wire import WireLog
 
 
 class GuardedCassette(Cassette):  # type: ignore[misc]  # vcrpy ships no type hints
-    """A vcrpy cassette that reports each exchange to a :class:`WireRecorder`."""
+    """A vcrpy cassette that reports each exchange to a :class:`WireLog`."""
 
-    wire: WireRecorder | None = None  # attached right after loading, before any request
+    wire: WireLog | None = None  # attached right after loading, before any request
     _append_lock = threading.Lock()
 
     def can_play_response_for(self, request: Any) -> bool:

@@ -26,7 +26,7 @@ from typing import Any
 
 from .events import EventLog
 from .matching import normalised_body
-from .wire import WireCall
+from .wire import HttpExchange
 
 ID_KEYS = frozenset({"id", "tool_call_id", "tool_use_id", "call_id"})
 RESPONSE_TEXT_KEYS = frozenset({"content", "text", "arguments", "partial_json", "thinking", "input"})
@@ -51,7 +51,7 @@ class Text:
 
 
 @dataclass(frozen=True)
-class Call:
+class SentRequest:
     """One provider exchange of a run, reduced to its text."""
 
     kind: str  # "LLM call" or "embeddings request"
@@ -172,7 +172,7 @@ def response_texts(body: Any) -> tuple[str, ...]:
     return tuple(_scrub(text) for text in found)
 
 
-def _scope_key(wire: WireCall, events: EventLog) -> tuple[tuple[str, ...], str]:
+def _scope_key(wire: HttpExchange, events: EventLog) -> tuple[tuple[str, ...], str]:
     key: list[str] = []
     agent = task = None
     for event_id, kind in wire.scope:
@@ -191,9 +191,9 @@ def _scope_key(wire: WireCall, events: EventLog) -> tuple[tuple[str, ...], str]:
     return tuple(key), label
 
 
-def run_calls(wire_calls: Sequence[WireCall], events: EventLog) -> list[Call]:
+def run_calls(wire_calls: Sequence[HttpExchange], events: EventLog) -> list[SentRequest]:
     """The LLM calls and embedding requests of one run, in the order they were sent."""
-    calls: list[Call] = []
+    calls: list[SentRequest] = []
     numbers: Counter[str] = Counter()
     for wire in wire_calls:
         if wire.exchange.kind == "llm":
@@ -209,7 +209,7 @@ def run_calls(wire_calls: Sequence[WireCall], events: EventLog) -> list[Call]:
         # files, analyses and consolidates in one scope); their system prompts tell them apart.
         system = next((t.text for t in request if t.role == "system"), "")
         calls.append(
-            Call(
+            SentRequest(
                 kind=kind,
                 number=numbers[kind],
                 key=(kind, *scope, re.sub(r"\d", "0", system[:60])),
@@ -228,7 +228,7 @@ def run_calls(wire_calls: Sequence[WireCall], events: EventLog) -> list[Call]:
 class Leak:
     text: str
     run: int
-    call: Call
+    call: SentRequest
     where: Text
     source: str
 
@@ -239,13 +239,15 @@ class Difference:
     description: str
 
 
-def _pair(first: Sequence[Call], later: Sequence[Call]) -> list[tuple[Call | None, Call | None]]:
+def _pair(
+    first: Sequence[SentRequest], later: Sequence[SentRequest]
+) -> list[tuple[SentRequest | None, SentRequest | None]]:
     """Calls of a later run with their run-1 counterpart (same place in the crew, same order)."""
-    by_key: dict[tuple[str, ...], list[Call]] = {}
+    by_key: dict[tuple[str, ...], list[SentRequest]] = {}
     for call in first:
         by_key.setdefault(call.key, []).append(call)
     used: set[int] = set()
-    pairs: list[tuple[Call | None, Call | None]] = []
+    pairs: list[tuple[SentRequest | None, SentRequest | None]] = []
     for call in later:
         queue = by_key.get(call.key) or []
         match = queue.pop(0) if queue else None
@@ -286,7 +288,7 @@ def _is_leak(candidate: str, minimum: int) -> bool:
     return len(candidate) >= minimum and any(ch.isalnum() for ch in candidate)
 
 
-def _sources(run: int, calls: Sequence[Call], answers_only: bool) -> Iterator[tuple[str, str]]:
+def _sources(run: int, calls: Sequence[SentRequest], answers_only: bool) -> Iterator[tuple[str, str]]:
     for call in calls:
         for text in call.response:
             yield text, f"run {run}, answer of {call.name}"
@@ -309,7 +311,9 @@ class _Search:
     static: str = ""  # run 1's first request: the prompt built from the inputs alone
 
 
-def _find_leak(segment: str, earlier: Sequence[Sequence[Call]], search: _Search) -> tuple[str, str] | None:
+def _find_leak(
+    segment: str, earlier: Sequence[Sequence[SentRequest]], search: _Search
+) -> tuple[str, str] | None:
     """The longest stretch of ``segment`` an earlier run produced, and where it did."""
     for number, calls in enumerate(earlier, start=1):
         for text, source in _sources(number, calls, answers_only=search.answers_only):
@@ -338,7 +342,7 @@ def _first_change(a: str, b: str) -> int:
     return min(len(a), len(b))
 
 
-def _difference(run: int, call: Call, before: Text | None, after: Text | None) -> Difference:
+def _difference(run: int, call: SentRequest, before: Text | None, after: Text | None) -> Difference:
     where = after or before
     path = where.path if where is not None else "?"
     if before is None and after is not None:
@@ -361,7 +365,7 @@ def _difference(run: int, call: Call, before: Text | None, after: Text | None) -
     return Difference(run, "\n".join([f"    {call.name}, request {path}:", *detail]))
 
 
-def compare_runs(runs: Sequence[Sequence[Call]]) -> tuple[list[Leak], list[Difference]]:
+def compare_runs(runs: Sequence[Sequence[SentRequest]]) -> tuple[list[Leak], list[Difference]]:
     """Leaks and unexplained differences of runs 2..N against run 1.
 
     A call paired with run 1's, while the provider has answered both runs alike, is compared
@@ -378,7 +382,7 @@ def compare_runs(runs: Sequence[Sequence[Call]]) -> tuple[list[Leak], list[Diffe
     static = "\n".join(t.text for t in first[0].request) if first else ""
     seen_leaks: set[str] = set()
 
-    def leak_in(number: int, call: Call, text: Text, segment: str, search: _Search) -> bool:
+    def leak_in(number: int, call: SentRequest, text: Text, segment: str, search: _Search) -> bool:
         hit = _find_leak(segment, runs[: number - 1], search)
         if hit is None:
             return False

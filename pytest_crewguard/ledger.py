@@ -16,7 +16,7 @@ from typing import Any
 from .events import EventLog
 from .pricing import PriceTable
 from .usage import Usage
-from .wire import WireCall
+from .wire import HttpExchange
 
 
 @dataclass(frozen=True)
@@ -165,7 +165,7 @@ def is_forced_final_answer(request_body: Any, force_texts: Iterable[str]) -> boo
 
 
 def build_calls(
-    wire_calls: Iterable[WireCall], events: EventLog, prices: PriceTable, force_texts: list[str]
+    wire_calls: Iterable[HttpExchange], events: EventLog, prices: PriceTable, force_texts: list[str]
 ) -> list[LLMCall]:
     """Turn the LLM exchanges of ``wire_calls`` into priced, attributed :class:`LLMCall` s."""
     calls: list[LLMCall] = []

@@ -250,7 +250,7 @@ def crewguard(request: pytest.FixtureRequest, crewguard_config: Any) -> Iterator
         yield guard
     finally:
         try:
-            record = guard.record()
+            record = guard.result()
             record.notes = [*request.node.stash.get(_notes_key, []), *guard.notes()]
             _session(config).add(record)
         finally:
@@ -326,11 +326,11 @@ def pytest_testnodedown(node: Any, error: Any) -> None:
     # budget cover the whole run rather than one worker's share.
     records = getattr(node, "workeroutput", {}).get("crewguard")
     if records:
-        from .session import TestRecord
+        from .session import GuardedTest
 
         results = _session(node.config)
         for data in records:
-            results.add(TestRecord.from_json(data))
+            results.add(GuardedTest.from_json(data))
 
 
 @pytest.hookimpl(tryfirst=True)

@@ -18,26 +18,26 @@ from typing import Any
 from . import events as crew_events
 from .events import EventLog
 from .heap import DEFAULT_MAX_MEMORY_GROWTH, HeapMeter
-from .leaks import Call, compare_runs, report, run_calls
+from .leaks import SentRequest, compare_runs, report, run_calls
 from .marker import GuardSpec
 from .run import GuardedRun
 from .storage import storage_at
-from .wire import WireRecorder
+from .wire import WireLog
 
 
 class Repeats:
     """The runs of one ``crewguard.kickoff`` call; a no-op unless ``repeat`` > 1."""
 
     def __init__(
-        self, spec: GuardSpec, storage_dir: Path, recorder: WireRecorder | None, events: EventLog
+        self, spec: GuardSpec, storage_dir: Path, wire: WireLog | None, events: EventLog
     ) -> None:
         self.spec = spec
         self.enabled = spec.repeat > 1
         self.storage_dir = storage_dir
-        self.recorder = recorder
+        self.wire = wire
         self.events = events
         self.heap = HeapMeter()
-        self.calls: list[list[Call]] = []
+        self.calls: list[list[SentRequest]] = []
 
     def __enter__(self) -> Repeats:
         return self
@@ -62,7 +62,7 @@ class Repeats:
         if not self.enabled:
             return
         crew_events.flush()
-        mine = self.recorder.calls_of(run.kickoff_id) if self.recorder else []
+        mine = self.wire.calls_of(run.kickoff_id) if self.wire else []
         self.calls.append(run_calls(mine, self.events))
         # Tracing starts once run 1 is over: run 1 pays for CrewAI's lazy imports and caches
         # (tracing those takes up to a minute) and is the baseline the later runs must keep to.

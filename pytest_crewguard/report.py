@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from .limits import cost_text, usd
-from .session import CrewguardSession, TestRecord
+from .session import CrewguardSession, GuardedTest
 
 REPORT_VERSION = 1
 
@@ -16,7 +16,7 @@ def _seconds(value: float | None) -> str:
     return "n/a" if value is None else f"{value:.2f}s"
 
 
-def _cost(record: TestRecord) -> str:
+def _cost(record: GuardedTest) -> str:
     notes = [f"unpriced: {', '.join(record.unpriced_models)}"] if record.unpriced_models else []
     if record.usage_unknown:
         notes.append(

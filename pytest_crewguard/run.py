@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .events import EventRecord
+from .events import CrewEvent
 from .ledger import LLMCall, cost_exact, total_cost, total_tokens, unpriced_models, usage_unknown_calls
 
 AgentTask = tuple[str | None, str | None]
@@ -27,7 +27,7 @@ class GuardedRun:
     elapsed_s: float
     projected_s: float | None
     kickoff_id: str | None = None
-    tool_events: list[EventRecord] = field(default_factory=list)
+    tool_events: list[CrewEvent] = field(default_factory=list)
     error: BaseException | None = None
     rootdir: Path | None = None  # where relative schema file paths start
     stream: Any = None  # a streaming crew's CrewStreamingOutput, read to its end: .chunks

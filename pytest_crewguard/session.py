@@ -20,7 +20,7 @@ from .run import GuardedRun
 
 
 @dataclass
-class TestRecord:
+class GuardedTest:
     """One guarded test, as the end-of-run table and the JSON report show it.
 
     Token and cost totals cover the calls whose numbers are known; ``usage_unknown`` counts the
@@ -63,7 +63,7 @@ class TestRecord:
         return self.outcome.upper() if self.outcome != "passed" else "passed"
 
     @classmethod
-    def build(cls, nodeid: str, calls: list[LLMCall], runs: list[GuardedRun]) -> TestRecord:
+    def build(cls, nodeid: str, calls: list[LLMCall], runs: list[GuardedRun]) -> GuardedTest:
         projected = [r.projected_s for r in runs]
         return cls(
             nodeid=nodeid,
@@ -93,7 +93,7 @@ class TestRecord:
         return data
 
     @classmethod
-    def from_json(cls, data: dict[str, Any]) -> TestRecord:
+    def from_json(cls, data: dict[str, Any]) -> GuardedTest:
         """The inverse of :meth:`to_json` (how xdist workers hand results to the controller)."""
         names = {f.name for f in fields(cls)}
         return cls(**{k: v for k, v in data.items() if k in names})
@@ -105,10 +105,10 @@ class CrewguardSession:
 
     prices: PriceTable
     budget: float | None = None
-    records: dict[str, TestRecord] = field(default_factory=dict)
+    records: dict[str, GuardedTest] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
-    def add(self, record: TestRecord) -> None:
+    def add(self, record: GuardedTest) -> None:
         with self._lock:
             self.records[record.nodeid] = record
 

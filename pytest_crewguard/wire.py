@@ -1,6 +1,6 @@
 """What crossed the wire during a test: every HTTP exchange served or recorded by the cassette.
 
-The recorder wraps one vcrpy cassette. Each exchange is kept with the CrewAI event scope that
+The log is fed by one vcrpy cassette. Each exchange is kept with the CrewAI event scope that
 was active in the thread that sent it, which is how a request is tied to its crew kickoff,
 task and agent without depending on timing (CrewAI's event handlers run later, on a pool).
 In record mode it also measures each exchange's provider latency and stores it in the
@@ -44,7 +44,7 @@ def current_scope() -> Scope:
 
 
 @dataclass(frozen=True)
-class WireCall:
+class HttpExchange:
     """One HTTP exchange of the test, replayed or recorded."""
 
     index: int
@@ -88,7 +88,7 @@ def _error_text(response: dict[str, Any]) -> str:
     return text.strip()[:300]
 
 
-class WireRecorder:
+class WireLog:
     """Every exchange of one test's cassette, and what replay had to answer without it.
 
     :class:`~pytest_crewguard.guarded_cassette.GuardedCassette` calls it from the thread that
@@ -115,7 +115,7 @@ class WireRecorder:
         self.existed = bool(len(cassette))
         self.match_config = match_config or MatchConfig()
         self.keep_errors = keep_errors
-        self.calls: list[WireCall] = []
+        self.calls: list[HttpExchange] = []
         self.misses: list[str] = []
         self.unrecorded_preflights = 0
         self.refused_errors: list[tuple[Any, int, str]] = []  # (request, status, message)
@@ -192,7 +192,7 @@ class WireRecorder:
             )
         return problems
 
-    def calls_of(self, kickoff_id: str | None) -> list[WireCall]:
+    def calls_of(self, kickoff_id: str | None) -> list[HttpExchange]:
         """The exchanges sent inside the crew kickoff ``kickoff_id``."""
         if kickoff_id is None:
             return []
@@ -208,7 +208,7 @@ class WireRecorder:
         )
         with self._lock:
             self.calls.append(
-                WireCall(
+                HttpExchange(
                     index=len(self.calls),
                     method=request.method,
                     uri=request.uri,

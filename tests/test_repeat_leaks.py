@@ -9,7 +9,7 @@ from typing import Any
 
 import yaml
 
-from pytest_crewguard.leaks import Call, compare_runs, report, request_texts, response_texts
+from pytest_crewguard.leaks import SentRequest, compare_runs, report, request_texts, response_texts
 from pytest_crewguard.testing.scripted_provider import ReceivedRequest, Reply
 
 from .conftest import crew_test_file, read_dump
@@ -17,10 +17,10 @@ from .conftest import crew_test_file, read_dump
 # -- the comparison on its own: request/response bodies as a provider sees them ----------------
 
 
-def _openai_call(number: int, messages: list[dict[str, Any]], answer: dict[str, Any]) -> Call:
+def _openai_call(number: int, messages: list[dict[str, Any]], answer: dict[str, Any]) -> SentRequest:
     request = json.dumps({"model": "gpt-4o-mini", "messages": messages})
     response = json.dumps({"id": f"chatcmpl-{number}", "choices": [{"index": 0, "message": answer}]})
-    return Call(
+    return SentRequest(
         "LLM call",
         number,
         ("LLM call", "task:research"),
@@ -30,7 +30,7 @@ def _openai_call(number: int, messages: list[dict[str, Any]], answer: dict[str, 
     )
 
 
-def _tool_run(finding: str, tool_result: str, call_id: str) -> list[Call]:
+def _tool_run(finding: str, tool_result: str, call_id: str) -> list[SentRequest]:
     prompt = [
         {"role": "system", "content": "You are Researcher."},
         {"role": "user", "content": "Research AI agents"},

@@ -15,7 +15,7 @@ import httpx
 import pytest
 
 from pytest_crewguard import vcr_setup
-from pytest_crewguard.wire import WireRecorder
+from pytest_crewguard.wire import WireLog
 
 
 def _client() -> httpx.Client:
@@ -35,8 +35,8 @@ def _open(path: Path, mode: str):  # type: ignore[no-untyped-def]
     return vcr_setup.cassette(path, mode)
 
 
-def _attach(cassette: object, path: Path) -> WireRecorder:
-    wire = WireRecorder(
+def _attach(cassette: object, path: Path) -> WireLog:
+    wire = WireLog(
         cassette, nodeid="t.py::t", record_mode="none", cassette_path=str(path), cassette_exists=path.exists()
     )
     cassette.wire = wire  # type: ignore[attr-defined]

@@ -17,17 +17,19 @@ from pytest_crewguard.limits import total_violations
 from pytest_crewguard.marker import GuardSpec
 from pytest_crewguard.pricing import PriceTable
 from pytest_crewguard.report import report_data, table
-from pytest_crewguard.session import CrewguardSession, TestRecord
+from pytest_crewguard.session import CrewguardSession, GuardedTest
 from pytest_crewguard.usage import Usage, classify_exchange
-from pytest_crewguard.wire import WireCall
+from pytest_crewguard.wire import HttpExchange
 
 PRICES = PriceTable()
 
 
-def _wire(body: str, status: int = 200, url: str = "https://api.openai.com/v1/chat/completions") -> WireCall:
+def _wire(
+    body: str, status: int = 200, url: str = "https://api.openai.com/v1/chat/completions"
+) -> HttpExchange:
     headers: dict[str, Any] = {"Content-Type": ["application/json"]}
     exchange = classify_exchange("POST", url, '{"model": "gpt-4o-mini"}', status, headers, body)
-    return WireCall(
+    return HttpExchange(
         index=0,
         method="POST",
         uri=url,
@@ -42,7 +44,7 @@ def _wire(body: str, status: int = 200, url: str = "https://api.openai.com/v1/ch
     )
 
 
-def _calls(*wires: WireCall) -> list[LLMCall]:
+def _calls(*wires: HttpExchange) -> list[LLMCall]:
     return build_calls(wires, EventLog(), PRICES, [])
 
 
@@ -92,7 +94,7 @@ def test_cost_and_token_gates_refuse_unknown_usage(marker: dict[str, Any], gates
         assert f"cost ≥${KNOWN_COST:.6f} is over max_cost=$0.000100" in messages
 
 
-def _session(*records: TestRecord, budget: float | None = None) -> CrewguardSession:
+def _session(*records: GuardedTest, budget: float | None = None) -> CrewguardSession:
     session = CrewguardSession(prices=PRICES, budget=budget)
     for record in records:
         session.add(record)
@@ -100,8 +102,8 @@ def _session(*records: TestRecord, budget: float | None = None) -> CrewguardSess
 
 
 def test_table_and_totals_never_show_unknown_as_zero() -> None:
-    mixed = TestRecord.build("t.py::mixed", _calls(_wire(KNOWN), _wire(NO_USAGE)), [])
-    blind = TestRecord.build("t.py::blind", _calls(_wire(NO_USAGE)), [])
+    mixed = GuardedTest.build("t.py::mixed", _calls(_wire(KNOWN), _wire(NO_USAGE)), [])
+    blind = GuardedTest.build("t.py::blind", _calls(_wire(NO_USAGE)), [])
     text = table(_session(mixed, blind))
     rows = {line.split()[0]: line for line in text.splitlines() if line.startswith(("t.py", "TOTAL"))}
     assert f"≥${KNOWN_COST:.6f} (1 without usage)" in rows["t.py::mixed"]
@@ -114,7 +116,7 @@ def test_table_and_totals_never_show_unknown_as_zero() -> None:
 
 
 def test_report_json_says_the_cost_is_not_exact() -> None:
-    record = TestRecord.build("t.py::mixed", _calls(_wire(KNOWN), _wire(NO_USAGE)), [])
+    record = GuardedTest.build("t.py::mixed", _calls(_wire(KNOWN), _wire(NO_USAGE)), [])
     data = report_data(_session(record))
     assert data["totals"]["cost_exact"] is False
     assert data["totals"]["usage_unknown"] == 1
@@ -122,19 +124,19 @@ def test_report_json_says_the_cost_is_not_exact() -> None:
     assert (test["cost_exact"], test["usage_unknown"]) == (False, 1)
     assert test["calls"][1]["input_tokens"] is None and test["calls"][1]["cost"] is None
     # the xdist controller rebuilds records from this JSON
-    again = TestRecord.from_json(json.loads(json.dumps(test)))
+    again = GuardedTest.from_json(json.loads(json.dumps(test)))
     assert (again.cost_exact, again.usage_unknown, again.cost) == (False, 1, record.cost)
 
 
 def test_session_budget_cannot_pass_on_unknown_usage() -> None:
-    record = TestRecord.build("t.py::mixed", _calls(_wire(KNOWN), _wire(NO_USAGE)), [])
+    record = GuardedTest.build("t.py::mixed", _calls(_wire(KNOWN), _wire(NO_USAGE)), [])
     session = _session(record, budget=1.0)
     assert session.over_budget is None
     problem = session.budget_unknown()
     assert problem is not None and "1 LLM call(s) had no usage" in problem and "t.py::mixed" in problem
     assert "session budget: ≥$" in table(session) and "(unknown: " in table(session)
     assert (
-        _session(TestRecord.build("t.py::known", _calls(_wire(KNOWN)), []), budget=1.0).budget_unknown()
+        _session(GuardedTest.build("t.py::known", _calls(_wire(KNOWN)), []), budget=1.0).budget_unknown()
         is None
     )
 
@@ -150,7 +152,7 @@ def test_a_free_model_shows_as_free() -> None:
         }
     )
     url = "https://generativelanguage.googleapis.com/v1beta/models/gemma-3-27b-it:generateContent"
-    record = TestRecord.build("t.py::gemma", _calls(_wire(body, url=url)), [])
+    record = GuardedTest.build("t.py::gemma", _calls(_wire(body, url=url)), [])
     assert record.free_models == ["gemma-3-27b-it"]
     text = table(_session(record))
     row = next(line for line in text.splitlines() if line.startswith("t.py::gemma"))
@@ -166,18 +168,18 @@ def test_token_kinds_are_shown_under_the_table() -> None:
         "output_tokens": 5,
     }
     body = json.dumps({"model": "claude-sonnet-4-5", "usage": usage})
-    record = TestRecord.build(
+    record = GuardedTest.build(
         "t.py::cached", _calls(_wire(body, url="https://api.anthropic.com/v1/messages")), []
     )
     assert (record.input_tokens, record.cached_tokens, record.cache_write_tokens) == (1260, 1217, 40)
     assert "of the tokens: cache reads 1217, cache writes 40 (included in the in/out tok columns)" in table(
         _session(record)
     )
-    assert "of the tokens" not in table(_session(TestRecord.build("t.py::plain", _calls(_wire(KNOWN)), [])))
+    assert "of the tokens" not in table(_session(GuardedTest.build("t.py::plain", _calls(_wire(KNOWN)), [])))
 
 
 def test_one_test_is_singular_and_a_test_without_calls_has_no_latency_footnote() -> None:
-    text = table(_session(TestRecord("t.py::failed_before_any_call", outcome="failed")))
+    text = table(_session(GuardedTest("t.py::failed_before_any_call", outcome="failed")))
     assert "TOTAL (1 test)" in text
     assert "projected n/a" not in text
 
