@@ -15,9 +15,13 @@ from __future__ import annotations
 
 import gc
 import itertools
+import os
+import sysconfig
 import tracemalloc
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 # Measured with repeat=6 on clean crews against the scripted provider, recorded and replayed
 # (crewai 1.15.30, Python 3.11): one agent 13-20 KB per run, one agent with a tool 19-27 KB,
@@ -32,20 +36,74 @@ TOP_SITES = 3
 # crew reaches crewguard's kickoff() (a crew call stack is 30+ frames deep). Each frame costs:
 # with 10, a warm one-call run takes ~0.7 s traced instead of ~0.15 s.
 FRAMES = 10
-_HERE = Path(__file__).parent
-# What crewguard keeps of every run on purpose (the recorded exchanges, their text for the
-# comparison of runs, events, the ledger) and vcrpy's recording of the traffic: it grows with
-# each run, but it is not the crew's doing.
-OWN_CODE: tuple[str, ...] = (
-    str(_HERE / "wire.py"),
-    str(_HERE / "leaks.py"),
-    str(_HERE / "events.py"),
-    str(_HERE / "ledger.py"),
-    str(_HERE / "usage.py"),
-    str(_HERE / "repeat.py"),
-    "*/vcr/*",
-    tracemalloc.__file__,
+
+
+def _package_dir(module_file: str | None) -> str:
+    return str(Path(module_file or "").resolve().parent) + os.sep
+
+
+# The Python installation's own directories: frames in them are neither crewguard's nor the
+# test's, so an allocation there belongs to whoever called into them.
+_INSTALLED = tuple(
+    str(Path(path).resolve()) + os.sep
+    for key in ("stdlib", "platstdlib", "purelib", "platlib")
+    if (path := sysconfig.get_paths().get(key))
 )
+
+
+class RunBookkeeping(tracemalloc.Filter):
+    """Leaves out what crewguard, vcrpy and tracemalloc keep of every run, by package.
+
+    Crewguard keeps every run on purpose (the recorded exchanges, their text for the comparison
+    of runs, events, the ledger), vcrpy records the traffic, and the snapshots kept for the
+    report are traced too: that grows with each run, but it is not the crew's doing. Any module
+    of those packages counts, so moving code between crewguard's modules does not change the
+    numbers.
+
+    An allocation belongs to the nearest frame, walking out from where it was made, that is
+    either in one of those packages or in the test's own code; the Python installation's
+    modules (the standard library, the HTTP client under vcrpy's stub, CrewAI) are passed
+    through. So a response body that httpx reads for vcrpy is vcrpy's, while a list a test's
+    factory fills is the test's, although crewguard's kickoff() called that factory.
+    """
+
+    def __init__(self) -> None:
+        super().__init__(False, "*", all_frames=True)
+        import vcr  # crewguard's replay dependency, imported only when the heap is measured
+
+        self._own = (_package_dir(__file__), _package_dir(vcr.__file__))
+        self._tracemalloc = str(Path(tracemalloc.__file__).resolve())
+        self._kinds: dict[str, bool | None] = {}
+
+    def _kind(self, filename: str) -> bool | None:
+        """True for bookkeeping packages, False for the test's code, None for pass-through."""
+        kind = self._kinds.get(filename, ...)
+        if kind is ...:
+            if filename.startswith("<"):  # frozen modules, exec'd strings
+                kind = None
+            else:
+                path = str(Path(filename).resolve())
+                if path.startswith(self._own) or path == self._tracemalloc:
+                    kind = True
+                elif path.startswith(_INSTALLED):
+                    kind = None
+                else:
+                    kind = False
+            self._kinds[filename] = kind
+        return kind
+
+    def is_bookkeeping(self, frames: Iterable[tuple[str, int]]) -> bool:
+        """Whether an allocation with these frames (most recent first) is left out."""
+        for filename, _ in frames:
+            kind = self._kind(filename)
+            if kind is not None:
+                return kind
+        return False
+
+    def _match(self, trace: tuple[Any, ...]) -> bool:
+        # Snapshot.filter_traces keeps a trace when an exclusive filter's _match is true;
+        # raw traces hold their frames most recent first.
+        return not self.is_bookkeeping(trace[2])
 
 
 def size(n: float) -> str:
@@ -65,10 +123,12 @@ class HeapMeter:
 
     samples: list[int] = field(default_factory=list)
     _owns_tracing: bool = False
+    _bookkeeping: RunBookkeeping | None = None
     _first: tracemalloc.Snapshot | None = None
     _last: tracemalloc.Snapshot | None = None
 
     def start(self) -> None:
+        self._bookkeeping = RunBookkeeping()
         gc.collect()
         if not tracemalloc.is_tracing():
             tracemalloc.start(FRAMES)
@@ -77,11 +137,8 @@ class HeapMeter:
     def sample(self) -> int:
         """Collect garbage, then record (and return) the size of the traced live heap."""
         gc.collect()
-        # The snapshots kept for the report are traced too; they come from tracemalloc's own
-        # module, which is left out with crewguard's and vcrpy's records of the runs.
-        snapshot = tracemalloc.take_snapshot().filter_traces(
-            [tracemalloc.Filter(False, pattern, all_frames=True) for pattern in OWN_CODE]
-        )
+        bookkeeping = self._bookkeeping or RunBookkeeping()
+        snapshot = tracemalloc.take_snapshot().filter_traces([bookkeeping])
         current = sum(stat.size for stat in snapshot.statistics("filename"))
         self.samples.append(current)
         if self._first is None:

@@ -4,11 +4,16 @@ from __future__ import annotations
 
 import itertools
 import json
+import tracemalloc
 from pathlib import Path
 from typing import Any
 
+import httpx
+import vcr
 import yaml
 
+import pytest_crewguard
+from pytest_crewguard.heap import HeapMeter, RunBookkeeping
 from pytest_crewguard.leaks import SentRequest, compare_runs, report, request_texts, response_texts
 from pytest_crewguard.testing.scripted_provider import ReceivedRequest, Reply
 
@@ -252,3 +257,49 @@ def test_a_factory_that_leaks_fails_max_memory_growth_and_a_clean_one_passes(pyt
 
     server.stop()
     pytester.runpytest().assert_outcomes(passed=2, failed=1)
+
+
+# -- which allocations are crewguard's bookkeeping, by package ---------------------------------
+
+
+def _traced_allocations(source: str, filename: str, call: str) -> int:
+    """Bytes still alive after ``call`` ran, from code compiled as if it lived in ``filename``."""
+    namespace: dict[str, Any] = {}
+    exec(compile(source, filename, "exec"), namespace)
+    meter = HeapMeter()
+    meter.start()
+    try:
+        meter.sample()
+        kept = namespace[call]()
+        grown = meter.sample()
+    finally:
+        meter.stop()
+    assert kept
+    return grown - meter.samples[0]
+
+
+def test_any_module_of_the_package_is_left_out_of_the_heap_not_only_listed_ones():
+    package = Path(pytest_crewguard.__file__).parent
+    # A module nobody has written yet: the filter must cover it because of where it lives.
+    new_module = str(package / "a_module_added_later.py")
+    source = "KEPT = []\ndef keep():\n    KEPT.append(bytearray(3_000_000))\n    return KEPT\n"
+    assert _traced_allocations(source, new_module, "keep") < 1_000_000
+    # The same code in a test's own file is counted.
+    assert _traced_allocations(source, str(Path(__file__).parent / "conftest.py"), "keep") > 2_900_000
+
+
+def test_a_test_allocation_made_under_crewguards_kickoff_counts_as_the_tests():
+    package = Path(pytest_crewguard.__file__).parent
+    bookkeeping = RunBookkeeping()
+    test_file = str(Path(__file__))
+    inside = str(package / "guard.py")
+    stdlib = json.__file__
+    vcr_stub = str(Path(vcr.__file__).parent / "stubs" / "httpx_stubs.py")
+    # Frames most recent first: a test's factory called from crewguard's kickoff is the test's...
+    assert not bookkeeping.is_bookkeeping([(test_file, 3), (inside, 200)])
+    assert not bookkeeping.is_bookkeeping([(stdlib, 1), (test_file, 3), (inside, 200)])
+    # ...while crewguard's own records, and what vcrpy has a library read for it, are left out.
+    assert bookkeeping.is_bookkeeping([(stdlib, 1), (inside, 10), (test_file, 3)])
+    assert bookkeeping.is_bookkeeping([(httpx.__file__, 1), (vcr_stub, 10), (test_file, 3)])
+    assert bookkeeping.is_bookkeeping([(tracemalloc.__file__, 1)])
+    assert not bookkeeping.is_bookkeeping([(stdlib, 1)])
