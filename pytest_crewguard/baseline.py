@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import ConfigError
+from .money import usd
 
 METRICS: tuple[str, ...] = ("cost", "tokens", "input_tokens", "output_tokens", "llm_calls")
 
@@ -98,7 +99,7 @@ def regressions(baseline: dict[str, Any], current: dict[str, Any], thresholds: l
 
 
 def _fmt(metric: str, value: float) -> str:
-    return f"${value:.6f}" if metric == "cost" else f"{value:g}"
+    return usd(value) if metric == "cost" else f"{value:g}"
 
 
 def _change(old: float, new: float) -> str:

@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import hashlib
 import os
-import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+
+from .cassette_location import file_safe
 
 # setdefault semantics: a user who set one of these deliberately keeps their value.
 CREWAI_SWITCHES: dict[str, str] = {
@@ -53,7 +54,7 @@ def restore_environment(saved: dict[str, str | None]) -> None:
 
 def storage_dir_for(session_storage: Path, nodeid: str) -> Path:
     """The storage directory of one test: a sub-directory of the session's, named for it."""
-    safe = re.sub(r"[^A-Za-z0-9_.-]+", "_", nodeid).strip("_")[:100] or "test"
+    safe = file_safe(nodeid)[:100]
     # Distinct node ids can sanitise to one name (`t[a/b]`, `t[a b]`): the hash keeps them apart.
     digest = hashlib.sha1(nodeid.encode()).hexdigest()[:8]
     path = (session_storage / f"{safe}-{digest}").resolve()
@@ -63,6 +64,7 @@ def storage_dir_for(session_storage: Path, nodeid: str) -> Path:
 
 # Provider SDKs refuse to build a client without a key, even when every request will be
 # answered from a cassette. In replay nothing leaves the machine, so a placeholder is safe.
+# The scrubber also reads this list: these values never reach a cassette.
 REPLAY_KEY_VARIABLES: tuple[str, ...] = (
     "OPENAI_API_KEY",
     "ANTHROPIC_API_KEY",

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .events import EventLog
+from .money import sum_usd
 from .pricing import PriceTable
 from .usage import Usage
 from .wire import HttpExchange
@@ -79,7 +80,7 @@ def token_text(call: LLMCall) -> str:
 def total_cost(calls: Iterable[LLMCall]) -> float:
     """USD cost of the calls whose cost is known: exact only when :func:`cost_exact` says so
     (unpriced models and calls without usage are listed apart, never counted as $0)."""
-    return round(sum(c.cost for c in calls if c.cost is not None), 10)
+    return sum_usd(c.cost for c in calls if c.cost is not None)
 
 
 def cost_exact(calls: Iterable[LLMCall]) -> bool:

@@ -6,7 +6,8 @@ import json
 from pathlib import Path
 from typing import Any
 
-from .limits import cost_text, usd
+from .limits import cost_text
+from .money import usd
 from .session import CrewguardSession, GuardedTest
 
 REPORT_VERSION = 1
@@ -81,12 +82,12 @@ def table(session: CrewguardSession) -> str:
     rows.append(
         [
             f"TOTAL ({_plural(len(records), 'test')})",
-            sum(r.llm_calls for r in records),
-            _tokens(sum(r.input_tokens for r in records), unknown_usage),
-            _tokens(sum(r.output_tokens for r in records), unknown_usage),
+            session.total("llm_calls"),
+            _tokens(session.total("input_tokens"), unknown_usage),
+            _tokens(session.total("output_tokens"), unknown_usage),
             total or cost_text(session.total_cost, exact=session.cost_exact),
             max((r.max_iterations for r in records), default=0),
-            sum(r.max_iter_hits for r in records),
+            session.total("max_iter_hits"),
             _seconds(sum(r.elapsed_s for r in records)),
             _seconds(None if None in known else sum(p or 0.0 for p in known)),
             "",
@@ -108,9 +109,9 @@ def table(session: CrewguardSession) -> str:
             "are not in the totals, which are lower bounds (≥)"
         )
     kinds = [
-        (sum(r.cached_tokens for r in records), "cache reads"),
-        (sum(r.cache_write_tokens for r in records), "cache writes"),
-        (sum(r.reasoning_tokens for r in records), "reasoning"),
+        (session.total("cached_tokens"), "cache reads"),
+        (session.total("cache_write_tokens"), "cache writes"),
+        (session.total("reasoning_tokens"), "reasoning"),
     ]
     if any(n for n, _ in kinds):  # each kind is priced at its own rate
         detail = ", ".join(f"{name} {n}" for n, name in kinds if n)
@@ -133,10 +134,10 @@ def report_data(session: CrewguardSession) -> dict[str, Any]:
         "budget": session.budget,
         "totals": {
             "tests": len(records),
-            "llm_calls": sum(r.llm_calls for r in records),
-            "input_tokens": sum(r.input_tokens for r in records),
-            "output_tokens": sum(r.output_tokens for r in records),
-            "tokens": sum(r.tokens for r in records),
+            "llm_calls": session.total("llm_calls"),
+            "input_tokens": session.total("input_tokens"),
+            "output_tokens": session.total("output_tokens"),
+            "tokens": session.total("tokens"),
             "cost": session.total_cost,
             "cost_exact": session.cost_exact,
             "usage_unknown": session.usage_unknown,

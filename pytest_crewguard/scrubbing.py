@@ -17,6 +17,7 @@ from typing import Any
 from urllib.parse import parse_qsl, quote, quote_plus, urlencode, urlsplit, urlunsplit
 
 from .body_codec import decoded
+from .environment import REPLAY_KEY_VARIABLES, REPLAY_PLACEHOLDER_KEY
 from .errors import CassetteError
 
 PLACEHOLDER = "crewguard-scrubbed"
@@ -69,13 +70,8 @@ KEY_SHAPED = re.compile(
 # Environment variables whose values are scrubbed wherever they appear: these by name, and
 # any variable named like a credential (DEEPSEEK_API_KEY, GITHUB_TOKEN, DB_PASSWORD...).
 SECRET_ENV_VARIABLES: tuple[str, ...] = (
-    "OPENAI_API_KEY",
-    "ANTHROPIC_API_KEY",
-    "GEMINI_API_KEY",
-    "GOOGLE_API_KEY",
-    "AZURE_API_KEY",
+    *REPLAY_KEY_VARIABLES,
     "AZURE_OPENAI_API_KEY",
-    "OPENROUTER_API_KEY",
     "AWS_SECRET_ACCESS_KEY",
     "AWS_SESSION_TOKEN",
     "GROQ_API_KEY",
@@ -87,7 +83,7 @@ _SECRET_ENV_NAME = re.compile(
 )
 # Shorter values ("1", "true", "prod") would be replaced all over ordinary text.
 MIN_SECRET_LENGTH = 8
-_REPLAY_PLACEHOLDERS = frozenset({"crewguard-replay-placeholder", PLACEHOLDER})
+_REPLAY_PLACEHOLDERS = frozenset({REPLAY_PLACEHOLDER_KEY, PLACEHOLDER})
 
 
 def _words(name: str) -> list[str]:

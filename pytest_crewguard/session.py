@@ -15,6 +15,7 @@ from .ledger import (
     unpriced_models,
     usage_unknown_calls,
 )
+from .money import sum_usd, usd
 from .pricing import PriceTable
 from .run import GuardedRun
 
@@ -122,7 +123,12 @@ class CrewguardSession:
     @property
     def total_cost(self) -> float:
         """USD over every test's known costs (see :attr:`cost_exact`)."""
-        return round(sum(r.cost for r in self.records.values()), 10)
+        return sum_usd(r.cost for r in self.records.values())
+
+    def total(self, name: str) -> int:
+        """The sum of one count of :class:`GuardedTest` (``llm_calls``, ``input_tokens``...)
+        over every test; costs are summed by :attr:`total_cost`."""
+        return sum(int(getattr(r, name)) for r in self.records.values())
 
     @property
     def cost_exact(self) -> bool:
@@ -136,7 +142,7 @@ class CrewguardSession:
     @property
     def usage_unknown(self) -> int:
         """Calls of the session whose response had no usage block."""
-        return sum(r.usage_unknown for r in self.records.values())
+        return self.total("usage_unknown")
 
     @property
     def over_budget(self) -> float | None:
@@ -150,7 +156,7 @@ class CrewguardSession:
         as one message; ``None`` when it can (or there is no budget)."""
         if self.budget is None:
             return None
-        from .limits import unpriced_message, usd
+        from .limits import unpriced_message
 
         gate = f"--crewguard-max-cost={usd(self.budget)}"
         problems = []
