@@ -39,13 +39,7 @@ def chat_usage(data: Any) -> Usage | None:
     if not has_any(block, "prompt_tokens", "completion_tokens"):
         # Some OpenAI-compatible servers answer chat requests with the Responses field names.
         return responses_usage(data)
-    return Usage(
-        input_tokens=count(block, "prompt_tokens"),
-        output_tokens=count(block, "completion_tokens"),
-        cached_tokens=count(block, "prompt_tokens_details", "cached_tokens"),
-        reasoning_tokens=count(block, "completion_tokens_details", "reasoning_tokens"),
-        cache_write_tokens=count(block, "prompt_tokens_details", "cache_write_tokens"),
-    )
+    return _usage(block, "prompt_tokens", "completion_tokens")
 
 
 def responses_usage(data: Any) -> Usage | None:
@@ -53,12 +47,18 @@ def responses_usage(data: Any) -> Usage | None:
     block = _block(data)
     if block is None or not has_any(block, "input_tokens", "output_tokens"):
         return None
+    return _usage(block, "input_tokens", "output_tokens")
+
+
+def _usage(block: Mapping[str, Any], inputs: str, outputs: str) -> Usage:
+    """Chat and Responses differ only in names: ``<inputs>`` and ``<inputs>_details`` hold the
+    input and cache counts, ``<outputs>`` and ``<outputs>_details`` the output and reasoning."""
     return Usage(
-        input_tokens=count(block, "input_tokens"),
-        output_tokens=count(block, "output_tokens"),
-        cached_tokens=count(block, "input_tokens_details", "cached_tokens"),
-        reasoning_tokens=count(block, "output_tokens_details", "reasoning_tokens"),
-        cache_write_tokens=count(block, "input_tokens_details", "cache_write_tokens"),
+        input_tokens=count(block, inputs),
+        output_tokens=count(block, outputs),
+        cached_tokens=count(block, f"{inputs}_details", "cached_tokens"),
+        reasoning_tokens=count(block, f"{outputs}_details", "reasoning_tokens"),
+        cache_write_tokens=count(block, f"{inputs}_details", "cache_write_tokens"),
     )
 
 

@@ -55,21 +55,23 @@ def route(method: str, host: str, port: int | None, path: str) -> Route | None:
 
     url_model = m["model"] if provider == "azure" and (m := _AZURE_DEPLOYMENT.search(path)) else None
     # Any other host (including 127.0.0.1 test servers) is told apart by its path alone.
-    if path.endswith("/responses/input_tokens"):
-        return "preflight", provider or "openai", "count_tokens", url_model
-    if path.endswith("/messages/count_tokens"):
-        return "preflight", provider or "anthropic", "count_tokens", url_model
-    if path.endswith("/chat/completions"):
-        return "llm", provider or "openai", "chat", url_model
-    if path.endswith("/completions"):  # legacy OpenAI text completions, same usage shape as chat
-        return "llm", provider or "openai", "completions", url_model
-    if path.endswith("/responses"):
-        return "llm", provider or "openai", "responses", url_model
-    if path.endswith("/messages"):
-        return "llm", provider or "anthropic", "messages", url_model
-    if path.endswith("/embeddings"):
-        return "embedding", provider or "openai", "embeddings", url_model
+    for suffix, kind, default_provider, api in _PATH_ROUTES:
+        if path.endswith(suffix):
+            return kind, provider or default_provider, api, url_model
     return None
+
+
+# (path suffix, kind, provider when the host does not say, API), first match wins: the longer
+# suffixes come before the ones they end with.
+_PATH_ROUTES: tuple[tuple[str, Kind, str, str], ...] = (
+    ("/responses/input_tokens", "preflight", "openai", "count_tokens"),
+    ("/messages/count_tokens", "preflight", "anthropic", "count_tokens"),
+    ("/chat/completions", "llm", "openai", "chat"),
+    ("/completions", "llm", "openai", "completions"),  # legacy text completions, chat's usage shape
+    ("/responses", "llm", "openai", "responses"),
+    ("/messages", "llm", "anthropic", "messages"),
+    ("/embeddings", "embedding", "openai", "embeddings"),
+)
 
 
 def _google(model: str, verb: str, path: str) -> Route | None:
