@@ -83,12 +83,12 @@ class UsedObjects:
             for part in crew_parts(crew):
                 use = self._uses.get(id(part))
                 if use is not None and use.ref() is part:
-                    raise ReusedObjectError(self._message(part, use, nodeid))
+                    raise ReusedObjectError(self._message(use, nodeid))
             for part in crew_parts(crew):
                 self._uses[id(part)] = _Use(describe(part), nodeid, _ref(part))
 
     @staticmethod
-    def _message(part: Any, use: _Use, nodeid: str) -> str:
+    def _message(use: _Use, nodeid: str) -> str:
         where = f"earlier in this test ({nodeid})" if use.nodeid == nodeid else f"by {use.nodeid}"
         return (
             f"crewguard: {use.description} was already used in a crew run {where}.\n"
