@@ -1,0 +1,32 @@
+"""What the plugin changes in the process environment, and that a run puts it all back."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from pytest_crewguard.environment import CREWAI_SWITCHES, REPLAY_KEY_VARIABLES, STORAGE_VARIABLE
+
+CHANGED = (*CREWAI_SWITCHES, STORAGE_VARIABLE, *REPLAY_KEY_VARIABLES)
+
+
+def test_a_run_leaves_the_environment_as_it_found_it(pytester: pytest.Pytester, monkeypatch) -> None:
+    # The outer session set the switches already: clear them so the inner run has to set them.
+    for name in CHANGED:
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("CREWAI_TRACING_ENABLED", "true")  # a user's own choice is kept
+    before = {name: os.environ.get(name) for name in CHANGED}
+    pytester.makepyfile(
+        test_env="""
+        import os
+
+        def test_switches_are_set_during_the_run():
+            assert os.environ["CREWAI_TESTING"] == "true"
+            assert os.environ["LITELLM_LOCAL_MODEL_COST_MAP"] == "True"
+            assert os.environ["CREWAI_TRACING_ENABLED"] == "true"
+            assert os.path.isabs(os.environ["CREWAI_STORAGE_DIR"])
+        """
+    )
+    pytester.runpytest_inprocess().assert_outcomes(passed=1)
+    assert {name: os.environ.get(name) for name in CHANGED} == before
