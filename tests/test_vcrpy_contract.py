@@ -8,12 +8,18 @@ calling them, these tests fail before any user's replay silently stops being see
 
 from __future__ import annotations
 
+import ast
+import inspect
 import json
 from pathlib import Path
 
 import httpx
 import pytest
+import vcr
+import vcr.cassette
+import vcr.request
 
+import pytest_crewguard
 from pytest_crewguard import vcr_setup
 from pytest_crewguard.wire import WireLog
 
@@ -88,3 +94,66 @@ def test_a_repeated_request_is_diffed_against_the_interaction_still_unanswered(t
     (message,) = wire.misses
     assert "interaction 2 of 2" in message
     assert "-m: world" in message and "+m: hello" in message
+
+
+# -- no monkeypatching of vcrpy's objects ------------------------------------------------------
+
+# Methods of vcrpy's objects: replacing one on an instance (``cassette.play_response = ...``)
+# or a class works until a release renames or stops calling it, and then replay silently
+# changes. crewguard overrides them in a subclass instead, where this contract test sees them.
+VCRPY_METHODS = frozenset(
+    name
+    for cls in (vcr.cassette.Cassette, vcr.request.Request, vcr.VCR)
+    for name, member in inspect.getmembers(cls)
+    if callable(member) and not name.startswith("__")
+)
+
+
+def _patches_vcrpy(source: str) -> list[str]:
+    """Assignments to a vcrpy method name or to another object's private attribute, and
+    ``setattr`` on anything named like a cassette or vcrpy, as ``line: code``."""
+    found = []
+    for node in ast.walk(ast.parse(source)):
+        targets: list[ast.expr] = []
+        if isinstance(node, ast.Assign):
+            targets = [t for target in node.targets for t in ast.walk(target)]
+        elif isinstance(node, (ast.AugAssign, ast.AnnAssign)):
+            targets = [node.target]
+        for target in targets:
+            if not isinstance(target, ast.Attribute) or target.attr.startswith("__"):
+                continue
+            own = isinstance(target.value, ast.Name) and target.value.id in ("self", "cls")
+            if target.attr in VCRPY_METHODS or (target.attr.startswith("_") and not own):
+                found.append(f"{node.lineno}: {ast.unparse(node)}")
+        if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == "setattr":
+            obj, name = (node.args + [ast.Constant(None)] * 2)[:2]
+            named = isinstance(name, ast.Constant) and isinstance(name.value, str)
+            if (
+                any(word in ast.unparse(obj).lower() for word in ("cassette", "vcr"))
+                or (named and (name.value in VCRPY_METHODS or name.value.startswith("_")))
+            ):
+                found.append(f"{node.lineno}: {ast.unparse(node)}")
+    return found
+
+
+def test_the_check_sees_each_way_of_patching_a_vcrpy_object():
+    assert len(VCRPY_METHODS & {"play_response", "append", "can_play_response_for", "_save"}) == 4
+    source = (
+        "cassette.play_response = fake\n"
+        "self._cassette._save = lambda **kw: None\n"
+        "setattr(cassette, name, value)\n"
+        "setattr(obj, '_load', value)\n"
+        "self._mine = 1\n"
+        "run.stream = stream\n"
+    )
+    assert [line.split(":")[0] for line in _patches_vcrpy(source)] == ["1", "2", "3", "4"]
+
+
+def test_crewguard_never_patches_a_vcrpy_object():
+    package = Path(pytest_crewguard.__file__).parent
+    found = [
+        f"{path.relative_to(package)}:{hit}"
+        for path in sorted(package.rglob("*.py"))
+        for hit in _patches_vcrpy(path.read_text(encoding="utf-8"))
+    ]
+    assert not found, "override in GuardedCassette (a subclass) instead of patching:\n" + "\n".join(found)
