@@ -47,8 +47,11 @@ HERE = Path(__file__).resolve().parent / "crewai_suite"
 VERSION = "1.15.30"
 EXTRAS = "anthropic,google-genai,bedrock,azure-ai-inference,litellm"
 # CrewAI's own pins for its test tools (pyproject.toml of the CrewAI repository).
-TEST_TOOLS = ["pytest-recording==0.13.4", "pytest-asyncio==1.3.0", "pytest-timeout==2.4.0", "python-dotenv"]
-IMPORTS = "import crewai, litellm, pytest_recording, pytest_asyncio, pytest_timeout, dotenv, anthropic, google.genai, boto3, azure.ai.inference"
+TEST_TOOLS = ["pytest-recording==0.13.4", "pytest-asyncio==1.3.0", "pytest-timeout==2.4.0", "python-dotenv",
+              # The oldest litellm crewai[litellm] allows; newer ones import mcp.types.CacheableResult,
+              # which the mcp release crewai pins (1.30) lacks.
+              "litellm==1.88.6"]
+IMPORTS = "import crewai, litellm.experimental_mcp_client, pytest_recording, pytest_asyncio, pytest_timeout, dotenv, anthropic, google.genai, boto3, azure.ai.inference"
 
 DEFAULT_TESTS = [
     "test_crew.py",
@@ -164,6 +167,11 @@ def run_suite(python: Path, root: Path, out: Path, key: str, tests: list[str], e
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join([str(HERE), env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
     env["PYTEST_VCR_RECORD_MODE"] = "none"  # replay only, as CrewAI's CI does
+    # litellm downloads its price map when first imported. Under pytest-recording vcrpy refuses
+    # that GET with an exception litellm does not catch, and CrewAI then takes litellm for
+    # missing for the rest of the process (15 tests of test_llm.py fail in a row). Offline, read
+    # litellm's bundled copy in every run.
+    env["LITELLM_LOCAL_MODEL_COST_MAP"] = "True"
     env.pop("PYTEST_ADDOPTS", None)
     print(f"== run {key} ({label}) started:", " ".join(cmd), flush=True)
     started = time.monotonic()
@@ -242,9 +250,13 @@ def check_reporting(
             continue
         if not calls:  # only error responses (a test of the error path): no usage to report
             continue
-        if record.get("tokens", 0) <= 0:
+        unknown = [c for c in calls if c.get("usage_known") is False]
+        if unknown and '"usage"' not in cassette_of(root, nodeid).read_text(errors="replace"):
+            # Streams recorded without usage: crewguard shows the usage as unknown, never as 0.
+            problems["usage not in the recording (reported as unknown)"].append(nodeid)
+        elif record.get("tokens", 0) <= 0 or unknown:
             problems["calls without tokens"].append(nodeid)
-        if any(c.get("cost") is None for c in calls) and not record.get("unpriced_models"):
+        elif any(c.get("cost") is None for c in calls) and not record.get("unpriced_models"):
             problems["calls without cost"].append(nodeid)
         if record.get("unpriced_models"):
             problems["unpriced model"].append(f"{nodeid} ({', '.join(record['unpriced_models'])})")
@@ -267,7 +279,7 @@ def miss_cause(root: Path, nodeid: str, text: str) -> str | None:
     """Why crewguard had no recorded response, from its message and the cassette."""
     from urllib.parse import urlsplit
 
-    found = re.search(r"no recorded response for (\S+) (\S+)", text)
+    found = re.search(r"no recorded response for ([A-Za-z]+) (https?://\S+)", text)
     if not found:
         return None
     method, url = found.groups()
@@ -324,7 +336,7 @@ def classify_strict(root: Path, outcomes: dict[str, dict[str, Any]], report: dic
         gates = tests.get(nodeid, {}).get("failed_gates", [])
         if "cassette_miss" in gates or "no recorded response" in text:
             # The diff of the nearest recorded request names the field: "-messages[1].content: ..."
-            if re.search(r"^[-+]\s?[\w.\[\]]+: ", text, re.M) or re.search(r"^[-+] url: ", text, re.M):
+            if re.search(r"^\s*[-+](?![-+])\s?[\w.\[\]-]+: ", text, re.M):
                 named.append(nodeid)
             else:
                 unnamed.append(nodeid)
