@@ -36,6 +36,7 @@ import shutil
 import subprocess
 import sys
 import tarfile
+import threading
 import time
 from collections import Counter, defaultdict
 from concurrent.futures import ThreadPoolExecutor
@@ -47,11 +48,19 @@ HERE = Path(__file__).resolve().parent / "crewai_suite"
 VERSION = "1.15.30"
 EXTRAS = "anthropic,google-genai,bedrock,azure-ai-inference,litellm"
 # CrewAI's own pins for its test tools (pyproject.toml of the CrewAI repository).
-TEST_TOOLS = ["pytest-recording==0.13.4", "pytest-asyncio==1.3.0", "pytest-timeout==2.4.0", "python-dotenv",
-              # The oldest litellm crewai[litellm] allows; newer ones import mcp.types.CacheableResult,
-              # which the mcp release crewai pins (1.30) lacks.
-              "litellm==1.88.6"]
-IMPORTS = "import crewai, litellm.experimental_mcp_client, pytest_recording, pytest_asyncio, pytest_timeout, dotenv, anthropic, google.genai, boto3, azure.ai.inference"
+TEST_TOOLS = [
+    "pytest-recording==0.13.4",
+    "pytest-asyncio==1.3.0",
+    "pytest-timeout==2.4.0",
+    "python-dotenv",
+    # The oldest litellm crewai[litellm] allows; newer ones import mcp.types.CacheableResult,
+    # which the mcp release crewai pins (1.30) lacks.
+    "litellm==1.88.6",
+]
+IMPORTS = (
+    "import crewai, litellm.experimental_mcp_client, pytest_recording, pytest_asyncio, pytest_timeout, "
+    "dotenv, anthropic, google.genai, boto3, azure.ai.inference"
+)
 
 DEFAULT_TESTS = [
     "test_crew.py",
@@ -76,7 +85,8 @@ markers =
     telemetry: mark test as a telemetry test (don't mock telemetry)
 asyncio_mode = strict
 asyncio_default_fixture_loop_scope = function
-addopts = --tb=short --timeout={timeout} --block-network --import-mode=importlib -p no:randomly -p no:cacheprovider
+addopts = --tb=short --timeout={timeout} --block-network --import-mode=importlib
+    -p no:randomly -p no:cacheprovider
 python_files = test_*.py
 python_classes = Test*
 python_functions = test_*
@@ -84,8 +94,24 @@ python_functions = test_*
 
 RUNS = {
     "a": ("pytest-recording", ["-p", "no:crewguard"]),
-    "b": ("crewguard, CrewAI matchers", ["-p", "crewguard_bridge", "--suite-match-on=crewai"]),
-    "c": ("crewguard, strict matching", ["-p", "crewguard_bridge", "--suite-match-on=strict"]),
+    "b": (
+        "crewguard, CrewAI matchers",
+        [
+            "-p",
+            "crewguard_bridge",
+            "--suite-match-on=crewai",
+            "--crewguard-cassette-dir=lib/crewai/tests/cassettes",
+        ],
+    ),
+    "c": (
+        "crewguard, strict matching",
+        [
+            "-p",
+            "crewguard_bridge",
+            "--suite-match-on=strict",
+            "--crewguard-cassette-dir=lib/crewai/tests/cassettes",
+        ],
+    ),
 }
 
 # Request paths of LLM calls in the providers' APIs (cassette URIs).
@@ -118,7 +144,19 @@ def ensure_venv(venv: Path, reinstall: bool) -> Path:
     ours = where.startswith(str(REPO))
     if reinstall or not ok or not ours:
         started = time.monotonic()
-        sh([str(python), "-m", "pip", "install", "-q", f"crewai[{EXTRAS}]=={VERSION}", *TEST_TOOLS, "-e", str(REPO)])
+        sh(
+            [
+                str(python),
+                "-m",
+                "pip",
+                "install",
+                "-q",
+                f"crewai[{EXTRAS}]=={VERSION}",
+                *TEST_TOOLS,
+                "-e",
+                str(REPO),
+            ]
+        )
         print(f"venv ready in {time.monotonic() - started:.0f} s")
     return python
 
@@ -131,8 +169,21 @@ def ensure_sdist(python: Path, cache: Path) -> Path:
         downloads = cache / "sdist"
         archive = downloads / f"crewai-{VERSION}.tar.gz"
         if not archive.exists():
-            sh([str(python), "-m", "pip", "download", "-q", "--no-deps", "--no-binary", ":all:",
-                f"crewai=={VERSION}", "-d", str(downloads)])
+            sh(
+                [
+                    str(python),
+                    "-m",
+                    "pip",
+                    "download",
+                    "-q",
+                    "--no-deps",
+                    "--no-binary",
+                    ":all:",
+                    f"crewai=={VERSION}",
+                    "-d",
+                    str(downloads),
+                ]
+            )
         unpacked = cache / "unpacked"
         shutil.rmtree(unpacked, ignore_errors=True)
         with tarfile.open(archive) as tar:
@@ -154,14 +205,28 @@ def place_repo_files(root: Path, timeout: int) -> None:
 # -- running ----------------------------------------------------------------------------------
 
 
-def run_suite(python: Path, root: Path, out: Path, key: str, tests: list[str], extra: list[str]) -> dict[str, Any]:
+def run_suite(
+    python: Path, root: Path, out: Path, key: str, tests: list[str], extra: list[str]
+) -> dict[str, Any]:
     label, flags = RUNS[key]
     outcomes = out / f"{key}.outcomes.jsonl"
     outcomes.unlink(missing_ok=True)
     report = out / f"{key}.report.json"
     report.unlink(missing_ok=True)
-    cmd = [str(python), "-m", "pytest", *[f"lib/crewai/tests/{t}" for t in tests], "-m", "vcr", "-q",
-           "-p", "suite_outcomes", f"--suite-outcomes={outcomes}", *flags, *extra]
+    cmd = [
+        str(python),
+        "-m",
+        "pytest",
+        *[f"lib/crewai/tests/{t}" for t in tests],
+        "-m",
+        "vcr",
+        "-q",
+        "-p",
+        "suite_outcomes",
+        f"--suite-outcomes={outcomes}",
+        *flags,
+        *extra,
+    ]
     if key != "a":
         cmd.append(f"--crewguard-report={report}")
     env = dict(os.environ)
@@ -201,8 +266,11 @@ def cassette_llm_requests(path: Path) -> int:
     """LLM requests in a cassette (read as text: the harness itself needs no YAML library)."""
     if not path.exists():
         return 0
-    return sum(1 for m in re.finditer(r"^\s+uri: (\S+)", path.read_text(errors="replace"), re.M)
-               if LLM_PATH.search(m.group(1)))
+    return sum(
+        1
+        for m in re.finditer(r"^\s+uri: (\S+)", path.read_text(errors="replace"), re.M)
+        if LLM_PATH.search(m.group(1))
+    )
 
 
 def cassette_of(root: Path, nodeid: str) -> Path:
@@ -229,7 +297,10 @@ def llm_requests_made(nodeid: str, reference: dict[str, dict[str, Any]], root: P
 
 
 def check_reporting(
-    root: Path, outcomes: dict[str, dict[str, Any]], report: dict[str, Any], reference: dict[str, dict[str, Any]]
+    root: Path,
+    outcomes: dict[str, dict[str, Any]],
+    report: dict[str, Any],
+    reference: dict[str, dict[str, Any]],
 ) -> dict[str, Any]:
     """Every passing test that makes LLM calls reports them with tokens and cost, and names the
     agent of each call where a crew ran."""
@@ -314,18 +385,27 @@ def cause(root: Path, nodeid: str, entry: dict[str, Any]) -> str:
     return miss_cause(root, nodeid, entry.get("text", "") + entry.get("first_line", "")) or signature(entry)
 
 
-def group_failures(root: Path, outcomes: dict[str, dict[str, Any]], nodeids: list[str]) -> list[dict[str, Any]]:
+def group_failures(
+    root: Path, outcomes: dict[str, dict[str, Any]], nodeids: list[str]
+) -> list[dict[str, Any]]:
     groups: dict[str, list[str]] = defaultdict(list)
     for nodeid in nodeids:
         groups[cause(root, nodeid, outcomes[nodeid])].append(nodeid)
     return [
-        {"count": len(ids), "cause": key, "example": ids[0], "first_line": outcomes[ids[0]]["first_line"],
-         "tests": ids}
+        {
+            "count": len(ids),
+            "cause": key,
+            "example": ids[0],
+            "first_line": outcomes[ids[0]]["first_line"],
+            "tests": ids,
+        }
         for key, ids in sorted(groups.items(), key=lambda kv: -len(kv[1]))
     ]
 
 
-def classify_strict(root: Path, outcomes: dict[str, dict[str, Any]], report: dict[str, Any]) -> dict[str, Any]:
+def classify_strict(
+    root: Path, outcomes: dict[str, dict[str, Any]], report: dict[str, Any]
+) -> dict[str, Any]:
     """(c): each failure is a cassette miss whose message names the changed field, or not."""
     tests = report.get("tests", {})
     named, unnamed, other = [], [], []
@@ -355,8 +435,12 @@ def analyse(root: Path, out: Path, keys: list[str], meta: dict[str, Any]) -> dic
     runs = {k: load_outcomes(out / f"{k}.outcomes.jsonl") for k in keys}
     summary: dict[str, Any] = {"crewai": VERSION, "runs": {}}
     for key, outcomes in runs.items():
-        summary["runs"][key] = {**meta.get(key, {}), "label": RUNS[key][0], "tests": len(outcomes),
-                                **counts(outcomes)}
+        summary["runs"][key] = {
+            **meta.get(key, {}),
+            "label": RUNS[key][0],
+            "tests": len(outcomes),
+            **counts(outcomes),
+        }
         timeouts = sorted(n for n, e in outcomes.items() if "Timeout" in e.get("first_line", ""))
         summary["runs"][key]["timeouts"] = timeouts
     if "a" in runs and "b" in runs:
@@ -369,8 +453,14 @@ def analyse(root: Path, out: Path, keys: list[str], meta: dict[str, Any]) -> dic
             "passed_a_and_b": len(passed_a & passed_b),
             "ratio": round(len(passed_a & passed_b) / len(passed_a), 4) if passed_a else None,
             "passed_b_not_a": sorted(passed_b - passed_a),
-            "lost": [{"nodeid": n, "outcome": b.get(n, {}).get("outcome", "missing"),
-                      "first_line": b.get(n, {}).get("first_line", "")} for n in lost],
+            "lost": [
+                {
+                    "nodeid": n,
+                    "outcome": b.get(n, {}).get("outcome", "missing"),
+                    "first_line": b.get(n, {}).get("first_line", ""),
+                }
+                for n in lost
+            ],
             "lost_groups": group_failures(root, b, [n for n in lost if n in b]),
         }
     if "b" in runs and (out / "b.report.json").exists():
@@ -386,16 +476,21 @@ def analyse(root: Path, out: Path, keys: list[str], meta: dict[str, Any]) -> dic
 def print_summary(summary: dict[str, Any]) -> None:
     print("\n" + "=" * 100)
     print(f"CrewAI {summary['crewai']} cassette-backed tests (@pytest.mark.vcr)")
-    print(f"{'run':<32} {'tests':>6} {'passed':>7} {'failed':>7} {'errors':>7} {'skipped':>8} {'timeouts':>9} {'time':>7}")
+    heads = ("tests", "passed", "failed", "errors", "skipped", "timeouts")
+    print(f"{'run':<32} " + " ".join(f"{h:>8}" for h in heads) + f" {'time':>7}")
     for key, r in summary["runs"].items():
-        print(f"{key}. {r['label']:<29} {r['tests']:>6} {r['passed']:>7} {r['failed']:>7} {r['error']:>7} "
-              f"{r['skipped']:>8} {len(r['timeouts']):>9} {r.get('seconds', 0):>6.0f}s")
+        print(
+            f"{key}. {r['label']:<29} {r['tests']:>8} {r['passed']:>8} {r['failed']:>8} {r['error']:>8} "
+            f"{r['skipped']:>8} {len(r['timeouts']):>8} {r.get('seconds', 0):>7.0f}s"
+        )
     ab = summary.get("a_vs_b")
     if ab:
         ratio = ab["ratio"]
         verdict = "meets" if ratio is not None and ratio >= 0.95 else "misses"
-        print(f"\nof the {ab['passed_a']} tests pytest-recording passes, {ab['passed_a_and_b']} pass under "
-              f"crewguard: {ratio:.1%} ({verdict} the 95% target)")
+        print(
+            f"\nof the {ab['passed_a']} tests pytest-recording passes, {ab['passed_a_and_b']} pass under "
+            f"crewguard: {ratio:.1%} ({verdict} the 95% target)"
+        )
         if ab["passed_b_not_a"]:
             print(f"passing under crewguard only: {len(ab['passed_b_not_a'])}")
         if ab["lost"]:
@@ -411,9 +506,11 @@ def print_summary(summary: dict[str, Any]) -> None:
             print(f"  {what}: {len(ids)}" + "".join(f"\n      {i}" for i in ids[:5]))
     c = summary.get("c_failures")
     if c:
-        print(f"\nstrict matching (c): {c['cassette_miss_naming_field']} failures are cassette misses naming "
-              f"the changed field; {len(c['cassette_miss_without_field'])} misses without a field; "
-              f"{c['other_failure_count']} other failures")
+        print(
+            f"\nstrict matching (c): {c['cassette_miss_naming_field']} failures are cassette misses naming "
+            f"the changed field; {len(c['cassette_miss_without_field'])} misses without a field; "
+            f"{c['other_failure_count']} other failures"
+        )
         for what, n in sorted(c["miss_causes"].items(), key=lambda kv: -kv[1]):
             print(f"  {n:>4}  miss: {what}")
         for g in c["other_failures"][:15]:
@@ -421,14 +518,22 @@ def print_summary(summary: dict[str, Any]) -> None:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--runs", default="a,b,c", help="which runs, e.g. a,b (default a,b,c)")
     parser.add_argument("--tests", nargs="+", default=DEFAULT_TESTS, help="paths under CrewAI's tests/")
     parser.add_argument("--timeout", type=int, default=60, help="seconds per test (pytest-timeout)")
-    parser.add_argument("--cache", type=Path, default=REPO / ".crewai-suite", help="venv, sdist and run output")
+    parser.add_argument(
+        "--cache", type=Path, default=REPO / ".crewai-suite", help="venv, sdist and run output"
+    )
     parser.add_argument("--reinstall", action="store_true", help="pip install into the venv again")
-    parser.add_argument("--jobs", type=int, default=1,
-                        help="runs at the same time (the tests mostly wait, so 2-3 fit on 2 cores)")
+    parser.add_argument(
+        "--jobs",
+        type=int,
+        default=1,
+        help="runs at the same time (the tests mostly wait, so 2-3 fit on 2 cores)",
+    )
     parser.add_argument("--analyse-only", action="store_true", help="only re-read the last runs' outcomes")
     parser.add_argument("pytest_args", nargs="*", help="extra pytest arguments (after --)")
     args = parser.parse_args()
@@ -445,11 +550,20 @@ def main() -> int:
         python = ensure_venv(cache / "venv", args.reinstall)
         root = ensure_sdist(python, cache)
         place_repo_files(root, args.timeout)
+
+        def run(key: str) -> None:
+            result = run_suite(python, root, out, key, args.tests, args.pytest_args)
+            # Re-read before writing: another invocation may have finished other runs meanwhile.
+            with meta_lock:
+                latest = json.loads(meta_path.read_text()) if meta_path.exists() else {}
+                latest[key] = {**result, "tests_selected": args.tests, "jobs": args.jobs}
+                meta_path.write_text(json.dumps(latest, indent=1))
+
+        meta_lock = threading.Lock()
+
         with ThreadPoolExecutor(max_workers=max(1, args.jobs)) as pool:
-            done = pool.map(lambda k: run_suite(python, root, out, k, args.tests, args.pytest_args), keys)
-            for key, result in zip(keys, done, strict=True):
-                meta[key] = {**result, "tests_selected": args.tests, "jobs": args.jobs}
-        meta_path.write_text(json.dumps(meta, indent=1))
+            list(pool.map(run, keys))
+        meta = json.loads(meta_path.read_text())
     # Compare every run on record made on the same selection of tests as the newest one.
     selection = meta[keys[0]].get("tests_selected") if keys[0] in meta else None
     keys = [k for k in RUNS if k in meta and meta[k].get("tests_selected") == selection]

@@ -68,9 +68,28 @@ def cassette_name(item: pytest.Item) -> str:
     return str(get_default_cassette_name(getattr(item, "cls", None), item.name))
 
 
+def crewguard_cassette_dir(config: pytest.Config) -> Path:
+    """crewguard's cassette dir (``--crewguard-cassette-dir``, ini, default ``cassettes``)."""
+    value = None
+    try:
+        value = config.getoption("--crewguard-cassette-dir")
+    except ValueError:
+        pass
+    if not value:
+        try:
+            value = config.getini("crewguard_cassette_dir")
+        except ValueError:
+            value = None
+    path = Path(str(value or "cassettes"))
+    return path if path.is_absolute() else config.rootpath / path
+
+
 def guard_kwargs(item: pytest.Item, vcr: Any, mode: str, with_match_on: bool) -> dict[str, Any]:
     path = cassette_dir(Path(str(item.path))) / f"{cassette_name(item)}.yaml"
-    kwargs: dict[str, Any] = {"cassette": str(path)}
+    # crewguard takes a marker's cassette relative to its cassette dir (the harness points that
+    # at CrewAI's tests/cassettes); an absolute path is for cassettes outside it.
+    base = crewguard_cassette_dir(item.config)
+    kwargs: dict[str, Any] = {"cassette": str(path.relative_to(base) if path.is_relative_to(base) else path)}
     if mode == "crewai" and with_match_on:
         kwargs["match_on"] = list(vcr.kwargs.get("match_on") or CREWAI_MATCH_ON)
     return kwargs

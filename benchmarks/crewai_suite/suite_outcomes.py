@@ -26,8 +26,11 @@ def _first_line(text: str) -> str:
     """The line that says what went wrong: the first ``E`` line of the last exception shown
     (pytest prints chained exceptions first), else a crewguard or timeout line, else the last line."""
     lines = [line for line in text.splitlines() if line.strip()]
-    starts = [i for i, line in enumerate(lines)
-              if line.startswith("E ") and (i == 0 or not lines[i - 1].startswith("E "))]
+    starts = [
+        i
+        for i, line in enumerate(lines)
+        if line.startswith("E ") and (i == 0 or not lines[i - 1].startswith("E "))
+    ]
     if starts:
         return re.sub(r"^E\s+", "", lines[starts[-1]])[:300]
     for line in lines:
@@ -44,10 +47,15 @@ def pytest_runtest_teardown(item: pytest.Item) -> Any:
     counts = getattr(cassette, "play_counts", None)
     if counts is not None:
         requests = cassette.requests
-        played = [f"{requests[i].method} {requests[i].host}{requests[i].path}"
-                  for i, n in sorted(counts.items()) for _ in range(n) if i < len(requests)]
+        played = [
+            f"{requests[i].method} {requests[i].host}{requests[i].path}"
+            for i, n in sorted(counts.items())
+            for _ in range(n)
+            if i < len(requests)
+        ]
         _results.setdefault(item.nodeid, {"outcome": "passed", "duration": 0.0, "first_line": ""})[
-            "played"] = played
+            "played"
+        ] = played
     return (yield)
 
 
