@@ -92,26 +92,13 @@ python_classes = Test*
 python_functions = test_*
 """
 
+_GUARDED = ["-p", "crewguard_bridge", "--crewguard-cassette-dir=lib/crewai/tests/cassettes"]
 RUNS = {
     "a": ("pytest-recording", ["-p", "no:crewguard"]),
-    "b": (
-        "crewguard, CrewAI matchers",
-        [
-            "-p",
-            "crewguard_bridge",
-            "--suite-match-on=crewai",
-            "--crewguard-cassette-dir=lib/crewai/tests/cassettes",
-        ],
-    ),
-    "c": (
-        "crewguard, strict matching",
-        [
-            "-p",
-            "crewguard_bridge",
-            "--suite-match-on=strict",
-            "--crewguard-cassette-dir=lib/crewai/tests/cassettes",
-        ],
-    ),
+    "b": ("crewguard, CrewAI matchers", [*_GUARDED, "--suite-match-on=crewai"]),
+    "c": ("crewguard, strict matching", [*_GUARDED, "--suite-match-on=strict"]),
+    # b plus CrewAI's host normalisation (its before_record_request) as a crewguard_config.
+    "d": ("b + crewguard_config hosts", [*_GUARDED, "--suite-match-on=crewai", "--suite-crewguard-config"]),
 }
 
 # Request paths of LLM calls in the providers' APIs (cassette URIs).
@@ -227,7 +214,7 @@ def run_suite(
         *flags,
         *extra,
     ]
-    if key != "a":
+    if key != "a":  # every crewguard run writes its JSON report
         cmd.append(f"--crewguard-report={report}")
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join([str(HERE), env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
@@ -364,8 +351,8 @@ def miss_cause(root: Path, nodeid: str, text: str) -> str | None:
     if not any(r.path == live.path for _, r in recorded):
         return f"endpoint not in the cassette: {method.upper()} {live.hostname}{endpoint}"
     same_path = [(m, r) for m, r in recorded if r.path == live.path]
-    if not any(m == method for m, _ in same_path):
-        return f"method case differs ({method} live, {same_path[0][0]} recorded)"
+    if not any(m.upper() == method.upper() for m, _ in same_path):
+        return f"method differs ({method} live, {same_path[0][0]} recorded)"
     if not any(r.hostname == live.hostname for _, r in same_path):
         return f"host differs ({live.hostname} live, {same_path[0][1].hostname} recorded)"
     if live.query != same_path[0][1].query and not any(r.query == live.query for _, r in same_path):
@@ -431,6 +418,28 @@ def classify_strict(
     }
 
 
+def compare(root: Path, a: dict[str, dict[str, Any]], b: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """How many of (a)'s passes also pass in the crewguard run ``b``, and why the others fail."""
+    passed_a = {n for n, e in a.items() if e["outcome"] == "passed"}
+    passed_b = {n for n, e in b.items() if e["outcome"] == "passed"}
+    lost = sorted(passed_a - passed_b)
+    return {
+        "passed_a": len(passed_a),
+        "passed_a_and_b": len(passed_a & passed_b),
+        "ratio": round(len(passed_a & passed_b) / len(passed_a), 4) if passed_a else None,
+        "passed_b_not_a": sorted(passed_b - passed_a),
+        "lost": [
+            {
+                "nodeid": n,
+                "outcome": b.get(n, {}).get("outcome", "missing"),
+                "first_line": b.get(n, {}).get("first_line", ""),
+            }
+            for n in lost
+        ],
+        "lost_groups": group_failures(root, b, [n for n in lost if n in b]),
+    }
+
+
 def analyse(root: Path, out: Path, keys: list[str], meta: dict[str, Any]) -> dict[str, Any]:
     runs = {k: load_outcomes(out / f"{k}.outcomes.jsonl") for k in keys}
     summary: dict[str, Any] = {"crewai": VERSION, "runs": {}}
@@ -443,30 +452,13 @@ def analyse(root: Path, out: Path, keys: list[str], meta: dict[str, Any]) -> dic
         }
         timeouts = sorted(n for n, e in outcomes.items() if "Timeout" in e.get("first_line", ""))
         summary["runs"][key]["timeouts"] = timeouts
-    if "a" in runs and "b" in runs:
-        a, b = runs["a"], runs["b"]
-        passed_a = {n for n, e in a.items() if e["outcome"] == "passed"}
-        passed_b = {n for n, e in b.items() if e["outcome"] == "passed"}
-        lost = sorted(passed_a - passed_b)
-        summary["a_vs_b"] = {
-            "passed_a": len(passed_a),
-            "passed_a_and_b": len(passed_a & passed_b),
-            "ratio": round(len(passed_a & passed_b) / len(passed_a), 4) if passed_a else None,
-            "passed_b_not_a": sorted(passed_b - passed_a),
-            "lost": [
-                {
-                    "nodeid": n,
-                    "outcome": b.get(n, {}).get("outcome", "missing"),
-                    "first_line": b.get(n, {}).get("first_line", ""),
-                }
-                for n in lost
-            ],
-            "lost_groups": group_failures(root, b, [n for n in lost if n in b]),
-        }
-    if "b" in runs and (out / "b.report.json").exists():
-        report = json.loads((out / "b.report.json").read_text())
-        summary["b_reporting"] = check_reporting(root, runs["b"], report, runs.get("a", {}))
-        summary["b_report_totals"] = report.get("totals")
+    for key in ("b", "d"):
+        if "a" in runs and key in runs:
+            summary[f"a_vs_{key}"] = compare(root, runs["a"], runs[key])
+        if key in runs and (out / f"{key}.report.json").exists():
+            report = json.loads((out / f"{key}.report.json").read_text())
+            summary[f"{key}_reporting"] = check_reporting(root, runs[key], report, runs.get("a", {}))
+            summary[f"{key}_report_totals"] = report.get("totals")
     if "c" in runs:
         report = json.loads((out / "c.report.json").read_text()) if (out / "c.report.json").exists() else {}
         summary["c_failures"] = classify_strict(root, runs["c"], report)
@@ -483,27 +475,30 @@ def print_summary(summary: dict[str, Any]) -> None:
             f"{key}. {r['label']:<29} {r['tests']:>8} {r['passed']:>8} {r['failed']:>8} {r['error']:>8} "
             f"{r['skipped']:>8} {len(r['timeouts']):>8} {r.get('seconds', 0):>7.0f}s"
         )
-    ab = summary.get("a_vs_b")
-    if ab:
-        ratio = ab["ratio"]
-        verdict = "meets" if ratio is not None and ratio >= 0.95 else "misses"
-        print(
-            f"\nof the {ab['passed_a']} tests pytest-recording passes, {ab['passed_a_and_b']} pass under "
-            f"crewguard: {ratio:.1%} ({verdict} the 95% target)"
-        )
-        if ab["passed_b_not_a"]:
-            print(f"passing under crewguard only: {len(ab['passed_b_not_a'])}")
-        if ab["lost"]:
-            print(f"\npassing under pytest-recording but not under crewguard ({len(ab['lost'])}), by cause:")
-            for g in ab["lost_groups"]:
-                print(f"  {g['count']:>4}  {g['cause'][:140]}\n        e.g. {g['example']}")
-    rep = summary.get("b_reporting")
-    if rep:
-        print(f"\nreporting (b): {rep['checked']} passing tests have LLM calls in their cassette")
-        if not rep["problems"]:
-            print("  every one reports its calls with tokens and cost, with agents where a crew ran")
-        for what, ids in rep["problems"].items():
-            print(f"  {what}: {len(ids)}" + "".join(f"\n      {i}" for i in ids[:5]))
+    for key in ("b", "d"):
+        ab = summary.get(f"a_vs_{key}")
+        if ab:
+            ratio = ab["ratio"] or 0.0
+            verdict = "meets" if ratio >= 0.95 else "misses"
+            print(
+                f"\n({key}) of the {ab['passed_a']} tests pytest-recording passes, "
+                f"{ab['passed_a_and_b']} pass under crewguard: {ratio:.1%} ({verdict} the 95% target)"
+            )
+            if ab["passed_b_not_a"]:
+                print(f"passing under crewguard only: {len(ab['passed_b_not_a'])}")
+            if ab["lost"]:
+                print(
+                    f"passing under pytest-recording but not under crewguard ({len(ab['lost'])}), by cause:"
+                )
+                for g in ab["lost_groups"]:
+                    print(f"  {g['count']:>4}  {g['cause'][:140]}\n        e.g. {g['example']}")
+        rep = summary.get(f"{key}_reporting")
+        if rep:
+            print(f"reporting ({key}): {rep['checked']} passing tests make LLM calls (as played under (a))")
+            if not rep["problems"]:
+                print("  every one reports its calls with tokens and cost, with agents where a crew ran")
+            for what, ids in rep["problems"].items():
+                print(f"  {what}: {len(ids)}" + "".join(f"\n      {i}" for i in ids[:5]))
     c = summary.get("c_failures")
     if c:
         print(
@@ -521,7 +516,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--runs", default="a,b,c", help="which runs, e.g. a,b (default a,b,c)")
+    parser.add_argument("--runs", default="a,b,c", help="which runs, e.g. a,b or a,b,c,d (default a,b,c)")
     parser.add_argument("--tests", nargs="+", default=DEFAULT_TESTS, help="paths under CrewAI's tests/")
     parser.add_argument("--timeout", type=int, default=60, help="seconds per test (pytest-timeout)")
     parser.add_argument(
@@ -539,7 +534,7 @@ def main() -> int:
     args = parser.parse_args()
     keys = [k.strip() for k in args.runs.split(",") if k.strip()]
     if unknown := [k for k in keys if k not in RUNS]:
-        parser.error(f"unknown run {unknown}; choose from a, b, c")
+        parser.error(f"unknown run {unknown}; choose from a, b, c, d")
     cache = args.cache.resolve()
     out = cache / "runs"
     out.mkdir(parents=True, exist_ok=True)

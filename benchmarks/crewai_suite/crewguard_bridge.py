@@ -32,6 +32,33 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         choices=("crewai", "strict"),
         help="crewai: pytest-recording's matchers per test; strict: crewguard's default matching",
     )
+    group.addoption(
+        "--suite-crewguard-config",
+        action="store_true",
+        help="give crewguard CrewAI's request normalisation (regional hosts) as a crewguard_config",
+    )
+
+
+class CrewAINormalisation:
+    """What CrewAI's ``before_record_request`` does to both sides of a match under
+    pytest-recording, said in crewguard's terms: Bedrock's regional hosts and Azure endpoints
+    become one placeholder each (the suite's .env.test says us-east-1, cassettes were recorded
+    in us-west-2)."""
+
+    @pytest.fixture
+    def crewguard_config(self) -> dict[str, Any]:
+        return {
+            "rewrite_hosts": {
+                r"^bedrock-runtime\.[a-z0-9-]+\.amazonaws\.com$": "bedrock-runtime.vcr.amazonaws.com",
+                r"^.+\.openai\.azure\.com$": "fake-azure-endpoint.openai.azure.com",
+            }
+        }
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    # Registered now, after crewguard's entry point, so this fixture overrides crewguard's default.
+    if config.getoption("--suite-crewguard-config"):
+        config.pluginmanager.register(CrewAINormalisation(), "crewai-suite-normalisation")
 
 
 def crewguard_accepts(argument: str) -> bool:

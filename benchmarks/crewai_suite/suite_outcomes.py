@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 _results: dict[str, dict[str, Any]] = {}
-_TEXT_LIMIT = 6000
+_HEAD, _TAIL = 12000, 4000  # a failure's text kept: its start (crewguard's diff) and its end
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -75,7 +75,7 @@ def pytest_runtest_logreport(report: pytest.TestReport) -> None:
             entry["outcome"] = "failed" if report.when == "call" else "error"
             entry["first_line"] = _first_line(text)
             entry["when"] = report.when
-            entry["text"] = text[-_TEXT_LIMIT:]
+            entry["text"] = text if len(text) <= _HEAD + _TAIL else f"{text[:_HEAD]}\n...\n{text[-_TAIL:]}"
         else:  # a teardown error after a failure: keep the first, note the second
             entry.setdefault("also", []).append(f"{report.when}: {_first_line(text)}")
     if report.when == "teardown" and _path is not None:
