@@ -30,6 +30,7 @@ from .scrubbing import refuse_secrets, scrub_interaction
 
 __all__ = [
     "AtomicYamlPersister", "ReadableYamlSerializer", "_ReadableDumper", "atomic_write", "interaction_problem",
+    "read_interactions",
 ]
 
 
@@ -184,3 +185,22 @@ def atomic_write(path: Path, text: str) -> None:
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+
+
+def read_interactions(path: str | os.PathLike[str]) -> list[dict[str, Any]]:
+    """The interactions of the cassette at ``path``, as stored (request and response mappings).
+
+    Raises :class:`FileNotFoundError` when there is no such file and
+    :class:`~pytest_crewguard.errors.CassetteError` naming the file and the problem when it
+    cannot be read, is not YAML or is not a vcrpy cassette.
+    """
+    file = Path(path)
+    if not file.is_file():
+        raise FileNotFoundError(f"no cassette at {file}")
+    try:
+        text = file.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as err:
+        raise CassetteError(f"crewguard cannot read cassette {file}: {err}") from err
+    if not text.strip():
+        return []
+    return _parse(file, text, ReadableYamlSerializer)
