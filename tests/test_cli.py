@@ -1,0 +1,106 @@
+"""The crewguard command, in-process: output and exit codes."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from pytest_crewguard.cli import main
+
+DATA = Path(__file__).parent / "data" / "crewai_cassettes"
+EXAMPLE = Path(__file__).parent.parent / "cassettes/fixtures/example/test_research_crew"
+
+
+def test_show_prints_the_conversation(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["show", str(EXAMPLE / "test_usage_in_bounds.yaml")]) == 0
+    out = capsys.readouterr().out
+    assert "system: You are Researcher." in out
+    assert "tool call search_notes" in out
+    assert "usage: in=738 out=22" in out
+    assert "Total: 3 LLM calls" in out
+
+
+@pytest.mark.parametrize(
+    ("name", "provider"),
+    [
+        ("llms/bedrock/test_bedrock_async_basic_call.yaml", "bedrock"),
+        ("llms/anthropic/test_anthropic_streaming_cached_prompt_tokens.yaml", "anthropic"),
+        ("llms/openai/test_openai_responses_api_streaming.yaml", "openai"),
+        ("llms/google/test_google_async_streaming_returns_usage_metrics.yaml", "google"),
+    ],
+)
+def test_show_json_reads_each_provider(
+    name: str, provider: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["show", "--json", str(DATA / name)]) == 0
+    data = json.loads(capsys.readouterr().out)
+    llm = [i for i in data["interactions"] if i["kind"] == "llm"]
+    assert llm and all(i["provider"] == provider for i in llm)
+    assert any(m["text"] for i in llm for m in i["messages"])
+    assert any(i["reply"] and i["reply"]["text"] for i in llm)
+    assert data["totals"]["llm_calls"] == len(llm)
+
+
+def test_cost_totals_per_model(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["cost", "--json", str(EXAMPLE)]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert [m["model"] for m in data["models"]] == ["gpt-4o-mini-2024-07-18"]
+    assert data["total"]["cost"] > 0 and data["total"]["cost_exact"]
+    assert len(data["files"]) == len(list(EXAMPLE.glob("*.yaml")))
+
+
+def test_cost_lists_calls_without_usage_not_zero(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["cost", str(DATA / "utilities/test_llm_emits_stream_chunk_events.yaml")]) == 0
+    out = capsys.readouterr().out
+    assert "Calls without usage (not counted, never $0)" in out
+
+
+def test_price_file_overrides(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    prices = tmp_path / "prices.yaml"
+    prices.write_text("gpt-4o-mini: {input: 1000000, output: 0}\n")
+    assert main(["cost", "--json", "--prices", str(prices), str(EXAMPLE / "test_usage_in_bounds.yaml")]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert data["total"]["cost"] == data["total"]["input_tokens"]
+
+
+@pytest.mark.parametrize("command", ["show", "cost"])
+def test_missing_file_is_a_usage_error(
+    command: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main([command, str(tmp_path / "nope.yaml")]) == 2
+    err = capsys.readouterr().err
+    assert "nope.yaml" in err and "Traceback" not in err
+
+
+@pytest.mark.parametrize("text", ["interactions: [\n  - {request: ", "interactions:\n- request: {}\n", "[1, 2]"])
+def test_corrupt_cassette_is_a_data_error(
+    text: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(text)
+    assert main(["show", str(bad)]) == 1
+    assert main(["cost", str(tmp_path)]) == 1
+    err = capsys.readouterr().err
+    assert "bad.yaml" in err and "Traceback" not in err
+
+
+def test_bad_usage_exits_2(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main([]) == 2
+    assert main(["frobnicate"]) == 2
+    assert main(["cost", "--prices", "/nonexistent.yaml", str(EXAMPLE)]) == 2
+
+
+def test_module_runs_without_importing_crewai() -> None:
+    code = (
+        "import sys, runpy; sys.argv=['crewguard','--help']\n"
+        "try: runpy.run_module('pytest_crewguard', run_name='__main__')\n"
+        "except SystemExit: pass\n"
+        "print('crewai' in sys.modules)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                         env={"PYTHONPATH": str(Path(__file__).parent.parent), "PATH": ""})
+    assert out.stdout.strip().endswith("False")
