@@ -76,7 +76,10 @@ def test_missing_file_is_a_usage_error(
     assert "nope.yaml" in err and "Traceback" not in err
 
 
-@pytest.mark.parametrize("text", ["interactions: [\n  - {request: ", "interactions:\n- request: {}\n", "[1, 2]"])
+CORRUPT = ["interactions: [\n  - {request: ", "interactions:\n- request: {}\n", "[1, 2]"]
+
+
+@pytest.mark.parametrize("text", CORRUPT)
 def test_corrupt_cassette_is_a_data_error(
     text: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
