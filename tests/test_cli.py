@@ -107,3 +107,35 @@ def test_module_runs_without_importing_crewai() -> None:
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
                          env={"PYTHONPATH": str(Path(__file__).parent.parent), "PATH": ""})
     assert out.stdout.strip().endswith("False")
+
+
+def test_cost_of_the_example_cassettes_equals_the_ledger_of_their_run(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    root = Path(__file__).parent.parent
+    report = tmp_path / "report.json"
+    run = subprocess.run(
+        [sys.executable, "-m", "pytest", "fixtures/example", "-p", "no:cacheprovider", "-q",
+         f"--crewguard-report={report}"],
+        cwd=root, capture_output=True, text=True, check=False,
+    )
+    assert run.returncode == 0, run.stdout[-2000:]
+    ledger: dict[tuple[str, str], list[float]] = {}
+    for test in json.loads(report.read_text())["tests"].values():
+        for call in test["calls"]:
+            sums = ledger.setdefault((call["provider"], call["model"]), [0, 0, 0, 0.0])
+            sums[0] += 1
+            sums[1] += call["input_tokens"]
+            sums[2] += call["output_tokens"]
+            sums[3] += call["cost"]
+
+    assert main(["cost", "--json", str(root / "cassettes/fixtures/example")]) == 0
+    models = json.loads(capsys.readouterr().out)["models"]
+    offline = {
+        (m["provider"], m["model"]): [m["llm_calls"], m["input_tokens"], m["output_tokens"], m["cost"]]
+        for m in models
+    }
+    assert offline.keys() == ledger.keys()
+    for key, (calls, tokens_in, tokens_out, cost) in ledger.items():
+        assert offline[key][:3] == [calls, tokens_in, tokens_out]
+        assert offline[key][3] == pytest.approx(cost, rel=1e-9)
