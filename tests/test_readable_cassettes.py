@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import difflib
 import json
+import socket
 from pathlib import Path
 
 import yaml
@@ -69,3 +70,51 @@ def test_one_line_cassettes_written_before_still_load(tmp_path: Path) -> None:
     old = tmp_path / "old.yaml"
     old.write_text(yaml.safe_dump(_cassette(), width=10**6))
     assert read_interactions(old) == _cassette()["interactions"]
+
+
+CREW = """
+def test_research(crewguard):
+    crew = make_crew(description="Research {{topic}} and summarise it {word}")
+    run = crewguard.kickoff(crew, inputs={{"topic": "AI agents"}})
+    assert run.llm_calls == 1
+"""
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def _without_clock(text: str) -> list[str]:
+    """The cassette's lines, with the two values that differ on every recording (the server's
+    ``date`` header and the measured latency) blanked."""
+    lines = text.splitlines()
+    for i, line in enumerate(lines[:-1]):
+        if line.strip() in ("date:", "x-crewguard-latency-s:"):
+            lines[i + 1] = "<clock>"
+    return lines
+
+
+def test_recording_a_crew_again_after_a_one_word_change_diffs_on_that_word(pytester, provider):
+    from .conftest import answer, crew_test_file
+
+    cassette = Path(pytester.path) / "cassettes" / "test_crew" / "test_research.yaml"
+    recorded = []
+    port = _free_port()  # the URL is in the cassette: the same port both times
+    for word in ("briefly", "clearly"):  # same length: the Content-Length header stays the same
+        server = provider([answer("AI agents plan, act and remember.\nThey use tools.")], port=port)
+        pytester.makepyfile(test_crew=crew_test_file(server.openai_base_url, CREW.format(word=word)))
+        pytester.runpytest("--crewguard-record-mode=rewrite").assert_outcomes(passed=1)
+        server.stop()
+        recorded.append(cassette.read_text())
+
+    changed = [
+        line
+        for line in difflib.unified_diff(*map(_without_clock, recorded), lineterm="", n=0)
+        if line[:1] in "+-" and not line.startswith(("+++", "---"))
+    ]
+    assert changed, "the prompt change did not reach the cassette"
+    assert all("briefly" in line or "clearly" in line for line in changed), changed
+    assert all(len(line) < 200 for line in changed), changed
