@@ -9,6 +9,7 @@ import socket
 from pathlib import Path
 
 import yaml
+from vcr.serializers import yamlserializer
 
 from pytest_crewguard.persister import ReadableYamlSerializer, read_interactions
 
@@ -49,6 +50,7 @@ def test_bodies_are_stored_byte_for_byte_and_load_in_plain_yaml() -> None:
     text = ReadableYamlSerializer.serialize(cassette)
     for loader in (yaml.SafeLoader, yaml.CSafeLoader):
         assert yaml.load(text, Loader=loader) == cassette
+    assert yamlserializer.deserialize(text) == cassette  # plain vcrpy reads the same strings
     first = cassette["interactions"][0]["request"]["body"]
     assert "\n" not in first and len(first) > 500  # compact JSON on the wire...
     assert max(len(line) for line in text.splitlines()) < 200  # ...but short lines on disk
