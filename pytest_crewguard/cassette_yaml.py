@@ -4,9 +4,9 @@ A provider's request or response body is compact JSON on one line, often thousan
 characters: re-recording a crew then shows one changed line per call, and which prompt or answer
 changed is lost in it. This serializer keeps every body *exactly* as sent or received and only
 chooses where the YAML text breaks its lines: a JSON body is written as a double-quoted YAML
-scalar broken after each member or item and after each ``\\n`` inside a JSON string (so a prompt
-wraps at its own line breaks), using YAML's escaped line break (a ``\\`` at the end of a line),
-which adds nothing to the string.
+scalar broken after each member or item, after each ``\\n`` inside a JSON string (so a prompt
+wraps at its own line breaks) and between sentences, using YAML's escaped line break (a ``\\``
+at the end of a line), which adds nothing to the string.
 
 Why not pretty-print the JSON: the bytes would change. The SDK sends compact JSON, so an
 exact body matcher in plain vcrpy (``match_on=["body"]`` on a non-JSON content type) would no
@@ -20,6 +20,7 @@ byte for byte.
 from __future__ import annotations
 
 import json
+import zlib
 from typing import Any
 
 import yaml
@@ -27,38 +28,61 @@ import yaml
 __all__ = ["ReadableYamlSerializer", "json_breaks"]
 
 
+# Prose inside a string wraps at a word chosen by the word itself (content-defined, like rsync's
+# chunks) once a line is _MIN_LINE characters long, and always by _MAX_LINE: a changed word then
+# re-wraps its own line, and the lines after it break where they did before, instead of every
+# later line of the paragraph shifting as fixed-width wrapping would make them.
+_MIN_LINE = 70
+_MAX_LINE = 150
+_SCALAR_WIDTH = 190  # PyYAML's own width rule, kept only as a last resort for a JSON body
+
+
+def _wrap_before(text: str, space: int, since: int) -> bool:
+    if since >= _MAX_LINE:
+        return True
+    if since < _MIN_LINE:
+        return False
+    end = text.find(" ", space + 1)
+    word = text[space + 1 : end if end != -1 else space + 24]
+    return zlib.crc32(word.encode("utf-8", "replace")) % 4 == 0
+
+
 def json_breaks(text: str) -> frozenset[int]:
     """Positions in compact JSON ``text`` where a new line may start without changing it.
 
-    After each ``,`` between members or items, after each opening ``{``/``[`` of a container
-    that is not empty, and after each ``\\n`` escape inside a string. Empty when ``text`` is not
-    a JSON object or array.
+    After each ``,`` between members or items and after each ``\\n`` escape inside a string;
+    inside a string also before the space after a sentence's end, and between words of a long
+    line (see ``_wrap_before``). Empty when ``text`` is not a JSON object or array.
     """
-    stripped = text.lstrip()
-    if not stripped.startswith(("{", "[")) or "\n" in text:
+    if not text.lstrip().startswith(("{", "[")) or "\n" in text:
         return frozenset()
     try:
         json.loads(text)
     except ValueError:
         return frozenset()
-    breaks: set[int] = set()
+    breaks: list[int] = [0]
     in_string = False
     i = 0
     length = len(text)
     while i < length:
         ch = text[i]
         if in_string:
+            if i - breaks[-1] >= _MAX_LINE and ch != " ":
+                breaks.append(i)  # a run without spaces (base64 data): any character will do
             if ch == "\\":
-                if i + 1 < length and text[i + 1] == "n":
-                    breaks.add(i + 2)
+                if text[i + 1 : i + 2] == "n":
+                    breaks.append(i + 2)
                 i += 2
                 continue
             if ch == '"':
                 in_string = False
+            elif ch == " " and text[i - 1] != " " and text[i + 1 : i + 2] not in (" ", ""):
+                if text[i - 1] in ".?!" or _wrap_before(text, i, i - breaks[-1]):
+                    breaks.append(i)
         elif ch == '"':
             in_string = True
         elif ch == ",":
-            breaks.add(i + 1)
+            breaks.append(i + 1)
         i += 1
     return frozenset(b for b in breaks if 0 < b < length - 1)
 
@@ -90,7 +114,7 @@ class _ReadableEmitter(yaml.emitter.Emitter):
                 if ch is not None:
                     self._put(_escape(ch, self.ESCAPE_REPLACEMENTS))
                     start = end + 1
-            wide = (ch == " " or start >= end) and self.column + (end - start) > self.best_width
+            wide = (ch == " " or start >= end) and self.column + (end - start) > _SCALAR_WIDTH
             if 0 < end < len(text) - 1 and wide:
                 self._put(text[start:end] + "\\")
                 start = max(start, end)

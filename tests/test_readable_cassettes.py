@@ -8,6 +8,7 @@ import json
 import socket
 from pathlib import Path
 
+import pytest
 import yaml
 from vcr.serializers import yamlserializer
 
@@ -30,18 +31,19 @@ def _with_word(cassette: dict, old: str, new: str) -> dict:
     return changed
 
 
-def test_a_one_word_change_shows_as_short_lines_holding_that_word() -> None:
+@pytest.mark.parametrize(("old", "new"), [("reliably", "robustly"), ("most important", "key")])
+def test_a_one_word_change_shows_as_short_lines_holding_that_word(old: str, new: str) -> None:
     before = _cassette()
-    after = _with_word(before, "reliably", "robustly")
+    after = _with_word(before, old, new)
     assert after != before
-    old = ReadableYamlSerializer.serialize(before).splitlines()
-    new = ReadableYamlSerializer.serialize(after).splitlines()
+    lines_before = ReadableYamlSerializer.serialize(before).splitlines()
+    lines_after = ReadableYamlSerializer.serialize(after).splitlines()
     changed = [
-        line for line in difflib.unified_diff(old, new, lineterm="", n=0)
+        line for line in difflib.unified_diff(lines_before, lines_after, lineterm="", n=0)
         if line[:1] in "+-" and not line.startswith(("+++", "---"))
     ]
     assert changed
-    assert all("reliably" in line or "robustly" in line for line in changed), changed
+    assert all(old in line or new in line for line in changed), changed
     assert all(len(line) < 200 for line in changed)
 
 
