@@ -31,6 +31,8 @@ def test_show_prints_the_conversation(capsys: pytest.CaptureFixture[str]) -> Non
         ("llms/anthropic/test_anthropic_streaming_cached_prompt_tokens.yaml", "anthropic"),
         ("llms/openai/test_openai_responses_api_streaming.yaml", "openai"),
         ("llms/google/test_google_async_streaming_returns_usage_metrics.yaml", "google"),
+        ("utilities/test_converter_with_llama3_1_model.yaml", "ollama"),
+        ("llms/azure/TestAzureResponsesCall.test_call_delegates_to_responses.yaml", "azure"),
     ],
 )
 def test_show_json_reads_each_provider(

@@ -1,7 +1,7 @@
 """What was said in one recorded LLM call: the request's messages and the model's reply.
 
 Reads the request and response bodies of OpenAI (chat, responses), Anthropic (messages), Gemini
-(generateContent) and Bedrock (converse) calls, whole or streamed. Never raises: a shape it does
+(generateContent), Bedrock (converse) and Ollama calls, whole or streamed. Never raises: a shape it does
 not know gives no messages, not an error.
 """
 
@@ -103,7 +103,7 @@ def request_messages(body: Any) -> list[Message]:
     if system:
         parts = system.get("parts") if isinstance(system, dict) else system
         messages.append(Message("system", _text_of(parts)))
-    items = body.get("messages") or body.get("contents") or body.get("input") or []
+    items = body.get("messages") or body.get("contents") or body.get("input") or body.get("prompt") or []
     if isinstance(items, str):
         items = [{"role": "user", "content": items}]
     for item in items if isinstance(items, list) else []:
@@ -146,6 +146,10 @@ def _stream_reply(chunks: list[Any]) -> Message:
             if isinstance(delta.get("partial_json"), str):
                 tools.setdefault(chunk.get("index", 0), {"name": "", "arguments": ""})
                 tools[chunk.get("index", 0)]["arguments"] += delta["partial_json"]
+        if isinstance(chunk.get("response"), str):  # Ollama generate
+            text.append(chunk["response"])
+        if isinstance(chunk.get("message"), dict) and "role" in chunk["message"]:  # Ollama chat
+            text.append(_text_of(chunk["message"].get("content")))
         for candidate in chunk.get("candidates") or []:  # Gemini
             reply = _message("assistant", (candidate or {}).get("content") or {})
             text.append(reply.text)
@@ -177,6 +181,10 @@ def response_reply(data: Any) -> Message | None:
         return _message("assistant", data)
     if isinstance(data.get("candidates"), list) and data["candidates"]:  # Gemini
         return _message("assistant", (data["candidates"][0] or {}).get("content") or {})
+    if isinstance(data.get("message"), dict):  # Ollama chat
+        return _message("assistant", data["message"])
+    if isinstance(data.get("response"), str):  # Ollama generate
+        return Message("assistant", data["response"])
     if isinstance(data.get("error"), dict | str):
         error = data["error"]
         return Message("error", str(error.get("message", error) if isinstance(error, dict) else error))

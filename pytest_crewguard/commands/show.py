@@ -25,8 +25,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def fold(text: str, lines: int = _LINES, width: int = _WIDTH) -> list[str]:
-    """``text`` in at most ``lines`` lines of at most ``width`` characters, ``...`` where cut."""
-    all_lines = [line.rstrip() for line in text.strip().splitlines()] or [""]
+    """``text`` in at most ``lines`` lines of at most ``width`` characters, ``...`` where cut
+    (blank lines left out)."""
+    all_lines = [line.rstrip() for line in text.strip().splitlines() if line.strip()] or [""]
     shown = [line if len(line) <= width else line[: width - 3] + "..." for line in all_lines[:lines]]
     if len(all_lines) > lines:
         shown.append(f"... ({len(all_lines) - lines} more lines)")
