@@ -141,3 +141,27 @@ def test_cost_of_the_example_cassettes_equals_the_ledger_of_their_run(
     for key, (calls, tokens_in, tokens_out, cost) in ledger.items():
         assert offline[key][:3] == [calls, tokens_in, tokens_out]
         assert offline[key][3] == pytest.approx(cost, rel=1e-9)
+
+
+def test_show_puts_other_traffic_on_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from pytest_crewguard.persister import ReadableYamlSerializer
+
+    def interaction(uri: str, body: str) -> dict:
+        return {
+            "request": {"method": "POST", "uri": uri, "body": "{}", "headers": {}},
+            "response": {"status": {"code": 200, "message": "OK"},
+                         "headers": {"content-type": ["application/json"]}, "body": {"string": body}},
+        }
+
+    cassette = tmp_path / "mixed.yaml"
+    cassette.write_text(ReadableYamlSerializer.serialize({"version": 1, "interactions": [
+        interaction("https://telemetry.crewai.com:4319/v1/traces", ""),
+        interaction("https://api.openai.com/v1/chat/completions", json.dumps({
+            "model": "gpt-4o-mini", "choices": [{"message": {"role": "assistant", "content": "Hi."}}],
+        })),
+    ]}))
+    assert main(["show", str(cassette)]) == 0
+    out = capsys.readouterr().out
+    assert "#1 not an LLM call: POST https://telemetry.crewai.com:4319/v1/traces -> 200" in out
+    assert "=> assistant: Hi." in out
+    assert "usage: unknown" in out and "calls without usage (not counted): #2" in out
