@@ -165,3 +165,13 @@ def test_show_puts_other_traffic_on_one_line(tmp_path: Path, capsys: pytest.Capt
     assert "#1 not an LLM call: POST https://telemetry.crewai.com:4319/v1/traces -> 200" in out
     assert "=> assistant: Hi." in out
     assert "usage: unknown" in out and "calls without usage (not counted): #2" in out
+
+
+def test_a_cassette_that_is_not_text_is_a_data_error(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    binary = tmp_path / "binary.yaml"
+    binary.write_bytes(b"\xff\xfe\x00garbage")
+    assert main(["show", str(binary)]) == 1
+    err = capsys.readouterr().err
+    assert "binary.yaml" in err and "Traceback" not in err
