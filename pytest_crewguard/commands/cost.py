@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 from collections import defaultdict
 from pathlib import Path
 from typing import Any
@@ -58,10 +59,17 @@ def text(data: dict[str, Any]) -> str:
         return [*name, t["llm_calls"], t["input_tokens"], t["output_tokens"], _cost_text(t)]
 
     head = ["calls", "input tokens", "output tokens", "cost (USD)"]
-    files = [row([f["path"]], f) for f in data["files"] if f["llm_calls"]]
+    paths = [os.path.abspath(f["path"]) for f in data["files"]]
+    # Names under the folder they share, so the table stays narrow; JSON keeps the paths given.
+    common = os.path.commonpath([os.path.dirname(p) for p in paths]) if len(paths) > 1 else ""
+    files = [row([os.path.relpath(path, common) if common else f["path"]], f)
+             for path, f in zip(paths, data["files"], strict=True) if f["llm_calls"]]
+    if common and not os.path.relpath(common).startswith(".."):
+        common = os.path.relpath(common)
     models = [row([m["provider"], m["model"]], m) for m in data["models"]]
+    title = f"cassette (in {common})" if common else "cassette"
     parts = [
-        tabulate(files, headers=["cassette", *head]) if files else "No LLM calls in these cassettes.",
+        tabulate(files, headers=[title, *head]) if files else "No LLM calls in these cassettes.",
         tabulate(models, headers=["provider", "model", *head]) if models else "",
     ]
     total = data["total"]
