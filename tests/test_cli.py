@@ -175,3 +175,12 @@ def test_a_cassette_that_is_not_text_is_a_data_error(
     assert main(["show", str(binary)]) == 1
     err = capsys.readouterr().err
     assert "binary.yaml" in err and "Traceback" not in err
+
+
+def test_cost_takes_relative_and_absolute_paths_together(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.chdir(Path(__file__).parent)
+    assert main(["cost", "data/crewai_cassettes/llms/bedrock", str(EXAMPLE.resolve())]) == 0
+    out = capsys.readouterr().out
+    assert "test_bedrock_async_basic_call.yaml" in out and "test_usage_in_bounds.yaml" in out
