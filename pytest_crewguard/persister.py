@@ -2,8 +2,9 @@
 
 vcrpy's own filesystem persister writes in place (a crash leaves half a file), treats an
 unreadable cassette as empty (so recording silently overwrites it) and emits long prompts as
-escaped one-line strings. This persister keeps vcrpy's cassette format, so plain vcrpy and
-pytest-recording still load the files, and changes only those three things, plus: every write
+escaped one-line strings (``cassette_yaml`` breaks them into reviewable lines, byte-exact).
+This persister keeps vcrpy's cassette format, so plain vcrpy and pytest-recording still load
+the files, and changes only those three things, plus: every write
 is scrubbed of secrets, locked and merged with other tests' writes of the same cassette
 (``cassette_writers``), and a malformed interaction is named at load.
 """
@@ -23,37 +24,14 @@ from vcr.serialize import CASSETTE_FORMAT_VERSION, serialize
 from vcr.serializers.compat import convert_to_bytes
 
 from . import cassette_writers as writers
+from .cassette_yaml import ReadableYamlSerializer, _ReadableDumper
 from .errors import CassetteError
 from .scrubbing import refuse_secrets, scrub_interaction
 
-
-class _ReadableDumper(yaml.SafeDumper):
-    """Multi-line strings (prompts, SSE streams) as literal blocks, so a review diff reads."""
-
-
-def _represent_str(dumper: yaml.SafeDumper, data: str) -> yaml.ScalarNode:
-    if "\n" in data:
-        return dumper.represent_scalar("tag:yaml.org,2002:str", data, style="|")
-    return dumper.represent_scalar("tag:yaml.org,2002:str", data)
-
-
-_ReadableDumper.add_representer(str, _represent_str)
-
-
-class ReadableYamlSerializer:
-    """vcrpy serializer interface (``serialize``/``deserialize``) with literal blocks."""
-
-    @staticmethod
-    def serialize(cassette_dict: dict[str, Any]) -> str:
-        return yaml.dump(
-            cassette_dict, Dumper=_ReadableDumper, allow_unicode=True, sort_keys=False, width=100
-        )
-
-    @staticmethod
-    def deserialize(cassette_string: str) -> Any:
-        # libyaml's loader, where present, reads a large cassette about 40x faster.
-        loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
-        return yaml.load(cassette_string, Loader=loader)
+__all__ = [
+    "AtomicYamlPersister", "ReadableYamlSerializer", "_ReadableDumper", "atomic_write", "interaction_problem",
+    "read_interactions",
+]
 
 
 _RECORD_AGAIN = (
@@ -207,3 +185,22 @@ def atomic_write(path: Path, text: str) -> None:
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+
+
+def read_interactions(path: str | os.PathLike[str]) -> list[dict[str, Any]]:
+    """The interactions of the cassette at ``path``, as stored (request and response mappings).
+
+    Raises :class:`FileNotFoundError` when there is no such file and
+    :class:`~pytest_crewguard.errors.CassetteError` naming the file and the problem when it
+    cannot be read, is not YAML or is not a vcrpy cassette.
+    """
+    file = Path(path)
+    if not file.is_file():
+        raise FileNotFoundError(f"no cassette at {file}")
+    try:
+        text = file.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as err:
+        raise CassetteError(f"crewguard cannot read cassette {file}: {err}") from err
+    if not text.strip():
+        return []
+    return _parse(file, text, ReadableYamlSerializer)
