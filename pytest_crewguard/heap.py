@@ -39,6 +39,7 @@ _HERE = Path(__file__).parent
 OWN_CODE: tuple[str, ...] = (
     str(_HERE / "wire.py"),
     str(_HERE / "leaks.py"),
+    str(_HERE / "sent_requests.py"),
     str(_HERE / "events.py"),
     str(_HERE / "ledger.py"),
     str(_HERE / "usage.py"),

@@ -43,8 +43,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    config.addinivalue_line(
-"markers", MARKER_HELP)
+    config.addinivalue_line("markers", MARKER_HELP)
     # CrewAI 1.15 reads its own deprecated fields on every kickoff; those warnings are not the
     # user's to fix and would bury the report. -W or the user's own filters still win.
     config.addinivalue_line("filterwarnings", "ignore::DeprecationWarning:crewai")
@@ -130,20 +129,13 @@ def crewguard_config() -> dict[str, Any]:
 @pytest.fixture
 def crewguard(request: pytest.FixtureRequest, crewguard_config: Any) -> Iterator[CrewGuard]:
     """Kick off crews inside the test's cassette and under its ``crewguard`` marker limits."""
-    from . import guard_session
     from .guard import CrewGuard
-    from .match_config import config_from_fixture
 
     state = request.config.stash[_state_key]
-    spec = request.node.stash.get(_spec_key, None) or GuardSpec()
     try:
-        match_config = config_from_fixture(crewguard_config, spec.match_on or state.settings.match_on)
+        guard = state.guard_session(request.node.nodeid, request.node.stash.get(_spec_key), crewguard_config)
     except CrewguardError as err:
         pytest.fail(f"crewguard: {err}", pytrace=False)
-    guard = guard_session.GuardSession(
-        spec=spec, nodeid=request.node.nodeid, settings=state.settings, results=state.session(),
-        used=state.used, storage_root=state.storage, match_config=match_config,
-    )
     try:
         guard.start()
     except CrewguardError as err:

@@ -18,9 +18,10 @@ from typing import Any
 from . import events as crew_events
 from .events import EventLog
 from .heap import DEFAULT_MAX_MEMORY_GROWTH, HeapMeter
-from .leaks import SentRequest, compare_runs, report, run_calls
+from .leaks import compare_runs, report
 from .marker import GuardSpec
 from .run import GuardedRun
+from .sent_requests import SentRequest, run_calls
 from .storage import storage_at
 from .verdict import Gate, Violation
 from .wire import WireLog

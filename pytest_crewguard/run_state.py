@@ -9,11 +9,13 @@ from typing import TYPE_CHECKING, Any
 
 from .environment import prepare_crewai_environment
 from .isolation import UsedObjects
+from .marker import GuardSpec
 from .pricing import PriceTable
 from .settings import Settings
 
 if TYPE_CHECKING:
     from .baseline import Threshold
+    from .guard_session import GuardSession
     from .session import CrewguardSession
 
 
@@ -50,6 +52,18 @@ class RunState:
 
             self.results = CrewguardSession(prices=self.prices, budget=self.settings.max_cost)
         return self.results
+
+    def guard_session(self, nodeid: str, spec: GuardSpec | None, fixture_config: Any) -> GuardSession:
+        """The guard of one test, not started yet; ``CrewguardError`` for a bad ``crewguard_config``."""
+        from .guard_session import GuardSession
+        from .match_config import config_from_fixture
+
+        spec = spec or GuardSpec()
+        match_config = config_from_fixture(fixture_config, spec.match_on or self.settings.match_on)
+        return GuardSession(
+            spec=spec, nodeid=nodeid, settings=self.settings, results=self.session(),
+            used=self.used, storage_root=self.storage, match_config=match_config,
+        )
 
     def regressions(self) -> list[str]:
         """The ``--crewguard-compare-fail`` regressions against the baseline."""

@@ -9,7 +9,8 @@ from typing import Any
 
 import yaml
 
-from pytest_crewguard.leaks import SentRequest, compare_runs, report, request_texts, response_texts
+from pytest_crewguard.leaks import compare_runs, report
+from pytest_crewguard.sent_requests import SentRequest, request_texts, response_texts
 from pytest_crewguard.testing.scripted_provider import ReceivedRequest, Reply
 
 from .conftest import crew_test_file, read_dump
