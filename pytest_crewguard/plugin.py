@@ -131,9 +131,9 @@ def crewguard(request: pytest.FixtureRequest, crewguard_config: Any) -> Iterator
     """Kick off crews inside the test's cassette and under its ``crewguard`` marker limits."""
     from .guard import CrewGuard
 
-    state = request.config.stash[_state_key]
+    state, spec = request.config.stash[_state_key], request.node.stash.get(_spec_key, None)
     try:
-        guard = state.guard_session(request.node.nodeid, request.node.stash.get(_spec_key), crewguard_config)
+        guard = state.guard_session(request.node.nodeid, spec, crewguard_config)
     except CrewguardError as err:
         pytest.fail(f"crewguard: {err}", pytrace=False)
     try:
