@@ -16,6 +16,7 @@ from typing import Any
 
 from . import events as crew_events
 from . import interception
+from .blind_spots import blind_spots
 from .cassette_location import cassette_path
 from .cassette_writers import writing_as
 from .environment import placeholder_keys, storage_dir_for
@@ -219,24 +220,8 @@ class GuardSession:
             raise self.verdict.failure(found)
 
     def blind_spots(self) -> list[Violation]:
-        """What crewguard could not see or answer: cassette misses, traffic another layer
-        answered, LLM calls without CrewAI events, error answers refused while recording.
-        Each is a failure, never a silent pass."""
-        found: list[Violation] = []
-        if self.wire is None:
-            return found
-        if self.wire.misses:
-            found.append(Violation(Gate.CASSETTE_MISS, self.wire.misses[0]))
-        other = interception.taken_over(self._patches) if self._patches else None
-        if other is not None:
-            found.append(Violation(Gate.TRAFFIC_NOT_SEEN, _taken_over_message(other, self.nodeid)))
-        unscoped = crew_events.calls_without_events(self.wire.calls, self.events)
-        if unscoped:
-            message = _events_missing_message(unscoped)
-            found.append(Violation(Gate.EVENTS_MISSING, message, {"calls": unscoped}))
-        for problem in self.wire.error_answers():
-            found.append(Violation(Gate.PROVIDER_ERROR, problem))
-        return found
+        """What crewguard could not see or answer so far (see :mod:`pytest_crewguard.blind_spots`)."""
+        return blind_spots(self.wire, self.events, self._patches, self.nodeid)
 
     def fail_if_blind(self) -> None:
         found = self.verdict.new(self.blind_spots())
@@ -292,26 +277,6 @@ class GuardSession:
         record.outcome = self.verdict.outcome
         record.notes = [*(notes or []), *self.notes()]
         return record
-
-
-def _taken_over_message(other: str, nodeid: str) -> str:
-    return (
-        f"crewguard: the HTTP traffic of {nodeid} was answered by {other}, not by crewguard's "
-        "cassette, so crewguard saw none of its LLM calls and could not count, price or gate them.\n"
-        "  crewguard must be the innermost recorder: remove the other cassette from this test "
-        "(@pytest.mark.vcr, vcr.use_cassette), or open it before the crewguard fixture starts."
-    )
-
-
-def _events_missing_message(calls: int) -> str:
-    return (
-        f"crewguard: {calls} LLM call(s) of this test were made inside a CrewAI kickoff whose events "
-        "never reached crewguard, so it cannot tell which agent and task made them, nor check "
-        "max_iterations or max_iter.\n"
-        "  Something removed crewguard's handlers from crewai_event_bus during the test (for example "
-        "a fixture that clears the bus's handlers, or a kickoff inside crewai_event_bus.scoped_handlers()). "
-        "Clear the bus before the test starts, not while it runs."
-    )
 
 
 def _crewai_available() -> bool:
