@@ -112,29 +112,15 @@ class Variants:
         import vcr
 
         from pytest_crewguard.guard import CrewGuard
-        from pytest_crewguard.isolation import UsedObjects
-        from pytest_crewguard.marker import GuardSpec
-        from pytest_crewguard.options import Settings
+        from pytest_crewguard.guard_session import GuardSession
         from pytest_crewguard.pricing import PriceTable
         from pytest_crewguard.session import CrewguardSession
 
         self.root = root
         self.make_crew = make_crew
         self._guard_cls = CrewGuard
-        self._used_cls = UsedObjects
-        self._spec = GuardSpec()
-        self._settings = Settings(
-            rootdir=root,
-            record_mode_cli=None,
-            record_mode_ini="none",
-            cassette_dir=root / "cassettes",
-            max_cost=None,
-            prices_file=None,
-            report=None,
-            baseline=None,
-            compare_fail=None,
-        )
-        self._session = CrewguardSession(prices=PriceTable())
+        self._session_cls = GuardSession
+        self._results = CrewguardSession(prices=PriceTable())
         self._storage = root / "storage"
         self.plain_cassette = root / "plain_vcr.yaml"
         self._vcr = vcr.VCR()
@@ -151,19 +137,14 @@ class Variants:
             raise SystemExit(f"unexpected crew output: {raw!r}")
 
     def crewguard(self) -> None:
-        guard = self._guard_cls(
-            spec=self._spec,
-            nodeid=NODEID,
-            settings=self._settings,
-            session=self._session,
-            used=self._used_cls(),
-            storage_root=self._storage,
+        session = self._session_cls.for_test(
+            NODEID, rootdir=self.root, results=self._results, storage_root=self._storage
         )
-        guard.start()
+        session.start()
         try:
-            run = guard.kickoff(self.make_crew, inputs=INPUTS)
+            run = self._guard_cls(session).kickoff(self.make_crew, inputs=INPUTS)
         finally:
-            problem = guard.close()
+            problem = session.close()
         if problem:
             raise SystemExit(problem)
         self._check(run.output.raw)

@@ -126,3 +126,19 @@ def comparison_lines(baseline: dict[str, Any], current: dict[str, Any]) -> list[
         if changes:
             lines.append(f"{name}: " + ", ".join(changes))
     return lines
+
+
+def load_comparison(
+    baseline: Path | None, compare_fail: str | None
+) -> tuple[dict[str, Any] | None, list[Threshold]]:
+    """The baseline report and the regressions that fail the run, as the options name them.
+
+    Raises ``ConfigError`` for a threshold without a baseline, a bad threshold or report.
+    """
+    if compare_fail and baseline is None:
+        raise ConfigError(
+            "--crewguard-compare-fail needs --crewguard-baseline=PATH, an earlier "
+            "report written with --crewguard-report=PATH"
+        )
+    thresholds = parse_compare_fail(compare_fail) if compare_fail else []
+    return (load_baseline(baseline) if baseline else None), thresholds

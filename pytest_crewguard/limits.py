@@ -14,21 +14,18 @@ from .ledger import (
     usage_unknown_calls,
 )
 from .marker import GuardSpec
+from .money import usd
 from .run import GuardedRun
-
-
-def usd(amount: float) -> str:
-    """Dollars with enough digits to tell sub-cent calls apart: ``$0.000540``."""
-    return f"${amount:.6f}"
+from .verdict import Gate, Violation
 
 
 def _who(agent: str | None, task: str | None) -> str:
     return f"agent {agent!r} on task {task!r}"
 
 
-def run_violations(spec: GuardSpec, run: GuardedRun) -> list[tuple[str, str]]:
-    """``(gate, message)`` for each per-run limit ``run`` crossed."""
-    found: list[tuple[str, str]] = []
+def run_violations(spec: GuardSpec, run: GuardedRun) -> list[Violation]:
+    """A :class:`Violation` for each per-run limit ``run`` crossed."""
+    found: list[Violation] = []
     if not spec.allow_max_iter:
         for agent, task in run.max_iter_hits:
             # CrewAI (1.15) adds one iteration per agent LLM call and forces the final answer
@@ -46,15 +43,16 @@ def run_violations(spec: GuardSpec, run: GuardedRun) -> list[tuple[str, str]]:
                 "(tool results the agent cannot use, a vague task), raise the agent's max_iter, "
                 "or pass allow_max_iter=True to accept forced answers."
             )
-            found.append(("max_iter", "\n".join(lines)))
+            found.append(Violation(Gate.MAX_ITER, "\n".join(lines)))
     if spec.max_iterations is not None:
         for (agent, task), rounds in sorted(run.iterations.items(), key=lambda kv: -kv[1]):
             if rounds > spec.max_iterations:
                 found.append(
-                    (
-                        "max_iterations",
+                    Violation(
+                        Gate.MAX_ITERATIONS,
                         f"{_who(agent, task)} used {rounds} rounds, over "
                         f"max_iterations={spec.max_iterations}",
+                        {"agent": agent, "task": task, "rounds": rounds},
                     )
                 )
     if spec.output is not None:
@@ -62,12 +60,12 @@ def run_violations(spec: GuardSpec, run: GuardedRun) -> list[tuple[str, str]]:
 
         problem = check_output(run, spec.output, rootdir=run.rootdir)
         if problem:
-            found.append(("output", problem))
+            found.append(Violation(Gate.OUTPUT, problem))
     if spec.max_seconds is not None and run.projected_s is not None and run.projected_s > spec.max_seconds:
         recorded = run.projected_s - run.elapsed_s
         found.append(
-            (
-                "max_seconds",
+            Violation(
+                Gate.MAX_SECONDS,
                 f"projected time {run.projected_s:.2f} s is over max_seconds={spec.max_seconds:g} "
                 f"({recorded:.2f} s of recorded provider latency over {run.llm_calls} calls "
                 f"+ {run.elapsed_s:.2f} s local); against the live provider this run would "
@@ -124,13 +122,13 @@ def usage_unknown_message(calls: Sequence[LLMCall], gate: str) -> str:
     return "\n".join(lines)
 
 
-def total_violations(spec: GuardSpec, calls: Sequence[LLMCall]) -> list[tuple[str, str]]:
-    """``(gate, message)`` for each limit the test's calls, all runs together, crossed.
+def total_violations(spec: GuardSpec, calls: Sequence[LLMCall]) -> list[Violation]:
+    """A :class:`Violation` for each limit the test's calls, all runs together, crossed.
 
     A cost or token gate over calls whose numbers are unknown (no usage, no price) fails
     rather than passing on a partial sum; a known part already over the limit fails too.
     """
-    found: list[tuple[str, str]] = []
+    found: list[Violation] = []
     unknown = usage_unknown_calls(calls)
     gates = [g for g, v in (("max_cost", spec.max_cost), ("max_tokens", spec.max_tokens)) if v is not None]
     if unknown and gates:
@@ -140,31 +138,41 @@ def total_violations(spec: GuardSpec, calls: Sequence[LLMCall]) -> list[tuple[st
             else f"{g}={spec.max_tokens}"
             for g in gates
         )
-        found.append(("usage_unknown", usage_unknown_message(unknown, named)))
+        message = usage_unknown_message(unknown, named)
+        found.append(Violation(Gate.USAGE_UNKNOWN, message, {"calls": len(unknown)}))
     if spec.max_cost is not None:
         unpriced = unpriced_models(calls)
         cost = total_cost(calls)
         if unpriced:
-            found.append(("unpriced", unpriced_message(unpriced, f"max_cost={usd(spec.max_cost)}")))
+            message = unpriced_message(unpriced, f"max_cost={usd(spec.max_cost)}")
+            found.append(Violation(Gate.UNPRICED, message, {"models": unpriced}))
         if cost > spec.max_cost:
             found.append(
-                (
-                    "max_cost",
+                Violation(
+                    Gate.MAX_COST,
                     f"cost {cost_text(cost, exact=cost_exact(calls))} is over "
                     f"max_cost={usd(spec.max_cost)} by {'' if cost_exact(calls) else 'at least '}"
                     f"{usd(cost - spec.max_cost)} ({len(calls)} LLM calls); top calls:\n" + _top_calls(calls),
+                    {"cost": cost, "limit": spec.max_cost},
                 )
             )
     tokens = total_tokens(calls)
     if spec.max_tokens is not None and tokens > spec.max_tokens:
         at_least = "at least " if unknown else ""
         found.append(
-            (
-                "max_tokens",
+            Violation(
+                Gate.MAX_TOKENS,
                 f"{at_least}{tokens} tokens are over max_tokens={spec.max_tokens}; top calls:\n"
                 + _top_calls(calls),
+                {"tokens": tokens, "limit": spec.max_tokens},
             )
         )
     if spec.max_llm_calls is not None and len(calls) > spec.max_llm_calls:
-        found.append(("max_llm_calls", f"{len(calls)} LLM calls are over max_llm_calls={spec.max_llm_calls}"))
+        found.append(
+            Violation(
+                Gate.MAX_LLM_CALLS,
+                f"{len(calls)} LLM calls are over max_llm_calls={spec.max_llm_calls}",
+                {"calls": len(calls), "limit": spec.max_llm_calls},
+            )
+        )
     return found

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -12,6 +11,9 @@ import pytest
 from .errors import ConfigError
 from .marker import RECORD_MODES
 from .match_config import parse_match_on
+from .settings import Settings
+
+__all__ = ["Settings", "add_options", "settings_from_config"]
 
 # (option, help). The ini key is the option's name with underscores: crewguard_record_mode.
 OPTIONS: tuple[tuple[str, str], ...] = (
@@ -39,27 +41,6 @@ def add_options(parser: pytest.Parser) -> None:
         "path (default: method, URL and crewguard's normalised JSON body)",
         default=None,
     )
-
-
-@dataclass(frozen=True)
-class Settings:
-    """The session's crewguard settings, from the command line (which wins) or the ini file."""
-
-    rootdir: Path
-    record_mode_cli: str | None
-    record_mode_ini: str
-    cassette_dir: Path
-    max_cost: float | None
-    prices_file: Path | None
-    report: Path | None
-    baseline: Path | None
-    compare_fail: str | None
-    match_on: tuple[str, ...] | None = None
-    allow_hosts: tuple[str, ...] = ()
-
-    def record_mode_for(self, marker_mode: str | None) -> str:
-        """An explicit command-line mode wins over the marker, which wins over the ini."""
-        return self.record_mode_cli or marker_mode or self.record_mode_ini
 
 
 def _value(config: pytest.Config, name: str) -> tuple[Any, str]:

@@ -18,10 +18,12 @@ from typing import Any
 from . import events as crew_events
 from .events import EventLog
 from .heap import DEFAULT_MAX_MEMORY_GROWTH, HeapMeter
-from .leaks import SentRequest, compare_runs, report, run_calls
+from .leaks import compare_runs, report
 from .marker import GuardSpec
 from .run import GuardedRun
+from .sent_requests import SentRequest, run_calls
 from .storage import storage_at
+from .verdict import Gate, Violation
 from .wire import WireLog
 
 
@@ -75,18 +77,18 @@ class Repeats:
         limit = self.spec.max_memory_growth
         return DEFAULT_MAX_MEMORY_GROWTH if limit is None else limit
 
-    def problems(self) -> list[tuple[str, str]]:
-        """``(gate, message)`` for runs that leaked into each other or grew the heap."""
+    def problems(self) -> list[Violation]:
+        """Violations for runs that leaked into each other or grew the heap."""
         if not self.enabled:
             return []
-        found: list[tuple[str, str]] = []
+        found: list[Violation] = []
         leaks, differences = compare_runs(self.calls)
         message = report(leaks, differences, self.spec.repeat)
         if message:
-            found.append(("repeat", message))
+            found.append(Violation(Gate.REPEAT, message))
         growth = self.heap.verdict(self.memory_limit)
         if growth:
-            found.append(("max_memory_growth", growth))
+            found.append(Violation(Gate.MAX_MEMORY_GROWTH, growth))
         return found
 
     def summary(self) -> dict[str, Any]:

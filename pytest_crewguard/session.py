@@ -113,13 +113,6 @@ class CrewguardSession:
         with self._lock:
             self.records[record.nodeid] = record
 
-    def fail(self, nodeid: str, outcome: str) -> None:
-        """Mark a test's outcome (``failed``/``error``) once its report is known."""
-        with self._lock:
-            record = self.records.get(nodeid)
-            if record is not None and record.outcome == "passed":
-                record.outcome = outcome
-
     @property
     def total_cost(self) -> float:
         """USD over every test's known costs (see :attr:`cost_exact`)."""

@@ -14,7 +14,8 @@ import yaml
 
 import pytest_crewguard
 from pytest_crewguard.heap import HeapMeter, RunBookkeeping
-from pytest_crewguard.leaks import SentRequest, compare_runs, report, request_texts, response_texts
+from pytest_crewguard.leaks import compare_runs, report
+from pytest_crewguard.sent_requests import SentRequest, request_texts, response_texts
 from pytest_crewguard.testing.scripted_provider import ReceivedRequest, Reply
 
 from .conftest import crew_test_file, read_dump
@@ -222,7 +223,7 @@ def test_leaky_factory(crewguard):
 def test_clean_factory(crewguard):
     crewguard.kickoff(make_crew, inputs={"topic": "AI"})
     with open(os.path.join(os.path.dirname(__file__), "heap.json"), "w") as f:
-        json.dump(crewguard.repeat_summaries[0](), f)
+        json.dump(crewguard._guard_session.repeat_summaries[0](), f)  # an internal: the heap samples
 
 
 @pytest.mark.crewguard(repeat=3, max_memory_growth=10_000_000)

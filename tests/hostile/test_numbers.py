@@ -84,8 +84,8 @@ def test_a_rejected_request_is_a_known_zero() -> None:
 def test_cost_and_token_gates_refuse_unknown_usage(marker: dict[str, Any], gates: list[str]) -> None:
     calls = _calls(_wire(KNOWN), _wire(NO_USAGE))
     found = total_violations(GuardSpec(**marker), calls)
-    assert [gate for gate, _ in found] == gates
-    messages = "\n".join(message for _, message in found)
+    assert [v.gate for v in found] == gates
+    messages = "\n".join(v.message for v in found)
     if "usage_unknown" in gates:
         assert "1 LLM call had no usage in the response" in messages
         assert "gpt-4o-mini - / -  https://api.openai.com/v1/chat/completions" in messages

@@ -1,0 +1,54 @@
+"""What crewguard could not see or answer during a test; each is a failure, never a silent pass.
+
+Cassette misses, traffic another layer answered, LLM calls whose CrewAI events never arrived,
+and error answers refused while recording.
+"""
+
+from __future__ import annotations
+
+from . import events as crew_events
+from . import interception
+from .events import EventLog
+from .verdict import Gate, Violation
+from .wire import WireLog
+
+
+def blind_spots(
+    wire: WireLog | None, events: EventLog, patches: interception.Snapshot, nodeid: str
+) -> list[Violation]:
+    """The test's blind spots so far, the first one being the likely cause of the others."""
+    found: list[Violation] = []
+    if wire is None:
+        return found
+    if wire.misses:
+        found.append(Violation(Gate.CASSETTE_MISS, wire.misses[0]))
+    other = interception.taken_over(patches) if patches else None
+    if other is not None:
+        found.append(Violation(Gate.TRAFFIC_NOT_SEEN, _taken_over_message(other, nodeid)))
+    unscoped = crew_events.calls_without_events(wire.calls, events)
+    if unscoped:
+        message = _events_missing_message(unscoped)
+        found.append(Violation(Gate.EVENTS_MISSING, message, {"calls": unscoped}))
+    for problem in wire.error_answers():
+        found.append(Violation(Gate.PROVIDER_ERROR, problem))
+    return found
+
+
+def _taken_over_message(other: str, nodeid: str) -> str:
+    return (
+        f"crewguard: the HTTP traffic of {nodeid} was answered by {other}, not by crewguard's "
+        "cassette, so crewguard saw none of its LLM calls and could not count, price or gate them.\n"
+        "  crewguard must be the innermost recorder: remove the other cassette from this test "
+        "(@pytest.mark.vcr, vcr.use_cassette), or open it before the crewguard fixture starts."
+    )
+
+
+def _events_missing_message(calls: int) -> str:
+    return (
+        f"crewguard: {calls} LLM call(s) of this test were made inside a CrewAI kickoff whose events "
+        "never reached crewguard, so it cannot tell which agent and task made them, nor check "
+        "max_iterations or max_iter.\n"
+        "  Something removed crewguard's handlers from crewai_event_bus during the test (for example "
+        "a fixture that clears the bus's handlers, or a kickoff inside crewai_event_bus.scoped_handlers()). "
+        "Clear the bus before the test starts, not while it runs."
+    )

@@ -1,0 +1,285 @@
+"""The guard around one test: its cassette and environment, what it saw, and its verdict.
+
+The pytest plugin drives it (start, finish the call, close, build the record); any other
+driver, a benchmark for instance, starts one with :meth:`GuardSession.for_test`. It knows
+nothing of pytest: a failed gate is raised as :class:`~pytest_crewguard.verdict.GateFailure`.
+"""
+
+from __future__ import annotations
+
+import sys
+import tempfile
+from collections.abc import Callable
+from contextlib import ExitStack
+from pathlib import Path
+from typing import Any
+
+from . import events as crew_events
+from . import interception
+from .blind_spots import blind_spots
+from .cassette_location import cassette_path
+from .cassette_writers import writing_as
+from .environment import placeholder_keys, storage_dir_for
+from .errors import CrewguardError
+from .events import EventLog
+from .isolation import ReusedObjectError, UsedObjects
+from .ledger import LLMCall
+from .limits import run_violations, total_violations
+from .marker import GuardSpec
+from .match_config import MatchConfig
+from .network import network_blocked
+from .pricing import PriceTable
+from .repeat import Repeats
+from .run import GuardedRun
+from .run_assembly import RunAssembly
+from .session import CrewguardSession, GuardedTest
+from .settings import Settings
+from .storage import storage_at
+from .tls import shared_tls_context
+from .verdict import Gate, GateFailure, Verdict, Violation
+from .wire import WireLog
+
+
+class GuardSession:
+    """Everything crewguard keeps about one guarded test, from setup to its record."""
+
+    def __init__(
+        self,
+        *,
+        spec: GuardSpec,
+        nodeid: str,
+        settings: Settings,
+        results: CrewguardSession,
+        used: UsedObjects,
+        storage_root: Path,
+        match_config: MatchConfig | None = None,
+    ) -> None:
+        self.spec = spec
+        self.nodeid = nodeid
+        self.settings = settings
+        self.results = results
+        self.used = used
+        self.match_config = match_config or MatchConfig()
+        self.record_mode = settings.record_mode_for(spec.record_mode)
+        self.cassette_path = cassette_path(settings.cassette_dir, nodeid, spec.cassette)
+        self.events = EventLog()
+        self.wire: WireLog | None = None
+        self.assembly = RunAssembly(lambda: self.wire, self.events, results.prices, settings.rootdir)
+        self.verdict = Verdict()
+        self.checked: set[int] = set()  # ids of runs whose per-run gates were already checked
+        self.storage_dir: Path = storage_root  # the test's own directory once started
+        self.repeat_summaries: list[Callable[[], dict[str, Any]]] = []  # per kickoff call
+        self._storage_root = storage_root
+        self._stack = ExitStack()
+        self._patches: interception.Snapshot = {}
+
+    @classmethod
+    def for_test(
+        cls,
+        nodeid: str,
+        *,
+        rootdir: Path,
+        spec: GuardSpec | None = None,
+        record_mode: str = "none",
+        cassette_dir: Path | None = None,
+        results: CrewguardSession | None = None,
+        storage_root: Path | None = None,
+        used: UsedObjects | None = None,
+        match_config: MatchConfig | None = None,
+    ) -> GuardSession:
+        """A guard for one test outside pytest, with the plugin's defaults: replay only,
+        cassettes under ``rootdir/cassettes``, built-in prices."""
+        settings = Settings(
+            rootdir=rootdir,
+            record_mode_cli=None,
+            record_mode_ini=record_mode,
+            cassette_dir=cassette_dir or rootdir / "cassettes",
+            max_cost=None,
+            prices_file=None,
+            report=None,
+            baseline=None,
+            compare_fail=None,
+        )
+        return cls(
+            spec=spec or GuardSpec(),
+            nodeid=nodeid,
+            settings=settings,
+            results=results or CrewguardSession(prices=PriceTable()),
+            used=used or UsedObjects(),
+            storage_root=storage_root or Path(tempfile.mkdtemp(prefix="crewguard-storage-")),
+            match_config=match_config,
+        )
+
+    # -- lifecycle -------------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Enter the test's storage, event log and cassette; undone by :meth:`close`."""
+        try:
+            self._enter()
+        except BaseException:
+            self._stack.close()  # a half-started guard must not leave patches behind
+            raise
+
+    def _enter(self) -> None:
+        from . import vcr_setup
+
+        self.storage_dir = self._stack.enter_context(
+            storage_at(storage_dir_for(self._storage_root, self.nodeid))
+        )
+        if "crewai" in sys.modules or _crewai_available():
+            # Attached at every test, not once per process: a project's fixture may have
+            # cleared CrewAI's event bus after the previous test.
+            crew_events.activate(self.events)
+            crew_events.reset_scope()
+            self._stack.callback(crew_events.activate, None)
+        exists = self.cassette_path.exists()
+        # Tells the cassette writer which test writes, so shared cassettes merge or conflict clearly.
+        writing_as(self.cassette_path, self.nodeid, self.record_mode, self.results)
+        cassette = self._stack.enter_context(
+            vcr_setup.cassette(
+                self.cassette_path,
+                self.record_mode,
+                self.match_config,
+                skip_write=lambda: bool(self.wire and self.wire.error_answers()),
+            )
+        )
+        self.wire = WireLog(
+            cassette,
+            nodeid=self.nodeid,
+            record_mode=self.record_mode,
+            cassette_path=self._display(self.cassette_path),
+            cassette_exists=exists,
+            match_config=self.match_config,
+            keep_errors=self.spec.record_errors,
+        )
+        cassette.wire = self.wire
+        self._patches = interception.snapshot()
+        # `none`, and `once` with an existing cassette: nothing may reach the network.
+        if cassette.write_protected:
+            self._stack.enter_context(network_blocked(self.settings.allow_hosts + self.spec.allow_hosts))
+            self._stack.enter_context(placeholder_keys())
+            self._stack.enter_context(shared_tls_context())
+
+    def close(self) -> str | None:
+        """Leave the cassette (writing it when recording) and restore the environment.
+
+        Returns the problem, if writing the cassette was refused or failed.
+        """
+        try:
+            self._stack.close()
+        except CrewguardError as err:
+            return str(err).replace(str(self.cassette_path), self._display(self.cassette_path))
+        return None
+
+    def _display(self, path: Path) -> str:
+        try:
+            return str(path.relative_to(self.settings.rootdir))
+        except ValueError:
+            return str(path)
+
+    # -- what the test did -----------------------------------------------------------------
+
+    def calls(self) -> list[LLMCall]:
+        crew_events.flush()
+        return self.assembly.calls()
+
+    def runs(self) -> list[GuardedRun]:
+        crew_events.flush()
+        return self.assembly.all_runs()
+
+    def claim(self, crew: Any) -> None:
+        """Take ``crew`` for this test; a crew another test used fails it (``reused_object``)."""
+        try:
+            self.used.claim(crew, self.nodeid)
+            refused = None
+        except ReusedObjectError as err:
+            refused = str(err)
+        if refused is not None:  # raised outside the except block: no chained traceback
+            raise self.verdict.failure([Violation(Gate.REUSED_OBJECT, refused)], refused)
+        prompt_file = getattr(crew, "prompt_file", None)
+        if prompt_file:
+            self.assembly.prompt_files.add(str(prompt_file))
+
+    def repeats(self) -> Repeats:
+        repeats = Repeats(self.spec, self.storage_dir, self.wire, self.events)
+        self.repeat_summaries.append(repeats.summary)
+        return repeats
+
+    # -- verdicts --------------------------------------------------------------------------
+
+    def check_repeats(self, repeats: Repeats) -> None:
+        found = repeats.problems()
+        if found:
+            raise self.verdict.failure(found)
+
+    def check(self, run: GuardedRun) -> None:
+        """The per-run gates of a fixture run, and the test's totals so far."""
+        self.checked.add(id(run))
+        found = run_violations(self.spec, run) + total_violations(self.spec, self.assembly.calls())
+        if found:
+            raise self.verdict.failure(found)
+
+    def blind_spots(self) -> list[Violation]:
+        """What crewguard could not see or answer so far (see :mod:`pytest_crewguard.blind_spots`)."""
+        return blind_spots(self.wire, self.events, self._patches, self.nodeid)
+
+    def fail_if_blind(self) -> None:
+        found = self.verdict.new(self.blind_spots())
+        if found:
+            # The first problem alone: a miss explains the errors that follow it.
+            raise self.verdict.failure(found, found[0].message)
+
+    def explain(self, err: BaseException) -> GateFailure | None:
+        """The test failed with ``err``: the blind spot that caused it, if there is one.
+
+        The application may have caught the stand-in error of a miss and failed later, in its
+        own way: the cause, crewguard's message, goes first, not hundreds of lines of the
+        application's traceback.
+        """
+        found = self.verdict.new(self.blind_spots())
+        if not found:
+            return None
+        then = f"{type(err).__name__}: {err}".strip().splitlines()[0][:300]
+        return self.verdict.failure(found, f"{found[0].message}\n  (the test then failed with {then})")
+
+    def finish_call(self) -> None:
+        """After the test body: check every run the test did not check yet, and the totals."""
+        crew_events.flush()
+        self.fail_if_blind()
+        found: list[Violation] = []
+        for run in self.assembly.all_runs():
+            if id(run) not in self.checked:
+                found += run_violations(self.spec, run)
+        found += total_violations(self.spec, self.assembly.calls())
+        found = self.verdict.new(found)
+        if found:
+            raise self.verdict.failure(found)
+
+    def notes(self) -> list[str]:
+        """What this test's numbers rest on that a reader should know (shown under the table)."""
+        found = []
+        if not self.match_config.checks_body:
+            found.append(
+                f"replayed with match_on={list(self.match_config.match_on)}: their request bodies were "
+                "not checked against the recording (a changed prompt is not a miss)"
+            )
+        if self.wire is not None and self.wire.unrecorded_preflights:
+            found.append(
+                "sent token-count preflights their cassettes do not hold: answered as unavailable, "
+                "so CrewAI estimated the counts itself (record again to replay the real ones)"
+            )
+        return found
+
+    def result(self, notes: list[str] | None = None) -> GuardedTest:
+        """This test's record for the end-of-run table, built once its verdict is final."""
+        record = GuardedTest.build(self.nodeid, self.calls(), self.runs())
+        record.failed_gates = self.verdict.gate_names
+        record.outcome = self.verdict.outcome
+        record.notes = [*(notes or []), *self.notes()]
+        return record
+
+
+def _crewai_available() -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec("crewai") is not None

@@ -1,0 +1,104 @@
+"""Building a test's :class:`GuardedRun` records from its wire exchanges and CrewAI events.
+
+The ledger (every LLM call with its agent, task, tokens and cost) is rebuilt only when an
+exchange or an event arrived since it was last read.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from .events import EventLog
+from .ledger import LLMCall, build_calls, forced_final_answer_texts
+from .pricing import PriceTable
+from .run import GuardedRun
+from .wire import WireLog
+
+
+class RunAssembly:
+    """The test's runs and calls, assembled from what the wire and the event bus saw."""
+
+    def __init__(
+        self, wire: Callable[[], WireLog | None], events: EventLog, prices: PriceTable, rootdir: Path
+    ) -> None:
+        self._wire = wire  # set once the cassette is entered
+        self.events = events
+        self.prices = prices
+        self.rootdir = rootdir
+        self.prompt_files: set[str] = set()  # crews' prompt files: their forced-answer texts
+        self.fixture_runs: list[GuardedRun] = []  # kickoffs made through the fixture
+        self._ledger: tuple[tuple[int, int, tuple[str, ...]], list[LLMCall]] | None = None
+
+    def calls(self) -> list[LLMCall]:
+        """Every LLM call of the test so far."""
+        wire = self._wire()
+        if wire is None:
+            return []
+        force = forced_final_answer_texts(self.prompt_files) if "crewai" in sys.modules else []
+        # The ledger only changes when an exchange or an event arrives; it is read after every
+        # kickoff and by every property, so it is built once per change.
+        key = (len(wire.calls), len(self.events.records), tuple(force))
+        if self._ledger is None or self._ledger[0] != key:
+            calls = build_calls(list(wire.calls), self.events, self.prices, force)
+            self._ledger = (key, calls)
+        return list(self._ledger[1])
+
+    def latest_kickoff(self, crew: Any) -> str | None:
+        """The id of the crew's latest kickoff no fixture run has claimed yet.
+
+        The application may have kicked off the same object before, and those runs are not
+        the one a fixture call just made.
+        """
+        ids = [e.event_id for e in self.events.ordered("crew_kickoff_started") if e.source_id == id(crew)]
+        claimed = {r.kickoff_id for r in self.fixture_runs}
+        return next((i for i in reversed(ids) if i not in claimed), None)
+
+    def make_run(
+        self, kickoff_id: str | None, output: Any, elapsed: float, error: BaseException | None
+    ) -> GuardedRun:
+        calls = [c for c in self.calls() if kickoff_id is not None and c.kickoff_id == kickoff_id]
+        latencies = [c.recorded_latency_s for c in calls]
+        if not self._any_replayed(kickoff_id):
+            projected: float | None = elapsed  # live: the real thing
+        elif None in latencies:
+            projected = None
+        else:
+            projected = elapsed + sum(x or 0.0 for x in latencies)
+        tools = self.events.descendants(kickoff_id) if kickoff_id else []
+        return GuardedRun(
+            output=output,
+            calls=calls,
+            elapsed_s=elapsed,
+            projected_s=projected,
+            kickoff_id=kickoff_id,
+            tool_events=[e for e in tools if e.type.startswith("tool_usage")],
+            error=error,
+            rootdir=self.rootdir,
+        )
+
+    def _any_replayed(self, kickoff_id: str | None) -> bool:
+        wire = self._wire()
+        return wire is not None and any(w.replayed for w in wire.calls_of(kickoff_id))
+
+    def all_runs(self) -> list[GuardedRun]:
+        """Fixture runs plus kickoffs the application made itself, in start order."""
+        known = {r.kickoff_id for r in self.fixture_runs}
+        runs = list(self.fixture_runs)
+        starts = self.events.ordered("crew_kickoff_started")
+        ends: dict[str | None, Any] = {}
+        for end_event in self.events.ordered("crew_kickoff_completed", "crew_kickoff_failed"):
+            ends.setdefault(end_event.started_id, end_event)
+        for started in starts:
+            if started.event_id in known:
+                continue
+            done = ends.get(started.event_id)
+            end = done.timestamp if done is not None and done.timestamp else started.timestamp
+            elapsed = (end or 0.0) - (started.timestamp or 0.0)
+            output = done.output if done is not None else None
+            runs.append(self.make_run(started.event_id, output, max(elapsed, 0.0), None))
+        # Positions, not emission_sequence: CrewAI restarts that at every top-level kickoff.
+        order = {e.event_id: i for i, e in enumerate(starts)}
+        return sorted(runs, key=lambda r: order.get(r.kickoff_id or "", 1 << 62))

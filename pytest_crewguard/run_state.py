@@ -1,0 +1,83 @@
+"""What crewguard keeps for one pytest run: settings, prices, storage, baseline and results."""
+
+from __future__ import annotations
+
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from .environment import prepare_crewai_environment
+from .isolation import UsedObjects
+from .marker import GuardSpec
+from .pricing import PriceTable
+from .settings import Settings
+
+if TYPE_CHECKING:
+    from .baseline import Threshold
+    from .guard_session import GuardSession
+    from .session import CrewguardSession
+
+
+@dataclass
+class RunState:
+    """Built once at configure time; ``results`` exists once a guarded test ran."""
+
+    settings: Settings
+    prices: PriceTable
+    baseline: dict[str, Any] | None
+    thresholds: list[Threshold]
+    storage: Path
+    saved_env: dict[str, str | None]
+    used: UsedObjects = field(default_factory=UsedObjects)
+    results: CrewguardSession | None = None
+
+    @classmethod
+    def load(cls, settings: Settings) -> RunState:
+        """Read the price file and the baseline (``CrewguardError`` if bad), and give CrewAI
+        a storage directory of the run's own."""
+        from .baseline import load_comparison
+
+        # A bad price file is a usage error before any test runs; the file is small and parsed
+        # without importing genai-prices, whose data loads only when a cost is computed.
+        prices = PriceTable.from_file(settings.prices_file) if settings.prices_file else PriceTable()
+        baseline, thresholds = load_comparison(settings.baseline, settings.compare_fail)
+        storage = Path(tempfile.mkdtemp(prefix="crewguard-storage-"))
+        return cls(settings, prices, baseline, thresholds, storage, prepare_crewai_environment(storage))
+
+    def session(self) -> CrewguardSession:
+        """The run's results, created at the first guarded test (so plain runs show no table)."""
+        if self.results is None:
+            from .session import CrewguardSession
+
+            self.results = CrewguardSession(prices=self.prices, budget=self.settings.max_cost)
+        return self.results
+
+    def guard_session(self, nodeid: str, spec: GuardSpec | None, fixture_config: Any) -> GuardSession:
+        """The guard of one test, not started yet; ``CrewguardError`` for a bad ``crewguard_config``."""
+        from .guard_session import GuardSession
+        from .match_config import config_from_fixture
+
+        spec = spec or GuardSpec()
+        match_config = config_from_fixture(fixture_config, spec.match_on or self.settings.match_on)
+        return GuardSession(
+            spec=spec, nodeid=nodeid, settings=self.settings, results=self.session(),
+            used=self.used, storage_root=self.storage, match_config=match_config,
+        )
+
+    def regressions(self) -> list[str]:
+        """The ``--crewguard-compare-fail`` regressions against the baseline."""
+        if self.baseline is None or not self.thresholds or self.results is None:
+            return []
+        from .baseline import regressions
+        from .report import report_data
+
+        return regressions(self.baseline, report_data(self.results), self.thresholds)
+
+    def fails_run(self) -> bool:
+        """Whether the session budget or a regression fails the run, whatever its tests did."""
+        results = self.results
+        if results is None:
+            return False
+        budget_broken = results.over_budget is not None or results.budget_unknown() is not None
+        return budget_broken or bool(self.regressions())

@@ -1,0 +1,27 @@
+"""The session's crewguard settings, as plain data: the guard reads them, pytest is not needed."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+
+@dataclass(frozen=True)
+class Settings:
+    """The session's crewguard settings, from the command line (which wins) or the ini file."""
+
+    rootdir: Path
+    record_mode_cli: str | None
+    record_mode_ini: str
+    cassette_dir: Path
+    max_cost: float | None
+    prices_file: Path | None
+    report: Path | None
+    baseline: Path | None
+    compare_fail: str | None
+    match_on: tuple[str, ...] | None = None
+    allow_hosts: tuple[str, ...] = ()
+
+    def record_mode_for(self, marker_mode: str | None) -> str:
+        """An explicit command-line mode wins over the marker, which wins over the ini."""
+        return self.record_mode_cli or marker_mode or self.record_mode_ini

@@ -1,0 +1,60 @@
+"""The end-of-run summary in the terminal: the table, budget, baseline and notes."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any, Protocol
+
+from .money import usd
+from .run_state import RunState
+from .session import GuardedTest
+
+
+class Writer(Protocol):
+    """The part of pytest's terminal reporter the summary uses."""
+
+    stats: dict[str, Any]
+
+    def write_sep(self, sep: str, title: str) -> Any: ...
+
+    def write_line(self, line: str, **markup: bool) -> Any: ...
+
+
+def write_summary(out: Writer, state: RunState) -> None:
+    from .report import report_data, table
+
+    results = state.session()
+    out.write_sep("=", "crewguard")
+    out.write_line(table(results))
+    if (unknown := results.budget_unknown()) is not None:  # unpriced models, calls without usage
+        out.write_line("crewguard: " + unknown, red=True, bold=True)
+    if state.baseline is not None:
+        from .baseline import comparison_lines
+
+        changes = comparison_lines(state.baseline, report_data(results))
+        out.write_line("changes since the baseline:" if changes else "no changes since the baseline")
+        for line in changes:
+            out.write_line(f"  {line}")
+    for line in state.regressions():
+        out.write_line(f"crewguard: regression: {line}", red=True, bold=True)
+    for note, count in _notes(results.records.values()):
+        out.write_line(f"crewguard: {count} {'test' if count == 1 else 'tests'} {note}")
+    over = results.over_budget
+    if over is not None:
+        passed = not out.stats.get("failed") and not out.stats.get("error")
+        out.write_line(
+            f"crewguard: session cost {usd(results.total_cost)} is over --crewguard-max-cost="
+            f"{usd(results.budget or 0.0)} by {usd(over)}; failing the run"
+            + (" even though the tests passed." if passed else "."),
+            red=True,
+            bold=True,
+        )
+
+
+def _notes(records: Iterable[GuardedTest]) -> list[tuple[str, int]]:
+    """Each distinct note of the session's tests, with how many tests it concerns, once."""
+    counts: dict[str, int] = {}
+    for record in records:
+        for note in dict.fromkeys(record.notes):
+            counts[note] = counts.get(note, 0) + 1
+    return list(counts.items())
