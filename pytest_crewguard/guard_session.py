@@ -156,9 +156,22 @@ class GuardSession:
         self._patches = interception.snapshot()
         # `none`, and `once` with an existing cassette: nothing may reach the network.
         if cassette.write_protected:
+            self._replay_faults_and_waits(self.wire)
             self._stack.enter_context(network_blocked(self.settings.allow_hosts + self.spec.allow_hosts))
             self._stack.enter_context(placeholder_keys())
             self._stack.enter_context(shared_tls_context())
+
+    def _replay_faults_and_waits(self, wire: WireLog) -> None:
+        """Replay does not sleep: retry backoff and max_rpm waits go to the run's projected time;
+        and the marker's ``faults=`` are answered before the recordings."""
+        from .fault_log import who_from_events
+        from .faults import FaultInjector
+        from .virtual_clock import virtual_waits
+
+        if self.spec.faults is not None:
+            wire.injector = FaultInjector(self.spec.faults)
+            wire.who = lambda scope: who_from_events(self.events, scope)
+        self._stack.enter_context(virtual_waits(wire.waited))
 
     def close(self) -> str | None:
         """Leave the cassette (writing it when recording) and restore the environment.

@@ -32,6 +32,10 @@ class GuardedCassette(Cassette):  # type: ignore[misc]  # vcrpy ships no type hi
         return bool(self.wire is not None and self.write_protected and self.filter_request(request))
 
     def play_response(self, request: Any) -> Any:
+        if self.wire is not None:
+            fault = self.wire.fault_for(request)  # a provider fault first, as faults= asks
+            if fault is not None:
+                return fault
         try:
             response = super().play_response(request)
         except UnhandledHTTPRequestError:

@@ -29,7 +29,12 @@ class LLMCall:
     such a call is never counted as 0 tokens. ``cost`` is also ``None`` when the model has no
     price (``priced`` is ``False``). ``free`` says the price data lists the model at $0.
     ``input_tokens`` include ``cached_tokens`` (cache reads) and ``cache_write_tokens``;
-    ``output_tokens`` include ``reasoning_tokens``.
+    ``output_tokens`` include ``reasoning_tokens``. ``faults`` are the fault answers (``"429"``,
+    ``"timeout"``, ...) the request met before this answer, each followed by a retry (the
+    SDK's, or the application's); ``waited_s`` the seconds of backoff and ``max_rpm`` waits
+    before it (virtual in replay).
+    ``model`` is the model that answered, so an application's fallback to another model shows
+    in ``run.calls[i].model`` and is priced at that model.
     """
 
     provider: str | None
@@ -51,6 +56,18 @@ class LLMCall:
     usage_known: bool = True
     priced: bool = True
     free: bool = False
+    faults: tuple[str, ...] = ()
+    waited_s: float = 0.0
+
+    @property
+    def retries(self) -> int:
+        """How often the SDK sent this request again after a fault answer, before this answer."""
+        return len(self.faults)
+
+    @property
+    def rate_limited(self) -> bool:
+        """Whether the provider answered this request with a 429 before answering it."""
+        return "429" in self.faults
 
     @property
     def tokens(self) -> int | None:
@@ -212,6 +229,8 @@ def build_calls(
                 usage_known=usage is not None,
                 priced=quote is not None or rejected,  # a rejected request has nothing to price
                 free=quote is not None and quote.free,
+                faults=wire.faults,
+                waited_s=wire.waited_s,
             )
         )
     return calls

@@ -25,7 +25,9 @@ def _who(agent: str | None, task: str | None) -> str:
 
 def run_violations(spec: GuardSpec, run: GuardedRun) -> list[Violation]:
     """A :class:`Violation` for each per-run limit ``run`` crossed."""
-    found: list[Violation] = []
+    from .rate_limits import fault_violations, rpm_violations
+
+    found: list[Violation] = fault_violations(run) + rpm_violations(spec.max_rpm, run)
     if not spec.allow_max_iter:
         for agent, task in run.max_iter_hits:
             # CrewAI (1.15) adds one iteration per agent LLM call and forces the final answer
@@ -67,8 +69,9 @@ def run_violations(spec: GuardSpec, run: GuardedRun) -> list[Violation]:
             Violation(
                 Gate.MAX_SECONDS,
                 f"projected time {run.projected_s:.2f} s is over max_seconds={spec.max_seconds:g} "
-                f"({recorded:.2f} s of recorded provider latency over {run.llm_calls} calls "
-                f"+ {run.elapsed_s:.2f} s local); against the live provider this run would "
+                f"({recorded - run.waited_s:.2f} s of recorded provider latency over {run.llm_calls} calls"
+                + (f" + {run.waited_s:.2f} s of retry and rate-limit waits" if run.waited_s else "")
+                + f" + {run.elapsed_s:.2f} s local); against the live provider this run would "
                 "take that long",
             )
         )

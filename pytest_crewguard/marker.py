@@ -10,14 +10,15 @@ from typing import Any
 
 from .cassette_location import check_inside
 from .errors import ConfigError
+from .faults import FaultPlan, parse_faults
 from .match_config import parse_match_on
 
 RECORD_MODES: tuple[str, ...] = ("none", "once", "new_episodes", "all", "rewrite")
 MARKER_HELP = (
     "crewguard(cassette=None, max_cost=None, max_tokens=None, max_llm_calls=None, "
     "max_iterations=None, allow_max_iter=False, max_seconds=None, output=None, repeat=1, "
-    "record_mode=None, max_memory_growth=None, allow_hosts=()): replay the test's crews "
-    "from a cassette and fail it when a limit is crossed"
+    "record_mode=None, max_memory_growth=None, allow_hosts=(), faults=None, max_rpm=None): "
+    "replay the test's crews from a cassette and fail it when a limit is crossed"
 )
 
 
@@ -39,6 +40,8 @@ class GuardSpec:
     match_on: tuple[str, ...] | None = None
     record_errors: bool = False
     allow_hosts: tuple[str, ...] = ()
+    faults: FaultPlan | None = None
+    max_rpm: int | None = None
 
 
 ARGUMENTS: tuple[str, ...] = tuple(f.name for f in fields(GuardSpec))
@@ -54,6 +57,7 @@ _NUMBERS: dict[str, tuple[bool, float, float, str]] = {
     "max_iterations": (True, 0, 10**6, "max_iterations=4"),
     "max_memory_growth": (True, 0, 10**15, "max_memory_growth=1000000"),
     "repeat": (True, 1, 1000, "repeat=3"),
+    "max_rpm": (True, 1, 10**9, "max_rpm=60"),
 }
 
 
@@ -161,6 +165,8 @@ def spec_from_marker(
             if cassette_dir is not None:
                 check_inside(cassette_dir, values["cassette"])
         values["output"] = _output(values.get("output"), rootdir)
+        if values.get("faults") is not None:
+            values["faults"] = parse_faults(values["faults"])
         if "allow_hosts" in values:
             values["allow_hosts"] = _allow_hosts(values["allow_hosts"])
         return GuardSpec(**values)

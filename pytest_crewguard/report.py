@@ -121,8 +121,22 @@ def table(session: CrewguardSession) -> str:
         lines.append(f"free: {', '.join(free)} (listed at $0 by the price data)")
     if any(r.projected_s is None and r.llm_calls for r in records):
         lines.append("projected n/a: the cassette has no recorded latencies (record it again to get them)")
+    lines += _retry_lines(records)
     lines.append(f"prices: {session.prices.version}")
     return "\n".join(lines)
+
+
+def _retry_lines(records: list[GuardedTest]) -> list[str]:
+    """Under the table: the tests whose calls were retried or waited (the waits are in projected)."""
+    waited = [r for r in records if r.retries or r.waited_s]
+    if not waited:
+        return []
+    lines = ["retries and waits (in projected time, not slept in replay):"]
+    for r in waited:
+        limited = f", {_plural(r.rate_limited_calls, 'call')} rate-limited" if r.rate_limited_calls else ""
+        retries = f"{r.retries} {'retry' if r.retries == 1 else 'retries'}"
+        lines.append(f"  {r.nodeid}: {retries}{limited}, {r.waited_s:.1f}s waited")
+    return lines
 
 
 def report_data(session: CrewguardSession) -> dict[str, Any]:

@@ -19,7 +19,9 @@ class GuardedRun:
 
     ``projected_s`` is what the run would take against the live provider: the local time plus
     the provider latency recorded for each replayed call (``None`` when the cassette has no
-    latencies). Calls that ran concurrently are added up, so it errs on the slow side.
+    latencies), plus :attr:`waited_s`: the SDKs' retry backoff (``retry-after`` included) and
+    CrewAI's ``max_rpm`` waits, which replay does not sleep. Calls that ran concurrently are
+    added up, so it errs on the slow side.
     """
 
     output: Any
@@ -31,6 +33,18 @@ class GuardedRun:
     error: BaseException | None = None
     rootdir: Path | None = None  # where relative schema file paths start
     stream: Any = None  # a streaming crew's CrewStreamingOutput, read to its end: .chunks
+    waited_s: float = 0.0  # seconds of SDK backoff and max_rpm waits (virtual in replay)
+    gave_up: list[str] = field(default_factory=list)  # faults after which no answer came
+
+    @property
+    def retries(self) -> int:
+        """Requests the SDKs sent again after a fault answer, over the run's answered calls."""
+        return sum(c.retries for c in self.calls)
+
+    @property
+    def rate_limited_calls(self) -> int:
+        """Calls the provider answered with a 429 at least once before answering them."""
+        return sum(1 for c in self.calls if c.rate_limited)
 
     @property
     def task_outputs(self) -> list[Any]:

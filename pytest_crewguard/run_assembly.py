@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from .events import EventLog
+from .fault_log import Scope, describe_fault, scope_id
 from .ledger import LLMCall, build_calls, forced_final_answer_texts
 from .pricing import PriceTable
 from .run import GuardedRun
@@ -61,12 +62,13 @@ class RunAssembly:
     ) -> GuardedRun:
         calls = [c for c in self.calls() if kickoff_id is not None and c.kickoff_id == kickoff_id]
         latencies = [c.recorded_latency_s for c in calls]
+        waited, gave_up = self._faults_of(kickoff_id)
         if not self._any_replayed(kickoff_id):
             projected: float | None = elapsed  # live: the real thing
         elif None in latencies:
             projected = None
         else:
-            projected = elapsed + sum(x or 0.0 for x in latencies)
+            projected = elapsed + sum(x or 0.0 for x in latencies) + waited
         tools = self.events.descendants(kickoff_id) if kickoff_id else []
         return GuardedRun(
             output=output,
@@ -77,7 +79,30 @@ class RunAssembly:
             tool_events=[e for e in tools if e.type.startswith("tool_usage")],
             error=error,
             rootdir=self.rootdir,
+            waited_s=waited,
+            gave_up=gave_up,
         )
+
+    def _faults_of(self, kickoff_id: str | None) -> tuple[float, list[str]]:
+        """The run's virtual waits, and the faults no answer followed (the SDK gave up)."""
+        wire = self._wire()
+        if wire is None or kickoff_id is None:
+            return 0.0, []
+        log = wire.fault_log
+
+        def mine(scope: Scope) -> bool:
+            return scope_id(scope, "crew_kickoff_started") == kickoff_id
+
+        waited = sum(w.seconds for w in log.waits if mine(w.scope))
+        # An answer in the same LLM call scope (or, outside CrewAI's LLM calls, the same scope)
+        # is the retry that got through.
+        answered = {_call_of(w.scope) for w in wire.calls_of(kickoff_id) if w.status < 400}
+        gave_up = [
+            describe_fault(f, self.events)
+            for f in log.faults
+            if mine(f.scope) and _call_of(f.scope) not in answered
+        ]
+        return waited, gave_up
 
     def _any_replayed(self, kickoff_id: str | None) -> bool:
         wire = self._wire()
@@ -102,3 +127,8 @@ class RunAssembly:
         # Positions, not emission_sequence: CrewAI restarts that at every top-level kickoff.
         order = {e.event_id: i for i, e in enumerate(starts)}
         return sorted(runs, key=lambda r: order.get(r.kickoff_id or "", 1 << 62))
+
+
+def _call_of(scope: Scope) -> object:
+    """What identifies one LLM call's attempts: CrewAI's LLM call scope, else the whole scope."""
+    return scope_id(scope, "llm_call_started") or scope

@@ -50,6 +50,9 @@ class GuardedTest:
     cost_exact: bool = True
     free_models: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)  # what the reader should know, once per run
+    retries: int = 0  # requests the SDKs sent again after a provider fault (faults=)
+    rate_limited_calls: int = 0
+    waited_s: float = 0.0  # retry backoff and max_rpm waits, in the projected time
 
     __test__ = False  # not a pytest test class, whatever its name
 
@@ -85,6 +88,9 @@ class GuardedTest:
             usage_unknown=len(usage_unknown_calls(calls)),
             cost_exact=cost_exact(calls),
             free_models=free_models(calls),
+            retries=sum(r.retries for r in runs),
+            rate_limited_calls=sum(r.rate_limited_calls for r in runs),
+            waited_s=sum(r.waited_s for r in runs),
         )
 
     def to_json(self) -> dict[str, Any]:

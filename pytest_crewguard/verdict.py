@@ -32,6 +32,8 @@ class Gate(StrEnum):
     PROVIDER_ERROR = "provider_error"
     UNPRICED = "unpriced"
     USAGE_UNKNOWN = "usage_unknown"
+    PROVIDER_FAULT = "provider_fault"
+    MAX_RPM = "max_rpm"
 
 
 @dataclass(frozen=True)

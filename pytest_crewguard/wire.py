@@ -14,9 +14,12 @@ import json
 import sys
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from .fault_log import FaultLog
+from .faults import FaultInjector, fault_response, timeout_error
 from .match_config import MatchConfig
 from .matching import body_diff, nearest_request
 from .stand_ins import stand_in_kind, stand_in_response
@@ -58,6 +61,8 @@ class HttpExchange:
     recorded_latency_s: float | None
     replayed: bool
     exchange: Exchange
+    faults: tuple[str, ...] = ()  # fault answers this call met before its answer (replay)
+    waited_s: float = 0.0  # virtual seconds waited before its answer (backoff, max_rpm)
 
     def scope_id(self, event_type: str) -> str | None:
         """The innermost scope of ``event_type`` (e.g. ``"task_started"``) this call ran in."""
@@ -119,6 +124,9 @@ class WireLog:
         self.misses: list[str] = []
         self.unrecorded_preflights = 0
         self.refused_errors: list[tuple[Any, int, str]] = []  # (request, status, message)
+        self.fault_log = FaultLog()
+        self.injector: FaultInjector | None = None  # set by the guard for a faults= test
+        self.who: Callable[[Scope], tuple[str | None, str | None]] = lambda scope: (None, None)
         self._lock = threading.Lock()
         # Per thread and per asyncio task: concurrent async requests share a thread.
         self._started: contextvars.ContextVar[float | None] = contextvars.ContextVar(
@@ -133,6 +141,32 @@ class WireLog:
     def replayed(self, request: Any, response: dict[str, Any]) -> None:
         latency = header_value(response.get("headers") or {}, LATENCY_HEADER)
         self._keep(request, response, float(latency) if latency else None, replayed=True)
+
+    def fault_for(self, request: Any) -> dict[str, Any] | None:
+        """A provider fault to answer ``request`` with before its recording (``faults=``).
+
+        A read timeout is raised, as the HTTP client would raise it.
+        """
+        injector = self.injector
+        if injector is None:
+            return None
+        exchange = classify_exchange(request.method, request.uri, request.body, 0, {}, None)
+        if exchange.kind != "llm":
+            return None
+        scope = current_scope()
+        if not injector.matches(exchange.model, lambda: self.who(scope)):
+            return None
+        kind = injector.next_fault()
+        if kind is None:
+            return None
+        self.fault_log.fault(kind, exchange.model, scope)
+        if kind == "timeout":
+            raise timeout_error()
+        return fault_response(kind, exchange.provider, exchange.model, injector.plan.retry_after)
+
+    def waited(self, seconds: float, kind: str) -> None:
+        """A virtual wait of the sending thread (see :mod:`.virtual_clock`)."""
+        self.fault_log.waited(seconds, kind, current_scope())
 
     def stand_in(self, request: Any) -> dict[str, Any]:
         """Answer a request the recording does not hold (see :mod:`.stand_ins`)."""
@@ -206,6 +240,7 @@ class WireLog:
         exchange = classify_exchange(
             request.method, request.uri, request.body, status, headers, _body(response)
         )
+        faults, waited = self.fault_log.take() if exchange.kind == "llm" else ((), 0.0)
         with self._lock:
             self.calls.append(
                 HttpExchange(
@@ -220,6 +255,8 @@ class WireLog:
                     recorded_latency_s=latency,
                     replayed=replayed,
                     exchange=exchange,
+                    faults=faults,
+                    waited_s=waited,
                 )
             )
 

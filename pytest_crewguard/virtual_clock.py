@@ -1,0 +1,111 @@
+"""A virtual clock for the waits of a replayed crew: SDK retry backoff and CrewAI's RPM limit.
+
+In replay a retry after a 429 answered from the cassette, or CrewAI's ``max_rpm`` controller
+waiting for the next minute, would sleep for real: seconds to a minute per wait, for nothing
+the test checks. While a guard is active these waits are added to a clock instead, and to the
+projected time of the run, which is what they cost in production.
+
+Only these call sites are patched, not ``time.sleep`` itself: the SDKs' ``_sleep_for_retry``
+(OpenAI's and Anthropic's, sync and async: the delay is computed by the SDK's own
+``_calculate_retry_timeout``, ``retry-after`` included) and
+``crewai.utilities.rpm_controller.RPMController._wait_for_next_minute``. A tool's or the
+application's own sleep still takes real time.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any
+
+RPM_WAIT_S = 60.0  # CrewAI's RPMController sleeps this long when the minute's budget is spent
+
+Sink = Callable[[float, str], None]  # (seconds, kind: "retry" | "rpm")
+
+_sink: Sink | None = None
+_lock = threading.Lock()
+_installed = False
+
+
+def _retry_timeout(client: Any, retries_taken: int, max_retries: int, options: Any, response: Any) -> float:
+    remaining = max_retries - retries_taken
+    headers = response.headers if response is not None else None
+    return float(client._calculate_retry_timeout(remaining, options, headers))
+
+
+def _patch_sdk(module_name: str) -> None:
+    if importlib.util.find_spec(module_name) is None:
+        return
+    module = importlib.import_module(f"{module_name}._base_client")
+    sync_client, async_client = module.SyncAPIClient, module.AsyncAPIClient
+    real_sync, real_async = sync_client._sleep_for_retry, async_client._sleep_for_retry
+
+    def sleep_for_retry(
+        self: Any, *, retries_taken: int, max_retries: int, options: Any, response: Any
+    ) -> None:
+        sink = _sink
+        if sink is None:
+            real_sync(
+                self, retries_taken=retries_taken, max_retries=max_retries, options=options, response=response
+            )
+            return
+        sink(_retry_timeout(self, retries_taken, max_retries, options, response), "retry")
+
+    async def sleep_for_retry_async(
+        self: Any, *, retries_taken: int, max_retries: int, options: Any, response: Any
+    ) -> None:
+        sink = _sink
+        if sink is None:
+            await real_async(
+                self, retries_taken=retries_taken, max_retries=max_retries, options=options, response=response
+            )
+            return
+        sink(_retry_timeout(self, retries_taken, max_retries, options, response), "retry")
+
+    sync_client._sleep_for_retry = sleep_for_retry
+    async_client._sleep_for_retry = sleep_for_retry_async
+
+
+def _patch_rpm() -> None:
+    if importlib.util.find_spec("crewai") is None:
+        return
+    module = importlib.import_module("crewai.utilities.rpm_controller")
+    controller = module.RPMController
+    real_wait = controller._wait_for_next_minute
+
+    def wait_for_next_minute(self: Any) -> None:
+        sink = _sink
+        if sink is None:
+            real_wait(self)
+            return
+        sink(RPM_WAIT_S, "rpm")
+        self._current_rpm = 0
+
+    controller._wait_for_next_minute = wait_for_next_minute
+
+
+def _install() -> None:
+    """Wrap the wait call sites once per process; outside a guard they wait for real."""
+    global _installed
+    with _lock:
+        if _installed:
+            return
+        for name in ("openai", "anthropic"):
+            _patch_sdk(name)
+        _patch_rpm()
+        _installed = True
+
+
+@contextmanager
+def virtual_waits(sink: Sink) -> Iterator[None]:
+    """Within this block the patched waits call ``sink`` instead of sleeping."""
+    global _sink
+    _install()
+    previous, _sink = _sink, sink
+    try:
+        yield
+    finally:
+        _sink = previous
