@@ -45,7 +45,7 @@ class FaultSeen:
     model: str | None
     scope: Scope
     sender: SenderKey
-    sequence: int
+    position: int  # how many exchanges the test had logged when the fault was served
 
 
 @dataclass(frozen=True)
@@ -66,10 +66,10 @@ class FaultLog:
         self._pending: dict[SenderKey, tuple[list[str], float]] = {}
         self._lock = threading.Lock()
 
-    def fault(self, kind: str, model: str | None, scope: Scope) -> None:
+    def fault(self, kind: str, model: str | None, scope: Scope, position: int) -> None:
         key = sender_key()
         with self._lock:
-            self.faults.append(FaultSeen(kind, model, scope, key, len(self.faults)))
+            self.faults.append(FaultSeen(kind, model, scope, key, position))
             kinds, waited = self._pending.get(key, ([], 0.0))
             self._pending[key] = ([*kinds, kind], waited)
 

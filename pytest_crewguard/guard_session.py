@@ -262,6 +262,9 @@ class GuardSession:
         found: list[Violation] = []
         for run in self.assembly.all_runs():
             if id(run) not in self.checked:
+                # A request given up on in a failed kickoff may have been answered since, by the
+                # model the application fell back to.
+                run.gave_up = self.assembly.gave_up(run.kickoff_id)
                 found += run_violations(self.spec, run)
         found += total_violations(self.spec, self.assembly.calls())
         found = self.verdict.new(found)

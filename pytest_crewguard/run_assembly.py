@@ -88,21 +88,28 @@ class RunAssembly:
         wire = self._wire()
         if wire is None or kickoff_id is None:
             return 0.0, []
-        log = wire.fault_log
+        waited = sum(w.seconds for w in wire.fault_log.waits if _in_kickoff(w.scope, kickoff_id))
+        return waited, self.gave_up(kickoff_id)
 
-        def mine(scope: Scope) -> bool:
-            return scope_id(scope, "crew_kickoff_started") == kickoff_id
+    def gave_up(self, kickoff_id: str | None) -> list[str]:
+        """The faults of the kickoff after which its request was never answered.
 
-        waited = sum(w.seconds for w in log.waits if mine(w.scope))
-        # An answer in the same LLM call scope (or, outside CrewAI's LLM calls, the same scope)
-        # is the retry that got through.
-        answered = {_call_of(w.scope) for w in wire.calls_of(kickoff_id) if w.status < 400}
-        gave_up = [
+        Answered: by a retry in the same LLM call, or later by another model, anywhere in the
+        test (the application fell back to it). CrewAI's own retry of the agent with the same
+        model does not count: the rate limit reached the crew, as it would in production.
+        """
+        wire = self._wire()
+        if wire is None or kickoff_id is None:
+            return []
+        answers = wire.llm_answers()
+        same_call = {_call_of(w.scope) for w in answers}
+        return [
             describe_fault(f, self.events)
-            for f in log.faults
-            if mine(f.scope) and _call_of(f.scope) not in answered
+            for f in wire.fault_log.faults
+            if _in_kickoff(f.scope, kickoff_id)
+            and _call_of(f.scope) not in same_call
+            and not any(w.index >= f.position and _other_model(w.exchange.model, f.model) for w in answers)
         ]
-        return waited, gave_up
 
     def _any_replayed(self, kickoff_id: str | None) -> bool:
         wire = self._wire()
@@ -132,3 +139,11 @@ class RunAssembly:
 def _call_of(scope: Scope) -> object:
     """What identifies one LLM call's attempts: CrewAI's LLM call scope, else the whole scope."""
     return scope_id(scope, "llm_call_started") or scope
+
+
+def _in_kickoff(scope: Scope, kickoff_id: str) -> bool:
+    return scope_id(scope, "crew_kickoff_started") == kickoff_id
+
+
+def _other_model(answered: str | None, faulted: str | None) -> bool:
+    return answered is not None and faulted is not None and answered != faulted

@@ -159,7 +159,9 @@ class WireLog:
         kind = injector.next_fault()
         if kind is None:
             return None
-        self.fault_log.fault(kind, exchange.model, scope)
+        with self._lock:
+            position = len(self.calls)
+        self.fault_log.fault(kind, exchange.model, scope, position)
         if kind == "timeout":
             raise timeout_error()
         return fault_response(kind, exchange.provider, exchange.model, injector.plan.retry_after)
@@ -225,6 +227,11 @@ class WireLog:
                 "  To record error answers on purpose (a fault test), pass record_errors=True to the marker."
             )
         return problems
+
+    def llm_answers(self) -> list[HttpExchange]:
+        """The LLM exchanges answered without an error, in the order they were logged."""
+        with self._lock:
+            return [w for w in self.calls if w.status < 400 and w.exchange.kind == "llm"]
 
     def calls_of(self, kickoff_id: str | None) -> list[HttpExchange]:
         """The exchanges sent inside the crew kickoff ``kickoff_id``."""

@@ -325,3 +325,56 @@ def test_crew_max_rpm_waits_on_the_virtual_clock(
             "    at * s  gpt-4o-mini Researcher / research in=120 out=30",
         ]
     )
+
+
+# -- an application's fallback to another model -------------------------------------------------
+
+FALLBACK = """
+def crew_on(model, retries):
+    llm = LLM(model=model, base_url=BASE_URL, max_retries=retries)
+    agent = Agent(role="Researcher", goal="Research the topic", backstory="Expert researcher", llm=llm,
+                  max_retry_limit=0)
+    task = Task(name="research", description="Research {topic} and summarise it",
+                expected_output="A concise research summary", agent=agent)
+    return Crew(agents=[agent], tasks=[task])
+
+
+def answer(crewguard):
+    # The application's own fallback: the small model first, the large one when it fails.
+    try:
+        return crewguard.kickoff(lambda: crew_on("gpt-4o-mini", 1), inputs={"topic": "rate limits"})
+    except Exception:
+        return crewguard.kickoff(lambda: crew_on("gpt-4o", 1), inputs={"topic": "rate limits"})
+
+
+@pytest.mark.crewguard(cassette="fallback.yaml")
+def test_record_both(crewguard):
+    crewguard.kickoff(lambda: crew_on("gpt-4o-mini", 1), inputs={"topic": "rate limits"})
+    crewguard.kickoff(lambda: crew_on("gpt-4o", 1), inputs={"topic": "rate limits"})
+
+
+@pytest.mark.crewguard(cassette="fallback.yaml", faults={"model": "gpt-4o-mini", "429": 100})
+def test_falls_back(crewguard):
+    run = answer(crewguard)
+    assert [c.model for c in run.calls] == ["gpt-4o"]
+    assert run.cost == run.calls[0].cost
+    dump(run, "fallback")
+"""
+
+
+def test_fallback_model_answers_and_is_priced_at_its_own_rate(
+    pytester: pytest.Pytester, provider: Any
+) -> None:
+    server = provider(one_answer)
+    warm_up(server.openai_base_url)
+    pytester.makepyfile(test_crew=crew_test_file(server.openai_base_url, FALLBACK))
+    pytester.runpytest("--crewguard-record-mode=once", "-k", "record_both").assert_outcomes(passed=1)
+    server.stop()
+
+    result = pytester.runpytest("-k", "falls_back")
+    result.assert_outcomes(passed=1)
+    run = read_dump(pytester, "fallback")
+    (call,) = run["calls"]
+    # gpt-4o's rate, not gpt-4o-mini's: $2.50 and $10 per million tokens in and out.
+    assert call["model"] == "gpt-4o" and call["cost"] == pytest.approx((1200 * 2.5 + 300 * 10) / 1e6)
+    assert call["faults"] == [] and run["cost"] == call["cost"]
