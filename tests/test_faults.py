@@ -378,3 +378,66 @@ def test_fallback_model_answers_and_is_priced_at_its_own_rate(
     # gpt-4o's rate, not gpt-4o-mini's: $2.50 and $10 per million tokens in and out.
     assert call["model"] == "gpt-4o" and call["cost"] == pytest.approx((1200 * 2.5 + 300 * 10) / 1e6)
     assert call["faults"] == [] and run["cost"] == call["cost"]
+
+
+# -- the README's scenario: concurrent requests of a web app, rate-limited -------------------
+
+WEB_APP = """
+from concurrent.futures import ThreadPoolExecutor
+
+job_store = {}
+
+
+def run_research_crew(job_id, topic):
+    # The guide's FastAPI background task: one crew per request, errors kept for the client.
+    llm = LLM(model=MODEL, base_url=BASE_URL, max_retries=3)
+    try:
+        researcher = Agent(role="Researcher", goal=f"Research {topic} thoroughly",
+                           backstory="Expert researcher", llm=llm)
+        task = Task(description=f"Research and summarise: {topic}", agent=researcher,
+                    expected_output="A concise research summary")
+        result = Crew(agents=[researcher], tasks=[task]).kickoff()
+        job_store[job_id] = {"status": "complete", "result": str(result)}
+    except Exception as e:
+        job_store[job_id] = {"status": "error", "error": str(e)}
+
+
+def serve(topics):
+    with ThreadPoolExecutor(max_workers=len(topics)) as pool:
+        for job_id, topic in enumerate(topics):
+            pool.submit(run_research_crew, str(job_id), topic)
+
+
+TOPICS = ["AI agents", "RAG", "vector stores"]
+
+
+@pytest.mark.crewguard(cassette="web.yaml", faults={FAULTS}, max_seconds=90)
+def test_concurrent_requests(crewguard):
+    serve(TOPICS)
+    assert all(job["status"] == "complete" for job in job_store.values()), job_store
+    runs = crewguard.runs
+    json.dump({"retries": [r.retries for r in runs], "waited": [r.waited_s for r in runs],
+               "projected": [r.projected_s for r in runs], "calls": sum(r.llm_calls for r in runs)},
+              open(os.path.join(os.path.dirname(__file__), "web.json"), "w"))
+"""
+
+
+def test_concurrent_requests_of_a_web_app_under_rate_limits(pytester: pytest.Pytester, provider: Any) -> None:
+    server = provider(one_answer)
+    warm_up(server.openai_base_url)
+    pytester.makepyfile(test_crew=crew_test_file(server.openai_base_url, WEB_APP.replace("{FAULTS}", "None")))
+    pytester.runpytest("--crewguard-record-mode=once").assert_outcomes(passed=1)
+    server.stop()
+
+    faults = '{"429": 3, "retry_after": 20}'
+    pytester.makepyfile(test_crew=crew_test_file(server.openai_base_url, WEB_APP.replace("{FAULTS}", faults)))
+    started = time.perf_counter()
+    pytester.runpytest().assert_outcomes(passed=1)
+    took = time.perf_counter() - started
+    web = json.loads((pytester.path / "web.json").read_text())
+    # Three faults, each retried by the SDK of the crew whose request got it, each waited 20 s
+    # on that run's clock: the runs' retries add up to three and each waited as often.
+    assert web["calls"] == 3 and sum(web["retries"]) == 3
+    assert [round(w / 20) for w in web["waited"]] == web["retries"]
+    assert all(p >= w for p, w in zip(web["projected"], web["waited"], strict=True))
+    assert took < sum(web["waited"]) / 4
