@@ -213,7 +213,7 @@ def test_leaky_factory(crewguard):
     crewguard.kickoff(leaky_factory, inputs={"topic": "AI"})
 
 
-@pytest.mark.crewguard(repeat=5)
+@pytest.mark.crewguard(repeat=3)
 def test_clean_factory(crewguard):
     crewguard.kickoff(make_crew, inputs={"topic": "AI"})
     with open(os.path.join(os.path.dirname(__file__), "heap.json"), "w") as f:
@@ -248,7 +248,10 @@ def test_a_factory_that_leaks_fails_max_memory_growth_and_a_clean_one_passes(pyt
     heap = read_dump(pytester, "heap")["heap"]
     steps = [b - a for a, b in itertools.pairwise(heap)]
     print("clean crew heap after each run:", heap, "growth per run:", steps)
-    assert len(heap) == 5 and max(steps) < 1_000_000
+    assert len(heap) == 3 and max(steps) < 1_000_000
 
+    # Replayed offline the leak is found the same way (one test: each traced run is slow).
     server.stop()
-    pytester.runpytest().assert_outcomes(passed=2, failed=1)
+    replayed = pytester.runpytest("-k", "test_leaky_factory and not within")
+    replayed.assert_outcomes(failed=1)
+    replayed.stdout.fnmatch_lines(["crewguard: the Python heap kept growing across repeat=3 runs: 2.0 MB*"])
