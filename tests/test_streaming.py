@@ -251,7 +251,10 @@ def test_streamed_crew_fails_on_its_time_limit_and_on_a_replay_miss(pytester, pr
         ]
     )
     # Only the slow crews' streamed requests reached the provider; the unrecorded one did not.
-    assert [r.body.get("stream") for r in server.llm_requests] == [True, True]
+    # (At most two: on a loaded machine a slow crew may still be starting when its second is up.)
+    sent = server.llm_requests
+    assert 1 <= len(sent) <= 2
+    assert all(r.body.get("stream") is True and "Slowly" in r.prompt_text for r in sent)
 
 
 # --- the scripted provider's streams, in-process -----------------------------------------------
