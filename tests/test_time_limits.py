@@ -102,7 +102,7 @@ def test_hard_limit_fails_at_once_and_the_session_goes_on(pytester: pytest.Pytes
     assert took < SLOW_REPLY_S / 2, f"max_seconds=1 failed after {took:.2f} s"
     alone.stdout.fnmatch_lines(
         [
-            "crewguard: the crew ran past max_seconds=1 (stopped waiting after 1.0* s); "
+            "crewguard: the crew ran past max_seconds=1 (stopped waiting after 1.* s); "
             "the test fails now instead of hanging.",
             "  LLM calls finished so far:",
             "    1. gpt-4o-mini Researcher / research in=120 out=30",
@@ -117,9 +117,9 @@ def test_hard_limit_fails_at_once_and_the_session_goes_on(pytester: pytest.Pytes
     )
     # The timed-out run is in the table with the call it finished and the gate that failed.
     alone.stdout.fnmatch_lines(
-        ["*test_crew.py::test_slow *1 *120 *30 *$0.000036 *1 *0 *1.0?s *1.0?s *FAILED max_seconds"]
+        ["*test_crew.py::test_slow *1 *120 *30 *$0.000036 *1 *0 *.??s *.??s *FAILED max_seconds"]
     )
-    # The crew's threads do not wait for the slow reply (5 s): they are stopped.
+    # The crew's threads do not wait for the slow reply: they are stopped.
     deadline = time.perf_counter() + 10.0
     while crew_threads() and time.perf_counter() < deadline:
         time.sleep(0.05)
@@ -135,7 +135,7 @@ def test_hard_limit_fails_at_once_and_the_session_goes_on(pytester: pytest.Pytes
     session.stdout.fnmatch_lines(
         [
             "*_ test_slow_async _*",
-            "crewguard: the crew ran past max_seconds=1 (stopped waiting after 1.0* s); "
+            "crewguard: the crew ran past max_seconds=1 (stopped waiting after 1.* s); "
             "the test fails now instead of hanging.",
             "  LLM calls finished so far:",
             "    1. gpt-4o-mini Researcher / research in=120 out=30",
