@@ -27,7 +27,7 @@ Sink = Callable[[float, str], None]  # (seconds, kind: "retry" | "rpm")
 
 _sink: Sink | None = None
 _lock = threading.Lock()
-_installed = False
+_MARK = "_crewguard_virtual"  # set on the wrappers: a module imported afresh is patched again
 
 
 def _retry_timeout(client: Any, retries_taken: int, max_retries: int, options: Any, response: Any) -> float:
@@ -41,6 +41,8 @@ def _patch_sdk(module_name: str) -> None:
         return
     module = importlib.import_module(f"{module_name}._base_client")
     sync_client, async_client = module.SyncAPIClient, module.AsyncAPIClient
+    if getattr(sync_client._sleep_for_retry, _MARK, False):
+        return
     real_sync, real_async = sync_client._sleep_for_retry, async_client._sleep_for_retry
 
     def sleep_for_retry(
@@ -65,6 +67,7 @@ def _patch_sdk(module_name: str) -> None:
             return
         sink(_retry_timeout(self, retries_taken, max_retries, options, response), "retry")
 
+    setattr(sleep_for_retry, _MARK, True)
     sync_client._sleep_for_retry = sleep_for_retry
     async_client._sleep_for_retry = sleep_for_retry_async
 
@@ -74,6 +77,8 @@ def _patch_rpm() -> None:
         return
     module = importlib.import_module("crewai.utilities.rpm_controller")
     controller = module.RPMController
+    if getattr(controller._wait_for_next_minute, _MARK, False):
+        return
     real_wait = controller._wait_for_next_minute
 
     def wait_for_next_minute(self: Any) -> None:
@@ -84,19 +89,16 @@ def _patch_rpm() -> None:
         sink(RPM_WAIT_S, "rpm")
         self._current_rpm = 0
 
+    setattr(wait_for_next_minute, _MARK, True)
     controller._wait_for_next_minute = wait_for_next_minute
 
 
 def _install() -> None:
-    """Wrap the wait call sites once per process; outside a guard they wait for real."""
-    global _installed
+    """Wrap the wait call sites (once per module import); outside a guard they wait for real."""
     with _lock:
-        if _installed:
-            return
         for name in ("openai", "anthropic"):
             _patch_sdk(name)
         _patch_rpm()
-        _installed = True
 
 
 @contextmanager

@@ -441,3 +441,33 @@ def test_concurrent_requests_of_a_web_app_under_rate_limits(pytester: pytest.Pyt
     assert [round(w / 20) for w in web["waited"]] == web["retries"]
     assert all(p >= w for p, w in zip(web["projected"], web["waited"], strict=True))
     assert took < sum(web["waited"]) / 4
+
+
+def test_faults_scoped_to_an_agent_task_or_model() -> None:
+    injector = FaultInjector(parse_faults({"429": 1, "agent": "Writer", "model": "gpt-4o"}))
+    assert injector.matches("gpt-4o", lambda: ("Writer", "draft"))
+    assert injector.matches("openai/gpt-4o", lambda: ("Writer", None))
+    assert not injector.matches("gpt-4o", lambda: ("Researcher", "draft"))
+    assert not injector.matches("gpt-4o-mini", lambda: ("Writer", "draft"))
+    by_task = FaultInjector(parse_faults({"500": 1, "task": "draft"}))
+    assert by_task.matches(None, lambda: (None, "draft")) and not by_task.matches(None, lambda: (None, "x"))
+
+
+def test_waits_outside_a_guard_still_sleep() -> None:
+    from pytest_crewguard.virtual_clock import virtual_waits
+
+    seen: list[tuple[float, str]] = []
+    with virtual_waits(lambda s, kind: seen.append((s, kind))):
+        from crewai.utilities.rpm_controller import RPMController
+
+        controller = RPMController(max_rpm=1)
+        assert controller.check_or_wait() and controller.check_or_wait()  # the second waits
+        controller.stop_rpm_counter()
+    assert seen == [(60.0, "rpm")]
+    import openai
+
+    client = openai.OpenAI(api_key="sk-test")
+    options = openai._base_client.FinalRequestOptions(method="post", url="/x")
+    started = time.perf_counter()
+    client._sleep_for_retry(retries_taken=0, max_retries=2, options=options, response=None)
+    assert time.perf_counter() - started >= 0.3  # the SDK's own backoff: a real sleep outside
