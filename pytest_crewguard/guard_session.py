@@ -249,11 +249,24 @@ class GuardSession:
         own way: the cause, crewguard's message, goes first, not hundreds of lines of the
         application's traceback.
         """
-        found = self.verdict.new(self.blind_spots())
+        found = self.verdict.new(self.blind_spots()) or self.verdict.new(self._given_up())
         if not found:
             return None
         then = f"{type(err).__name__}: {err}".strip().splitlines()[0][:300]
-        return self.verdict.failure(found, f"{found[0].message}\n  (the test then failed with {then})")
+        head = found[0].message
+        head = head if head.startswith("crewguard:") else f"crewguard: {head}"
+        return self.verdict.failure(found, f"{head}\n  (the test then failed with {then})")
+
+    def _given_up(self) -> list[Violation]:
+        """Requests the SDK gave up on after injected faults: what a crew's error comes from."""
+        from .rate_limits import fault_violations
+
+        crew_events.flush()
+        found: list[Violation] = []
+        for run in self.assembly.all_runs():
+            run.gave_up = self.assembly.gave_up(run.kickoff_id)
+            found += fault_violations(run)
+        return found[:1]
 
     def finish_call(self) -> None:
         """After the test body: check every run the test did not check yet, and the totals."""

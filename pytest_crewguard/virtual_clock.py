@@ -7,16 +7,20 @@ projected time of the run, which is what they cost in production.
 
 Only these call sites are patched, not ``time.sleep`` itself: the SDKs' ``_sleep_for_retry``
 (OpenAI's and Anthropic's, sync and async: the delay is computed by the SDK's own
-``_calculate_retry_timeout``, ``retry-after`` included) and
+``_calculate_retry_timeout``, ``retry-after`` included), the ``sleep`` of CrewAI's own
+rate-limit retry around an LLM call (``crewai.llms.retry``, which retries a 429 the SDK gave up
+on, ``retry-after`` honoured) and
 ``crewai.utilities.rpm_controller.RPMController._wait_for_next_minute``. A tool's or the
 application's own sleep still takes real time.
 """
 
 from __future__ import annotations
 
+import asyncio
 import importlib
 import importlib.util
 import threading
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -27,7 +31,10 @@ Sink = Callable[[float, str], None]  # (seconds, kind: "retry" | "rpm")
 
 _sink: Sink | None = None
 _lock = threading.Lock()
-_MARK = "_crewguard_virtual"  # set on the wrappers: a module imported afresh is patched again
+# Set on the wrappers: a module imported afresh is patched again, and a fresh copy of this module
+# (pytester's in-process runs re-import it) wraps again, since the old wrappers read the old sink.
+_MARK = "_crewguard_virtual"
+_THIS_COPY = object()
 
 
 def _retry_timeout(client: Any, retries_taken: int, max_retries: int, options: Any, response: Any) -> float:
@@ -41,7 +48,7 @@ def _patch_sdk(module_name: str) -> None:
         return
     module = importlib.import_module(f"{module_name}._base_client")
     sync_client, async_client = module.SyncAPIClient, module.AsyncAPIClient
-    if getattr(sync_client._sleep_for_retry, _MARK, False):
+    if getattr(sync_client._sleep_for_retry, _MARK, None) is _THIS_COPY:
         return
     real_sync, real_async = sync_client._sleep_for_retry, async_client._sleep_for_retry
 
@@ -67,7 +74,7 @@ def _patch_sdk(module_name: str) -> None:
             return
         sink(_retry_timeout(self, retries_taken, max_retries, options, response), "retry")
 
-    setattr(sleep_for_retry, _MARK, True)
+    setattr(sleep_for_retry, _MARK, _THIS_COPY)
     sync_client._sleep_for_retry = sleep_for_retry
     async_client._sleep_for_retry = sleep_for_retry_async
 
@@ -77,7 +84,7 @@ def _patch_rpm() -> None:
         return
     module = importlib.import_module("crewai.utilities.rpm_controller")
     controller = module.RPMController
-    if getattr(controller._wait_for_next_minute, _MARK, False):
+    if getattr(controller._wait_for_next_minute, _MARK, None) is _THIS_COPY:
         return
     real_wait = controller._wait_for_next_minute
 
@@ -89,8 +96,36 @@ def _patch_rpm() -> None:
         sink(RPM_WAIT_S, "rpm")
         self._current_rpm = 0
 
-    setattr(wait_for_next_minute, _MARK, True)
+    setattr(wait_for_next_minute, _MARK, _THIS_COPY)
     controller._wait_for_next_minute = wait_for_next_minute
+
+
+def _sleep(seconds: float) -> None:
+    sink = _sink
+    if sink is None:
+        time.sleep(seconds)
+    else:
+        sink(seconds, "retry")
+
+
+async def _sleep_async(seconds: float) -> None:
+    sink = _sink
+    if sink is None:
+        await asyncio.sleep(seconds)
+    else:
+        sink(seconds, "retry")
+
+
+def _patch_crewai_retry() -> None:
+    """CrewAI's retry takes its sleep as a keyword default, bound when it was defined."""
+    if importlib.util.find_spec("crewai") is None:
+        return
+    module = importlib.import_module("crewai.llms.retry")
+    for name, sleep in (("run_with_rate_limit_retry", _sleep), ("arun_with_rate_limit_retry", _sleep_async)):
+        function = getattr(module, name, None)
+        defaults = getattr(function, "__kwdefaults__", None)
+        if isinstance(defaults, dict) and "sleep" in defaults:
+            defaults["sleep"] = sleep
 
 
 def _install() -> None:
@@ -99,6 +134,7 @@ def _install() -> None:
         for name in ("openai", "anthropic"):
             _patch_sdk(name)
         _patch_rpm()
+        _patch_crewai_retry()
 
 
 @contextmanager

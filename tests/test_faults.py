@@ -159,6 +159,11 @@ def test_gives_up(crewguard):
     crewguard.kickoff(retrying_crew, inputs={"topic": "rate limits"})
 
 
+@pytest.mark.crewguard(cassette="retrying.yaml", faults={"429": 100})
+def test_crew_fails(crewguard):
+    crewguard.kickoff(retrying_crew, inputs={"topic": "rate limits"})
+
+
 @pytest.mark.crewguard(cassette="retrying.yaml", faults={"500": 1})
 def test_server_error(crewguard):
     report(crewguard.kickoff(retrying_crew, inputs={"topic": "rate limits"}), "server_error")
@@ -206,6 +211,7 @@ def test_rate_limited_crew_retries_on_the_virtual_clock(
     assert outcomes(result) == {
         "test_retried": "passed",
         "test_gives_up": "failed",
+        "test_crew_fails": "failed",
         "test_server_error": "passed",
         "test_timeout": "passed",
     }
@@ -234,6 +240,15 @@ def test_rate_limited_crew_retries_on_the_virtual_clock(
             "*crewguard: the crew did not get past the provider's rate limit (429): the SDK gave up on 4 "
             "requests after its retries:",
             "    1. 429 rate limit: * Researcher / research",
+        ]
+    )
+    # When the crew itself fails on the error, the cause comes first, then the application's error.
+    result.stdout.fnmatch_lines(
+        [
+            "*_ test_crew_fails _*",
+            "crewguard: the crew did not get past the provider's rate limit (429): the SDK gave up on * "
+            "requests after its retries:",
+            "  (the test then failed with *",
         ]
     )
     result.stdout.fnmatch_lines(
@@ -471,3 +486,20 @@ def test_waits_outside_a_guard_still_sleep() -> None:
     started = time.perf_counter()
     client._sleep_for_retry(retries_taken=0, max_retries=2, options=options, response=None)
     assert time.perf_counter() - started >= 0.3  # the SDK's own backoff: a real sleep outside
+
+
+def test_bad_faults_on_the_marker_stop_the_run_at_collection(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(
+        """
+        import pytest
+
+        @pytest.mark.crewguard(faults={"428": 1})
+        def test_x():
+            pass
+        """
+    )
+    result = pytester.runpytest()
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(
+        ["*@pytest.mark.crewguard on *::test_x: argument faults={'428': 1}: unknown key '428'*e.g. faults=*"]
+    )
