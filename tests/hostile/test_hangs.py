@@ -131,7 +131,7 @@ def test_kickoff_async_stops_waiting_at_max_seconds(pytester: pytest.Pytester, p
         os.close(releaser)
     assert outcomes(result) == {"test_blocked_async": "failed"}
     result.stdout.fnmatch_lines(
-        ["crewguard: the crew ran past max_seconds=1 (stopped waiting after 1.* s)*"]
+        ["crewguard: the crew ran past max_seconds=1 (stopped waiting after * s)*"]
     )
     reports = result.reprec.getreports("pytest_runtest_logreport")  # type: ignore[attr-defined]
     (call,) = [r for r in reports if r.when == "call"]
