@@ -181,3 +181,43 @@ def test_the_ini_key_names_the_report(pytester: pytest.Pytester) -> None:
     assert settings_from_config(config).html == Path(config.rootpath) / "out" / "report.html"
     config = pytester.parseconfig("--crewguard-html=other.html")
     assert settings_from_config(config).html == Path(config.rootpath) / "other.html"
+
+
+LOOPING_CREW = """
+@tool("lookup")
+def lookup(q: str) -> str:
+    '''Look something up.'''
+    return "nothing useful"
+
+
+@pytest.mark.crewguard
+def test_loop(crewguard):
+    crewguard.kickoff(lambda: make_crew(max_iter=2, tools=[lookup]), inputs={"topic": "AI agents"})
+"""
+
+
+def test_a_forced_final_answer_and_its_failed_gate_stand_out(
+    pytester: pytest.Pytester, provider: Any
+) -> None:
+    """A real crew that hits max_iter: its forced call is marked and open, the gate named."""
+    from pytest_crewguard.testing.scripted_provider import ReceivedRequest, Reply
+
+    from .conftest import crew_test_file
+
+    def keeps_calling_the_tool(req: ReceivedRequest) -> Reply:
+        return Reply.tool("lookup", q="x") if req.body.get("tools") else Reply(text="best answer")
+
+    server = provider(keeps_calling_the_tool)
+    pytester.makepyfile(test_crew=crew_test_file(server.openai_base_url, LOOPING_CREW))
+    pytester.runpytest("--crewguard-record-mode=once").assert_outcomes(failed=1)
+    server.stop()
+    pytester.runpytest("--crewguard-html=report.html").assert_outcomes(failed=1)
+
+    page = (Path(pytester.path) / "report.html").read_text()
+    assert page.count('<details class="call">') == 2  # the two rounds that called the tool
+    assert page.count('<details class="call forced" open>') == 1
+    assert "FORCED FINAL ANSWER" in page and "failed gates: max_iter" in page
+    assert page.count('">tool: lookup(') == 2  # the label, not its title
+    assert '<section class="test failed"' in page
+    forced = page.split('<details class="call forced" open>')[1].split("</details>")[0]
+    assert "best answer" in forced  # the answer the model gave when told to stop
