@@ -276,6 +276,10 @@ class GuardSession:
         record.failed_gates = self.verdict.gate_names
         record.outcome = self.verdict.outcome
         record.notes = [*(notes or []), *self.notes()]
+        if self.settings.html is not None and self.wire is not None:
+            from .html_timeline import timeline
+
+            record.timeline = timeline(self.runs(), self.calls(), list(self.wire.calls), self.events)
         return record
 
 

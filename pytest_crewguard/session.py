@@ -50,6 +50,9 @@ class GuardedTest:
     cost_exact: bool = True
     free_models: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)  # what the reader should know, once per run
+    # Each run's tasks, tool calls and LLM calls with their messages, for the HTML report only
+    # (filled when it is asked for; not in the JSON report).
+    timeline: list[dict[str, Any]] = field(default_factory=list)
 
     __test__ = False  # not a pytest test class, whatever its name
 
@@ -87,8 +90,11 @@ class GuardedTest:
             free_models=free_models(calls),
         )
 
-    def to_json(self) -> dict[str, Any]:
+    def to_json(self, *, timeline: bool = False) -> dict[str, Any]:
+        """The record as JSON data; ``timeline`` keeps the runs' messages (for the HTML report)."""
         data = asdict(self)
+        if not timeline:
+            del data["timeline"]
         data["tokens"] = self.tokens
         data["verdict"] = self.verdict
         return data
