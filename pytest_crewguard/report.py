@@ -50,6 +50,7 @@ def table(session: CrewguardSession) -> str:
     headers = [
         "test",
         "calls",
+        "tools",
         "in tok",
         "out tok",
         "cost",
@@ -64,6 +65,7 @@ def table(session: CrewguardSession) -> str:
         [
             r.nodeid,
             r.llm_calls,
+            r.tool_calls,
             _tokens(r.input_tokens, r.usage_unknown),
             _tokens(r.output_tokens, r.usage_unknown),
             _cost(r),
@@ -83,6 +85,7 @@ def table(session: CrewguardSession) -> str:
         [
             f"TOTAL ({_plural(len(records), 'test')})",
             session.total("llm_calls"),
+            session.total("tool_calls"),
             _tokens(session.total("input_tokens"), unknown_usage),
             _tokens(session.total("output_tokens"), unknown_usage),
             total or cost_text(session.total_cost, exact=session.cost_exact),
@@ -135,6 +138,7 @@ def report_data(session: CrewguardSession) -> dict[str, Any]:
         "totals": {
             "tests": len(records),
             "llm_calls": session.total("llm_calls"),
+            "tool_calls": session.total("tool_calls"),
             "input_tokens": session.total("input_tokens"),
             "output_tokens": session.total("output_tokens"),
             "tokens": session.total("tokens"),
