@@ -365,3 +365,14 @@ def test_tool_calls_record_and_replay(pytester: pytest.Pytester, provider) -> No
     replayed.assert_outcomes(**EXPECTED)
     _check_failures(replayed)
     assert {name: read_dump(pytester, name) for name in dumps} == dumps
+
+
+def test_arguments_in_any_form_become_a_dict() -> None:
+    from pytest_crewguard.tool_calls import parse_args
+
+    assert parse_args('{"q": "x"}') == {"q": "x"}
+    assert parse_args("{'q': 'x'}") == {"q": "x"}  # the ReAct path's Python-literal text
+    assert parse_args("just text") == {"input": "just text"}
+    assert parse_args("[1, 2]") == {"input": "[1, 2]"}
+    assert parse_args(None) == {} and parse_args("") == {}
+    assert parse_args("{" * 100_000) == {"input": "{" * 100_000}  # deeply nested junk: no crash
