@@ -53,6 +53,11 @@ class GuardedTest:
     retries: int = 0  # requests the SDKs sent again after a provider fault (faults=)
     rate_limited_calls: int = 0
     waited_s: float = 0.0  # retry backoff and max_rpm waits, in the projected time
+    # Each run's tasks, tool calls and LLM calls with their messages, for the HTML report only
+    # (filled when it is asked for; not in the JSON report).
+    timeline: list[dict[str, Any]] = field(default_factory=list)
+    tool_calls: int = 0
+    tool_errors: int = 0
 
     __test__ = False  # not a pytest test class, whatever its name
 
@@ -91,10 +96,15 @@ class GuardedTest:
             retries=sum(r.retries for r in runs),
             rate_limited_calls=sum(r.rate_limited_calls for r in runs),
             waited_s=sum(r.waited_s for r in runs),
+            tool_calls=sum(len(r.tool_calls) for r in runs),
+            tool_errors=sum(1 for r in runs for c in r.tool_calls if c.error is not None),
         )
 
-    def to_json(self) -> dict[str, Any]:
+    def to_json(self, *, timeline: bool = False) -> dict[str, Any]:
+        """The record as JSON data; ``timeline`` keeps the runs' messages (for the HTML report)."""
         data = asdict(self)
+        if not timeline:
+            del data["timeline"]
         data["tokens"] = self.tokens
         data["verdict"] = self.verdict
         return data

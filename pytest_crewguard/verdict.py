@@ -34,6 +34,9 @@ class Gate(StrEnum):
     USAGE_UNKNOWN = "usage_unknown"
     PROVIDER_FAULT = "provider_fault"
     MAX_RPM = "max_rpm"
+    FORBIDDEN_TOOL = "forbidden_tool"
+    MAX_TOOL_CALLS = "max_tool_calls"
+    TOOL_ERROR = "tool_error"
 
 
 @dataclass(frozen=True)
