@@ -71,6 +71,11 @@ def _over_budget(data: dict[str, Any]) -> list[str]:
     return lines
 
 
+def comparison_markdown(comparison: Comparison, title: str = "crewguard comparison") -> str:
+    """Two reports compared, as Markdown (``crewguard compare --markdown``)."""
+    return "\n\n".join([f"## {title}", *_comparison(comparison)]) + "\n"
+
+
 def _comparison(comparison: Comparison) -> list[str]:
     parts = []
     if comparison.regressions:
