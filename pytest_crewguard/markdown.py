@@ -20,6 +20,10 @@ def _cell(value: Any) -> str:
     return str(value).replace("|", "\\|").replace("\n", " ")
 
 
+def _line(value: Any) -> str:
+    return str(value).replace("\n", " ")
+
+
 def markdown(data: dict[str, Any], comparison: Comparison | None = None, title: str = "crewguard") -> str:
     """The summary of a report; ``comparison`` (from :func:`baseline.compare`) adds
     regressions, changes and new or removed tests."""
@@ -37,7 +41,7 @@ def markdown(data: dict[str, Any], comparison: Comparison | None = None, title: 
         parts.append("**" + budget.replace("session budget", "Session budget") + "**")
     over = _over_budget(data)
     if over:
-        parts.append("### Over budget\n\n" + "\n".join(f"- {_cell(line)}" for line in over))
+        parts.append("### Over budget\n\n" + "\n".join(f"- {_line(line)}" for line in over))
     if comparison is not None:
         parts.extend(_comparison(comparison))
     if session.unpriced_models:
@@ -79,10 +83,10 @@ def comparison_markdown(comparison: Comparison, title: str = "crewguard comparis
 def _comparison(comparison: Comparison) -> list[str]:
     parts = []
     if comparison.regressions:
-        parts.append("### Regressions\n\n" + "\n".join(f"- {_cell(r)}" for r in comparison.regressions))
+        parts.append("### Regressions\n\n" + "\n".join(f"- {_line(r)}" for r in comparison.regressions))
     changes = comparison.lines()
     parts.append(
-        "### Changes since the baseline\n\n" + "\n".join(f"- {_cell(line)}" for line in changes)
+        "### Changes since the baseline\n\n" + "\n".join(f"- {_line(line)}" for line in changes)
         if changes else "No changes since the baseline."
     )
     return parts
