@@ -17,13 +17,13 @@ from .money import usd
 
 METRICS: tuple[str, ...] = (
     "cost", "tokens", "input_tokens", "output_tokens", "llm_calls", "projected_s", "max_iter_hits",
-    "max_iterations",
+    "max_iterations", "failed_gates",
 )
 # Shorter names a rule may use.
 ALIASES = {"time": "projected_s", "iterations": "max_iterations"}
 # What the comparison shows for each test, in this order.
 SHOWN: tuple[str, ...] = ("cost", "tokens", "llm_calls", "max_iterations", "max_iter_hits", "projected_s")
-EXAMPLE = "e.g. cost:10%,tokens:10%,llm_calls:0,time:20%,max_iter_hits:0 or cost:0.01"
+EXAMPLE = "e.g. cost:10%,tokens:10%,llm_calls:0,time:20%,max_iter_hits:0,failed_gates:0 or cost:0.01"
 TOTAL = "TOTAL"
 
 
@@ -87,6 +87,8 @@ def _entries(report: dict[str, Any]) -> dict[str, dict[str, Any]]:
 def _number(entry: dict[str, Any], metric: str) -> float | None:
     """The entry's value; ``None`` when unknown (no recorded latencies for ``projected_s``)."""
     value = entry.get(metric, 0)
+    if metric == "failed_gates":  # gates a test failed: failed_gates:0 catches an output gone invalid
+        return float(len(value)) if isinstance(value, list) else 0.0
     if value is None:
         return None
     return float(value) if isinstance(value, (int, float)) else 0.0

@@ -123,6 +123,10 @@ def test_new_removed_improved_and_verdict_changes_are_listed() -> None:
     assert "t.py::gone: removed since the baseline" in lines
     assert "t.py::kept: verdict passed -> FAILED output" in lines
     assert "t.py::kept: cost $0.020000 -> $0.010000 (-50.0%) (better)" in lines
+    # An output that stopped validating is a regression to a failed_gates:0 rule.
+    assert compare(base, new, parse_compare_fail("failed_gates:0")).regressions == [
+        "t.py::kept: failed_gates 0 -> 1 (new; allowed failed_gates:0)"
+    ]
 
 
 @pytest.mark.parametrize(("rule", "problem"), [
