@@ -30,11 +30,30 @@ def report_schema() -> dict[str, Any]:
     return schema
 
 
-def schema_errors(data: Any) -> list[str]:
-    """Where ``data`` breaks the report schema, one line each (empty when it is valid)."""
+def _optional(node: Any) -> Any:
+    """The schema with nothing required: what an unversioned report must still get right."""
+    if isinstance(node, dict):
+        return {k: _optional(v) for k, v in node.items() if k != "required"}
+    if isinstance(node, list):
+        return [_optional(v) for v in node]
+    return node
+
+
+@cache
+def _unversioned_schema() -> dict[str, Any]:
+    schema: dict[str, Any] = _optional(report_schema())
+    schema["properties"]["budget"] = {"type": ["number", "null"]}  # a bare amount, then
+    return schema
+
+
+def schema_errors(data: Any, *, unversioned: bool = False) -> list[str]:
+    """Where ``data`` breaks the report schema, one line each (empty when it is valid).
+
+    ``unversioned``: a report written before the schema was versioned, which may lack fields
+    but not have wrong ones."""
     from jsonschema import Draft202012Validator
 
-    validator = Draft202012Validator(report_schema())
+    validator = Draft202012Validator(_unversioned_schema() if unversioned else report_schema())
     return [
         f"{'/'.join(str(p) for p in err.absolute_path) or '(top)'}: {err.message}"
         for err in sorted(validator.iter_errors(data), key=lambda e: list(map(str, e.absolute_path)))
@@ -46,17 +65,15 @@ def check_report(data: Any, name: str) -> dict[str, Any]:
     if not isinstance(data, dict) or not isinstance(data.get("tests"), dict) or "totals" not in data:
         raise ConfigError(f"{name}: not a crewguard report (write one with --crewguard-report=PATH)")
     schema = data.get("schema")
-    if schema is None:  # written before reports were versioned
-        return data
-    if schema != SCHEMA:
+    if schema is not None and schema != SCHEMA:
         raise ConfigError(
             f"{name}: schema {str(schema)[:40]!r} is not one this crewguard reads ({SCHEMA}); "
             "upgrade pytest-crewguard to read it"
         )
-    errors = schema_errors(data)
+    errors = schema_errors(data, unversioned=schema is None)  # None: written before versions
     if errors:
         shown = "; ".join(errors[:3]) + (f"; and {len(errors) - 3} more" if len(errors) > 3 else "")
-        raise ConfigError(f"{name}: not a valid {SCHEMA} report: {shown}")
+        raise ConfigError(f"{name}: not a valid {SCHEMA if schema else 'crewguard'} report: {shown}")
     return data
 
 

@@ -41,6 +41,9 @@ def test_a_missing_report_is_a_usage_error(command: list[str], good: str, tmp_pa
         (b'{"tests": [], "totals": {}}', "not a crewguard report"),
         (b'{"schema": "crewguard-report/1", "tests": {}, "totals": {}}', "not a valid crewguard-report/1"),
         (b'{"schema": "crewguard-report/9", "tests": {}, "totals": {}}', "upgrade pytest-crewguard"),
+        # Unversioned (older) reports may lack fields, not have wrong ones.
+        (b'{"tests": {"t::a": {"cost": "lots"}}, "totals": {}}', "tests/t::a/cost: 'lots' is not of type"),
+        (b'{"tests": {"t::a": []}, "totals": {}}', "tests/t::a: [] is not of type 'object'"),
     ],
 )
 def test_a_malformed_report_is_a_data_error(content: bytes, problem: str, tmp_path: Path, good: str,
