@@ -162,7 +162,9 @@ def _compare_entry(result: Comparison, name: str, before: dict[str, Any], after:
     shrank: list[str] = []
     for metric in SHOWN:
         old, new = _number(before, metric), _number(after, metric)
-        if old is None or new is None or abs(new - old) < (0.005 if metric == "projected_s" else 1e-12):
+        # Projected time carries this machine's own overhead: under 10% it is noise, not news.
+        noise = max(0.005, 0.1 * old) if metric == "projected_s" and old is not None else 1e-12
+        if old is None or new is None or abs(new - old) < noise:
             continue
         text = f"{metric} {_fmt(metric, old)} -> {_fmt(metric, new)} ({_change(old, new)})"
         (grew if new > old else shrank).append(text)

@@ -108,6 +108,14 @@ def test_absolute_rules_and_time_and_max_iter_hits() -> None:
     assert "10.00s -> 13.00s (+30.0%; allowed projected_s:20%)" in found[1]
 
 
+def test_projected_time_jitter_is_not_listed_as_a_change() -> None:
+    base = report(record("t.py::a", projected_s=10.0))
+    assert compare(base, report(record("t.py::a", projected_s=10.4))).lines() == []
+    assert compare(base, report(record("t.py::a", projected_s=12.0))).lines() == [
+        "t.py::a: projected_s 10.00s -> 12.00s (+20.0%)", "TOTAL: projected_s 10.00s -> 12.00s (+20.0%)"
+    ]
+
+
 def test_no_recorded_latency_is_not_a_time_regression() -> None:
     base = report(record("t.py::a", projected_s=None))
     now = report(record("t.py::a", projected_s=5.0))
