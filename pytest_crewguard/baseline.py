@@ -17,7 +17,7 @@ from .money import usd
 
 METRICS: tuple[str, ...] = (
     "cost", "tokens", "input_tokens", "output_tokens", "llm_calls", "projected_s", "max_iter_hits",
-    "max_iterations", "failed_gates",
+    "max_iterations", "failed_gates", "tool_calls",
 )
 # Shorter names a rule may use.
 ALIASES = {"time": "projected_s", "iterations": "max_iterations"}

@@ -23,6 +23,7 @@ class Settings:
     allow_hosts: tuple[str, ...] = ()
     markdown: Path | None = None
     step_summary: bool = True  # append the Markdown summary to $GITHUB_STEP_SUMMARY when set
+    html: Path | None = None  # where the HTML report goes
 
     def record_mode_for(self, marker_mode: str | None) -> str:
         """An explicit command-line mode wins over the marker, which wins over the ini."""

@@ -14,7 +14,7 @@ from .recorded import CommandError
 FAIL_HELP = (
     "regressions that fail (exit 1): metric:limit, comma-separated; a limit with %% is relative, "
     "without it absolute. Metrics: cost, tokens, input_tokens, output_tokens, llm_calls, "
-    "time (projected_s), max_iter_hits, iterations (max_iterations), failed_gates; "
+    "time (projected_s), max_iter_hits, iterations (max_iterations), failed_gates, tool_calls; "
     "e.g. cost:10%%,llm_calls:0,failed_gates:0"
 )
 
