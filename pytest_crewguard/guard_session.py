@@ -307,6 +307,8 @@ class GuardSession:
         record.failed_gates = self.verdict.gate_names
         record.outcome = self.verdict.outcome
         record.notes = [*(notes or []), *self.notes()]
+        record.cassette = self._display(self.cassette_path)
+        record.limits = self.spec.limits()
         if self.settings.html is not None and self.wire is not None:
             from .html_timeline import timeline
 

@@ -47,6 +47,26 @@ class GuardSpec:
     max_tool_calls: int | dict[str, int] | None = None
     allow_tool_errors: bool = False
 
+    def limits(self) -> dict[str, Any]:
+        """The limits this test set, as JSON values (the report's ``limits``); the output
+        schema by its name, since a class or a schema document is not a limit one compares."""
+        shown: dict[str, Any] = {}
+        for name in ("max_cost", "max_tokens", "max_llm_calls", "max_iterations", "max_seconds",
+                     "max_memory_growth"):
+            if (value := getattr(self, name)) is not None:
+                shown[name] = value
+        if self.allow_max_iter:
+            shown["allow_max_iter"] = True
+        if self.repeat != 1:
+            shown["repeat"] = self.repeat
+        if isinstance(self.output, (str, Path)):
+            shown["output"] = str(self.output)
+        elif isinstance(self.output, dict):
+            shown["output"] = str(self.output.get("title") or "JSON Schema")
+        elif self.output is not None:
+            shown["output"] = getattr(self.output, "__name__", repr(self.output))
+        return shown
+
 
 ARGUMENTS: tuple[str, ...] = tuple(f.name for f in fields(GuardSpec))
 
