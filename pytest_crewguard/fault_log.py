@@ -57,34 +57,48 @@ class Wait:
     scope: Scope
 
 
+@dataclass(frozen=True)
+class _Pending:
+    kind: str | None  # a fault kind, or None for a wait
+    seconds: float
+    kickoff: str | None
+    model: str | None
+
+
 class FaultLog:
     """The faults served and the virtual waits of one test, and who has not been answered yet."""
 
     def __init__(self) -> None:
         self.faults: list[FaultSeen] = []
         self.waits: list[Wait] = []
-        self._pending: dict[SenderKey, tuple[list[str], float]] = {}
+        self._pending: dict[SenderKey, list[_Pending]] = {}
         self._lock = threading.Lock()
 
     def fault(self, kind: str, model: str | None, scope: Scope, position: int) -> None:
         key = sender_key()
         with self._lock:
             self.faults.append(FaultSeen(kind, model, scope, key, position))
-            kinds, waited = self._pending.get(key, ([], 0.0))
-            self._pending[key] = ([*kinds, kind], waited)
+            kickoff = scope_id(scope, "crew_kickoff_started")
+            self._pending.setdefault(key, []).append(_Pending(kind, 0.0, kickoff, model))
 
     def waited(self, seconds: float, kind: str, scope: Scope) -> None:
         key = sender_key()
         with self._lock:
             self.waits.append(Wait(seconds, kind, scope))
-            kinds, waited = self._pending.get(key, ([], 0.0))
-            self._pending[key] = (kinds, waited + seconds)
+            kickoff = scope_id(scope, "crew_kickoff_started")
+            self._pending.setdefault(key, []).append(_Pending(None, seconds, kickoff, None))
 
-    def take(self) -> tuple[tuple[str, ...], float]:
-        """The faults and waits the calling sender met since its last answer."""
+    def take(self, scope: Scope, model: str | None) -> tuple[tuple[str, ...], float]:
+        """The faults and waits the calling sender met since its last answer, for this answer.
+
+        Those of another kickoff, or faults of another model (a request the SDK gave up on
+        before the application fell back to this model), were not met by this request.
+        """
+        kickoff = scope_id(scope, "crew_kickoff_started")
         with self._lock:
-            kinds, waited = self._pending.pop(sender_key(), ([], 0.0))
-        return tuple(kinds), waited
+            pending = [p for p in self._pending.pop(sender_key(), []) if p.kickoff == kickoff]
+        kinds = tuple(p.kind for p in pending if p.kind is not None and p.model == model)
+        return kinds, sum(p.seconds for p in pending)
 
 
 def who_from_events(events: EventLog, scope: Scope, patience_s: float = 2.0) -> tuple[str | None, str | None]:

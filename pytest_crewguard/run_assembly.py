@@ -118,7 +118,7 @@ class RunAssembly:
             for f in wire.fault_log.faults
             if _in_kickoff(f.scope, kickoff_id)
             and _call_of(f.scope) not in same_call
-            and not any(w.index >= f.position and _other_model(w.exchange.model, f.model) for w in answers)
+            and not any(w.index >= f.position and _other_model(w.request_model, f.model) for w in answers)
         ]
 
     def _any_replayed(self, kickoff_id: str | None) -> bool:

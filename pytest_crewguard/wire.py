@@ -63,6 +63,7 @@ class HttpExchange:
     exchange: Exchange
     faults: tuple[str, ...] = ()  # fault answers this call met before its answer (replay)
     waited_s: float = 0.0  # virtual seconds waited before its answer (backoff, max_rpm)
+    request_model: str | None = None  # the model the request asked for (the answer may name a version)
 
     def scope_id(self, event_type: str) -> str | None:
         """The innermost scope of ``event_type`` (e.g. ``"task_started"``) this call ran in."""
@@ -247,7 +248,9 @@ class WireLog:
         exchange = classify_exchange(
             request.method, request.uri, request.body, status, headers, _body(response)
         )
-        faults, waited = self.fault_log.take() if exchange.kind == "llm" else ((), 0.0)
+        scope = current_scope()
+        asked = classify_exchange(request.method, request.uri, request.body, 0, {}, None).model
+        faults, waited = self.fault_log.take(scope, asked) if exchange.kind == "llm" else ((), 0.0)
         with self._lock:
             self.calls.append(
                 HttpExchange(
@@ -258,12 +261,13 @@ class WireLog:
                     status=status,
                     response_headers=headers,
                     response_body=_body(response),
-                    scope=current_scope(),
+                    scope=scope,
                     recorded_latency_s=latency,
                     replayed=replayed,
                     exchange=exchange,
                     faults=faults,
                     waited_s=waited,
+                    request_model=asked,
                 )
             )
 

@@ -503,3 +503,19 @@ def test_bad_faults_on_the_marker_stop_the_run_at_collection(pytester: pytest.Py
     result.stderr.fnmatch_lines(
         ["*@pytest.mark.crewguard on *::test_x: argument faults={'428': 1}: unknown key '428'*e.g. faults=*"]
     )
+
+
+def test_an_answer_takes_only_the_faults_its_own_request_met() -> None:
+    from pytest_crewguard.fault_log import FaultLog
+
+    kickoff = (("k1", "crew_kickoff_started"),)
+    log = FaultLog()
+    log.fault("429", "gpt-4o-mini", kickoff, 0)
+    log.waited(20.0, "retry", kickoff)
+    log.fault("429", "gpt-4o-mini", (("k0", "crew_kickoff_started"),), 0)
+    # The SDK gave up on gpt-4o-mini; the application's fallback to gpt-4o is answered next,
+    # in the same thread: it met no fault, though it came after the wait.
+    assert log.take(kickoff, "gpt-4o") == ((), 20.0)
+    log.fault("500", "gpt-4o", kickoff, 1)
+    assert log.take(kickoff, "gpt-4o") == (("500",), 0.0)
+    assert log.take(kickoff, "gpt-4o") == ((), 0.0)
