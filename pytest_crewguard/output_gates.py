@@ -43,6 +43,21 @@ def task_schemas(value: Any) -> dict[str, Any] | None:
     return None
 
 
+def task_map_problem(value: Any) -> str | None:
+    """What is wrong with a dict meant as ``{task_name: schema}`` (``None`` if it is not one)."""
+    if not isinstance(value, dict) or not value or set(value) & _SCHEMA_KEYWORDS:
+        return None
+    if not any(is_schema(v) for v in value.values()):
+        return None  # no schema in it: read as a JSON Schema, checked as one
+    for task, schema in value.items():
+        if not is_schema(schema):
+            return (
+                f"task {task!r} has {schema!r}; give each task a pydantic model class, a JSON "
+                'Schema dict or a .json file path, e.g. output={"write": Brief}'
+            )
+    return None
+
+
 def _task_name(output: Any) -> str:
     return str(getattr(output, "name", None) or getattr(output, "description", None) or "").strip()
 

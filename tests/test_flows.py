@@ -157,3 +157,97 @@ def test_flow_project_recorded_and_replayed(pytester: pytest.Pytester, project: 
     assert "ResearchCrew', flow step 'research'" not in text
     # Roles from `role: >` end in a newline in CrewAI; no message, key or table shows it.
     assert "\\n'" not in text and "Researcher\\n" not in json.dumps(flow)
+
+
+# -- in-process: which output each schema applies to, and usage errors --------------------------
+
+
+def test_output_dict_is_a_task_map_unless_it_is_a_json_schema() -> None:
+    from pydantic import BaseModel
+
+    from pytest_crewguard.output_gates import task_schemas
+
+    class Brief(BaseModel):
+        title: str
+
+    assert task_schemas({"write": Brief, " research ": "schemas/notes.json"}) == {
+        "write": Brief,
+        "research": "schemas/notes.json",
+    }
+    assert task_schemas({"type": "object", "properties": {"title": {"type": "string"}}}) is None
+    assert task_schemas({"properties": {}}) is None
+    assert task_schemas(Brief) is None
+
+
+def test_a_task_map_with_a_wrong_schema_is_a_usage_error(tmp_path: Path) -> None:
+    from pytest_crewguard.errors import ConfigError
+    from pytest_crewguard.marker import spec_from_marker
+
+    with pytest.raises(ConfigError, match=r"task 'research' has 3; give each task a pydantic model"):
+        spec_from_marker(
+            (), {"output": {"write": {"type": "object"}, "research": 3}}, "t.py::t", rootdir=tmp_path
+        )
+
+
+def test_a_task_schema_names_crew_and_task_and_skips_other_crews() -> None:
+    from types import SimpleNamespace
+
+    from pydantic import BaseModel
+
+    from pytest_crewguard.output_gates import output_violations
+
+    class Brief(BaseModel):
+        title: str
+
+    def task_output(name: str, raw: str) -> SimpleNamespace:
+        return SimpleNamespace(name=name, description="", raw=raw, pydantic=None, json_dict=None)
+
+    def run(crew: str, *outputs: SimpleNamespace) -> SimpleNamespace:
+        final = outputs[-1]
+        return SimpleNamespace(
+            crew=crew, flow_step="step", output=final, task_outputs=list(outputs), rootdir=None
+        )
+
+    research = run("ResearchCrew", task_output("research", "plain notes"))
+    write = run("WriteCrew", task_output("write", '{"title": 3}'))
+    assert output_violations({"write": Brief}, research) == []
+    (found,) = output_violations({"write": Brief}, write)
+    assert found.message.startswith(
+        "the output of crew 'WriteCrew', flow step 'step', task 'write' does not match Brief:"
+    )
+    assert found.details == {"crew": "WriteCrew", "task": "write"}
+    # A schema without a task is the flow's, not that of every crew inside it.
+    assert output_violations(Brief, research) == []
+
+
+def test_roles_from_folded_yaml_lose_their_trailing_newline() -> None:
+    from pytest_crewguard.events import clean
+
+    assert clean("Researcher\n") == "Researcher"
+    assert clean("  Senior  researcher \n") == "Senior  researcher"
+    assert clean(" \n") is None and clean(None) is None
+
+
+def test_kickoff_refuses_a_flow_and_says_which_method_runs_it(
+    crewai_loaded: None, tmp_path: Path
+) -> None:
+    import crewai.memory.storage.lancedb_storage  # noqa: F401
+    from crewai import Agent, Crew
+    from crewai.flow.flow import Flow, start
+
+    from pytest_crewguard.flow_run import build_flow
+    from pytest_crewguard.guard import CrewGuard
+    from pytest_crewguard.guard_session import GuardSession
+
+    class OneStep(Flow):  # type: ignore[type-arg]
+        @start()
+        def go(self) -> str:
+            return "done"
+
+    guard = CrewGuard(GuardSession.for_test("t.py::t", rootdir=tmp_path))
+    with pytest.raises(TypeError, match=r"gave OneStep; for a Flow use crewguard.kickoff_flow\(\)"):
+        guard.kickoff(lambda: OneStep())
+    assert isinstance(build_flow(OneStep), OneStep)  # the class itself is a factory
+    agent = Agent(role="R", goal="g", backstory="b", llm="gpt-4o-mini")
+    with pytest.raises(TypeError, match=r"gave Crew \(for a crew use crewguard.kickoff\)"):
+        build_flow(lambda: Crew(agents=[agent], tasks=[]))
