@@ -228,9 +228,7 @@ def test_roles_from_folded_yaml_lose_their_trailing_newline() -> None:
     assert clean(" \n") is None and clean(None) is None
 
 
-def test_kickoff_refuses_a_flow_and_says_which_method_runs_it(
-    crewai_loaded: None, tmp_path: Path
-) -> None:
+def test_kickoff_refuses_a_flow_and_says_which_method_runs_it(crewai_loaded: None, tmp_path: Path) -> None:
     import crewai.memory.storage.lancedb_storage  # noqa: F401
     from crewai import Agent, Crew
     from crewai.flow.flow import Flow, start
