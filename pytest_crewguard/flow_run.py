@@ -13,17 +13,15 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
-from . import deadline
+from . import deadline, flow_kickoffs
 from . import events as crew_events
 from .deadline import CrewTimeout
-from .ledger import LLMCall, cost_exact, total_cost, total_tokens
+from .flow_result import FlowRun
 from .limits import run_violations, total_violations
 from .output_gates import flow_output_violation, unmatched_tasks
-from .run import GuardedRun
 from .verdict import Gate, Violation
 from .wire import HttpExchange
 
@@ -34,81 +32,6 @@ if TYPE_CHECKING:
 FlowFactory = Callable[[], Any] | type
 
 _KICKOFFS = ("crew_kickoff_started", "lite_agent_execution_started")
-
-
-@dataclass
-class FlowRun:
-    """One flow kickoff: its return value, its final state, and every run and call inside it.
-
-    ``projected_s`` is the local time plus the recorded provider latency of every call of the
-    flow, direct ``LLM.call()`` s included (``None`` when a replayed call has no latency).
-    """
-
-    output: Any
-    state: Any
-    runs: list[GuardedRun]
-    calls: list[LLMCall]
-    elapsed_s: float
-    projected_s: float | None
-    flow_id: str | None = None
-    error: BaseException | None = None
-    name: str | None = None
-
-    @property
-    def cost(self) -> float:
-        """USD of the flow's calls whose cost is known (see :attr:`cost_exact`)."""
-        return total_cost(self.calls)
-
-    @property
-    def cost_exact(self) -> bool:
-        return cost_exact(self.calls)
-
-    @property
-    def tokens(self) -> int:
-        return total_tokens(self.calls)
-
-    @property
-    def llm_calls(self) -> int:
-        return len(self.calls)
-
-
-@dataclass
-class _Kicked:
-    """The crews and agents a flow kicked off, collected from CrewAI's start events."""
-
-    objects: list[Any] = field(default_factory=list)
-    lock: threading.Lock = field(default_factory=threading.Lock)
-
-    def add(self, source: Any, event: Any) -> None:
-        with self.lock:
-            if all(o is not source for o in self.objects):
-                self.objects.append(source)
-
-
-_collector: _Kicked | None = None
-
-
-def _on_kickoff(source: Any, event: Any) -> None:
-    collector = _collector
-    if collector is not None and source is not None:
-        collector.add(source, event)
-
-
-def _listen() -> None:
-    from crewai.events import crewai_event_bus
-    from crewai.events.types import agent_events, crew_events
-
-    # Registered at every flow kickoff: a project's fixture may have cleared the bus.
-    crewai_event_bus.on(crew_events.CrewKickoffStartedEvent)(_on_kickoff)
-    crewai_event_bus.on(agent_events.LiteAgentExecutionStartedEvent)(_on_kickoff)
-
-
-class _AgentParts:
-    """An ``Agent.kickoff()``'s agent seen as a one-agent crew, to claim it and its LLMs."""
-
-    def __init__(self, agent: Any) -> None:
-        self.agents = [agent]
-        self.tasks: list[Any] = []
 
 
 def _is_flow(obj: Any) -> bool:
@@ -164,15 +87,8 @@ class FlowRunner:
 
     # -- one flow run ------------------------------------------------------------------------
 
-    def _start(self) -> _Kicked:
-        global _collector
-        _listen()
-        kicked = _Kicked()
-        _collector = kicked
-        return kicked
-
     def _guarded(self, flow: Any, call: Callable[[], Any]) -> FlowRun:
-        kicked = self._start()
+        kicked = flow_kickoffs.start()
         started = time.perf_counter()
         error: BaseException | None = None
         output = None
@@ -194,7 +110,7 @@ class FlowRunner:
         return self._finish(flow, kicked, output, started, error)
 
     async def _guarded_async(self, flow: Any, make: Callable[[], Awaitable[Any]]) -> FlowRun:
-        kicked = self._start()
+        kicked = flow_kickoffs.start()
         started = time.perf_counter()
         error: BaseException | None = None
         output = None
@@ -218,13 +134,17 @@ class FlowRunner:
         return self._finish(flow, kicked, output, started, error)
 
     def _finish(
-        self, flow: Any, kicked: _Kicked, output: Any, started: float, error: BaseException | None
+        self,
+        flow: Any,
+        kicked: flow_kickoffs.Kicked,
+        output: Any,
+        started: float,
+        error: BaseException | None,
     ) -> FlowRun:
-        global _collector
         guard = self.guard
         elapsed = time.perf_counter() - started
         crew_events.flush()
-        _collector = None
+        flow_kickoffs.stop()
         result = self._assemble(flow, output, elapsed, error)
         guard.fail_if_blind()  # a cassette miss first: it explains the error that follows
         self._claim(kicked)
@@ -264,13 +184,13 @@ class FlowRunner:
         )
         return [Violation(Gate.OUTPUT, message, {"missing": missing})]
 
-    def _claim(self, kicked: _Kicked) -> None:
+    def _claim(self, kicked: flow_kickoffs.Kicked) -> None:
         """Claim what the flow kicked off: refused if an earlier run or test used it."""
         with kicked.lock:
             objects = list(kicked.objects)
         kicked.objects.clear()
         for obj in objects:
-            self.guard.claim(obj if hasattr(obj, "agents") else _AgentParts(obj))
+            self.guard.claim(flow_kickoffs.parts(obj))
 
     def _flow_id(self, flow: Any) -> str | None:
         ids = [e.event_id for e in self.guard.events.ordered("flow_started") if e.source_id == id(flow)]

@@ -20,7 +20,8 @@ from .verdict import Gate, Violation
 if TYPE_CHECKING:
     from crewai import Crew
 
-    from .flow_run import FlowFactory, FlowRun
+    from .flow_result import FlowRun
+    from .flow_run import FlowFactory
     from .guard_session import GuardSession
 
 # A function that builds the crew (called once per repeat), or the crew itself.

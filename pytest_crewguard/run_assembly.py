@@ -92,6 +92,23 @@ class RunAssembly:
             flow_step=step,
         )
 
+    def _inside_crew(self, started: CrewEvent) -> bool:
+        """An ``Agent.kickoff()`` made inside a crew's kickoff (a tool, a guardrail): its calls
+        belong to the crew's run, so it is not a run of its own."""
+        if started.type != LITE_AGENT:
+            return False
+        seen: set[str] = set()
+        parent = started.parent_id
+        while parent is not None and parent not in seen:
+            seen.add(parent)
+            up = self.events.get(parent)
+            if up is None:
+                return False
+            if up.type == "crew_kickoff_started":
+                return True
+            parent = up.parent_id
+        return False
+
     def _flow_step(self, started: CrewEvent | None) -> str | None:
         """The flow method a kickoff ran in (its nearest ``method_execution_started`` parent)."""
         seen: set[str] = set()
@@ -121,7 +138,7 @@ class RunAssembly:
         for end_event in self.events.ordered(*KICKOFF_ENDS):
             ends.setdefault(end_event.started_id, end_event)
         for started in starts:
-            if started.event_id in known:
+            if started.event_id in known or self._inside_crew(started):
                 continue
             done = ends.get(started.event_id)
             end = done.timestamp if done is not None and done.timestamp else started.timestamp

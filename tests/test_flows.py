@@ -44,12 +44,17 @@ def dumped(pytester: pytest.Pytester, name: str) -> dict[str, Any]:
     return data
 
 
-@pytest.fixture
-def project(pytester: pytest.Pytester, provider: Any, monkeypatch: pytest.MonkeyPatch) -> Any:
-    # A Flow builds its memory on lancedb, whose native module cannot be loaded twice in one
-    # process: loaded here, by the outer session, pytester's runs do not unload it.
+@pytest.fixture(scope="session")
+def lancedb_loaded(crewai_loaded: None) -> None:
+    """A Flow builds its memory on lancedb, whose native module cannot be loaded twice in one
+    process; loaded by the session, before any pytester snapshot, it is never unloaded."""
     import crewai.memory.storage.lancedb_storage  # noqa: F401
 
+
+@pytest.fixture
+def project(
+    lancedb_loaded: None, pytester: pytest.Pytester, provider: Any, monkeypatch: pytest.MonkeyPatch
+) -> Any:
     server = provider(answers)
     shutil.copytree(PROJECT, pytester.path, dirs_exist_ok=True)
     monkeypatch.setenv("BRIEF_BASE_URL", server.openai_base_url)
@@ -228,8 +233,7 @@ def test_roles_from_folded_yaml_lose_their_trailing_newline() -> None:
     assert clean(" \n") is None and clean(None) is None
 
 
-def test_kickoff_refuses_a_flow_and_says_which_method_runs_it(crewai_loaded: None, tmp_path: Path) -> None:
-    import crewai.memory.storage.lancedb_storage  # noqa: F401
+def test_kickoff_refuses_a_flow_and_says_which_method_runs_it(lancedb_loaded: None, tmp_path: Path) -> None:
     from crewai import Agent, Crew
     from crewai.flow.flow import Flow, start
 
