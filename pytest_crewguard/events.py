@@ -10,6 +10,7 @@ per process (the bus is a singleton), when a log is first activated, and write t
 
 from __future__ import annotations
 
+import copy
 import threading
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -36,6 +37,13 @@ class CrewEvent:
     crew_name: str | None = None  # on crew_kickoff_started
     method_name: str | None = None  # on method_execution_started: the flow step
     flow_name: str | None = None  # on flow_started / method_execution_started
+    # Tool rounds: the arguments as given, the text fed back to the model, whether CrewAI's
+    # tool cache answered, the exception's class, and which cache the executor reads.
+    tool_input: Any = None
+    result: str | None = None
+    from_cache: bool = False
+    error_type: str | None = None
+    cache_id: int | None = None
 
 
 @dataclass
@@ -134,6 +142,32 @@ def _timestamp(event: Any) -> float | None:
     return float(stamp.timestamp()) if stamp is not None and hasattr(stamp, "timestamp") else None
 
 
+def _copied(value: Any) -> Any:
+    """A copy the application cannot change afterwards (arguments are plain JSON values)."""
+    try:
+        return copy.deepcopy(value)
+    except Exception:  # an argument that cannot be copied is kept as its text
+        return str(value)
+
+
+def _tool_fields(source: Any, event: Any) -> dict[str, Any]:
+    if not str(event.type).startswith("tool_usage"):
+        return {}
+    error = getattr(event, "error", None)
+    output = getattr(event, "output", None)
+    cache = getattr(getattr(source, "tools_handler", None), "cache", None)
+    return {
+        "tool_input": _copied(getattr(event, "tool_args", None)),
+        "result": None if output is None else str(output)[:_RESULT_CHARS],
+        "from_cache": bool(getattr(event, "from_cache", False)),
+        "error_type": type(error).__name__ if isinstance(error, BaseException) else None,
+        "cache_id": id(cache) if cache is not None else None,
+    }
+
+
+_RESULT_CHARS = 100_000  # a tool result kept for assertions; messages shorten it further
+
+
 def _collect(source: Any, event: Any) -> None:
     log = _active
     if log is None:
@@ -162,6 +196,7 @@ def _collect(source: Any, event: Any) -> None:
             crew_name=clean(getattr(event, "crew_name", None)),
             method_name=getattr(event, "method_name", None),
             flow_name=getattr(event, "flow_name", None),
+            **_tool_fields(source, event),
         )
     )
 

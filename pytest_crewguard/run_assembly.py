@@ -15,7 +15,8 @@ from .events import CrewEvent, EventLog
 from .ledger import LLMCall, build_calls, forced_final_answer_texts
 from .pricing import PriceTable
 from .run import GuardedRun
-from .wire import WireLog
+from .tool_calls import build_tool_calls, delegations
+from .wire import HttpExchange, WireLog
 
 LITE_AGENT = "lite_agent_execution_started"  # Agent.kickoff(): a run of one agent
 KICKOFF_ENDS = (
@@ -24,6 +25,11 @@ KICKOFF_ENDS = (
     "lite_agent_execution_completed",
     "lite_agent_execution_error",
 )
+
+
+def _kickoff_of(exchange: HttpExchange) -> str | None:
+    """The run an exchange belongs to: its crew's kickoff, else its ``Agent.kickoff()``."""
+    return exchange.scope_id("crew_kickoff_started") or exchange.scope_id(LITE_AGENT)
 
 
 class RunAssembly:
@@ -75,7 +81,16 @@ class RunAssembly:
             projected = None
         else:
             projected = elapsed + sum(x or 0.0 for x in latencies)
-        tools = self.events.descendants(kickoff_id) if kickoff_id else []
+        scope = self.events.descendants(kickoff_id) if kickoff_id else []
+        tools = [e for e in scope if e.type.startswith("tool_usage")]
+        wire = self._wire()
+        # The same exchanges, in the same order, as the run's `calls` (a crew's or an
+        # Agent.kickoff()'s, as the ledger assigns them).
+        every = list(wire.calls) if wire else []
+        exchanges = [w for w in every if w.exchange.kind == "llm" and _kickoff_of(w) == kickoff_id]
+        llm_ids = [w.scope_id("llm_call_started") for w in exchanges]
+        tool_calls = build_tool_calls([e for e in scope if e.type == "llm_call_started"] + tools, llm_ids)
+        roles = {e.agent_role for e in scope if e.agent_role}
         started = self.events.get(kickoff_id)
         step = self._flow_step(started)
         return GuardedRun(
@@ -84,7 +99,9 @@ class RunAssembly:
             elapsed_s=elapsed,
             projected_s=projected,
             kickoff_id=kickoff_id,
-            tool_events=[e for e in tools if e.type.startswith("tool_usage")],
+            tool_events=tools,
+            tool_calls=tool_calls,
+            delegations=delegations(tool_calls, roles),
             error=error,
             rootdir=self.rootdir,
             crew=started.crew_name if started and started.type == "crew_kickoff_started" else None,

@@ -50,6 +50,14 @@ class GuardedTest:
     cost_exact: bool = True
     free_models: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)  # what the reader should know, once per run
+    cassette: str | None = None  # as the user names it: relative to the rootdir when under it
+    limits: dict[str, Any] = field(default_factory=dict)  # the marker's limits that were set
+    iterations: list[dict[str, Any]] = field(default_factory=list)  # per agent and task, most in a run
+    # Each run's tasks, tool calls and LLM calls with their messages, for the HTML report only
+    # (filled when it is asked for; not in the JSON report).
+    timeline: list[dict[str, Any]] = field(default_factory=list)
+    tool_calls: int = 0
+    tool_errors: int = 0
 
     __test__ = False  # not a pytest test class, whatever its name
 
@@ -75,6 +83,7 @@ class GuardedTest:
             unpriced_models=unpriced_models(calls),
             max_iterations=max((n for r in runs for n in r.iterations.values()), default=0),
             max_iter_hits=sum(len(r.max_iter_hits) for r in runs),
+            iterations=_iterations(runs),
             elapsed_s=sum(r.elapsed_s for r in runs),
             projected_s=None if not runs or None in projected else sum(p or 0.0 for p in projected),
             runs=len(runs),
@@ -85,10 +94,15 @@ class GuardedTest:
             usage_unknown=len(usage_unknown_calls(calls)),
             cost_exact=cost_exact(calls),
             free_models=free_models(calls),
+            tool_calls=sum(len(r.tool_calls) for r in runs),
+            tool_errors=sum(1 for r in runs for c in r.tool_calls if c.error is not None),
         )
 
-    def to_json(self) -> dict[str, Any]:
+    def to_json(self, *, timeline: bool = False) -> dict[str, Any]:
+        """The record as JSON data; ``timeline`` keeps the runs' messages (for the HTML report)."""
         data = asdict(self)
+        if not timeline:
+            del data["timeline"]
         data["tokens"] = self.tokens
         data["verdict"] = self.verdict
         return data
@@ -98,6 +112,15 @@ class GuardedTest:
         """The inverse of :meth:`to_json` (how xdist workers hand results to the controller)."""
         names = {f.name for f in fields(cls)}
         return cls(**{k: v for k, v in data.items() if k in names})
+
+
+def _iterations(runs: list[GuardedRun]) -> list[dict[str, Any]]:
+    """The most iterations each agent made on each task in any one run."""
+    most: dict[tuple[str | None, str | None], int] = {}
+    for run in runs:
+        for key, n in run.iterations.items():
+            most[key] = max(most.get(key, 0), n)
+    return [{"agent": agent, "task": task, "iterations": n} for (agent, task), n in most.items()]
 
 
 @dataclass
