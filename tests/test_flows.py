@@ -117,6 +117,11 @@ def test_flow_project_recorded_and_replayed(pytester: pytest.Pytester, project: 
     ]
     assert app["calls"] == ATTRIBUTED
 
+    # An Agent.kickoff() is a run: its rounds are counted and its forced final answer seen.
+    (loop,) = dumped(pytester, "loop")["runs"]
+    assert (loop["agent"], loop["flow_step"], loop["iterations"]) == ("Digger", "dig", [["Digger", None, 4]])
+    assert loop["max_iter_hits"] == [["Digger", None]]
+
     text = replayed.stdout.str()
     replayed.stdout.fnmatch_lines(
         [

@@ -21,6 +21,7 @@ def dump(name, flow_run=None, runs=(), calls=()):
                 "output": type(r.output).__name__,
                 "task_outputs": [t.name for t in r.task_outputs],
                 "iterations": [[a, t, n] for (a, t), n in r.iterations.items()],
+                "max_iter_hits": [list(p) for p in r.max_iter_hits],
             }
             for r in runs
         ],
