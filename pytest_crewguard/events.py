@@ -137,6 +137,12 @@ def _lite_agent_role(event: Any) -> str | None:
 _OUTPUT_EVENTS = ("crew_kickoff_completed", "task_completed", "lite_agent_execution_completed")
 
 
+def _output(event: Any) -> Any:
+    if event.type == "flow_finished":  # what the application's flow returned to it
+        return getattr(event, "result", None)
+    return getattr(event, "output", None) if event.type in _OUTPUT_EVENTS else None
+
+
 def _timestamp(event: Any) -> float | None:
     stamp = getattr(event, "timestamp", None)
     return float(stamp.timestamp()) if stamp is not None and hasattr(stamp, "timestamp") else None
@@ -192,7 +198,7 @@ def _collect(source: Any, event: Any) -> None:
             started_id=getattr(event, "started_event_id", None),
             # Kickoffs made by application code return their output to it, not to the
             # fixture; this event is the only place the marker's output gate can see it.
-            output=getattr(event, "output", None) if event.type in _OUTPUT_EVENTS else None,
+            output=_output(event),
             crew_name=clean(getattr(event, "crew_name", None)),
             method_name=getattr(event, "method_name", None),
             flow_name=getattr(event, "flow_name", None),
@@ -209,6 +215,7 @@ def _event_classes() -> list[type[Any]]:
         # CrewAI's agent executor is a Flow: LLM and tool events are children of its
         # flow_started scope, so without these the parent chain stops short of the kickoff.
         flow_events.FlowStartedEvent,
+        flow_events.FlowFinishedEvent,
         flow_events.MethodExecutionStartedEvent,
         crew_events.CrewKickoffStartedEvent,
         crew_events.CrewKickoffCompletedEvent,

@@ -205,6 +205,8 @@ class FlowRunner:
     def _assemble(self, flow: Any, output: Any, elapsed: float, error: BaseException | None) -> FlowRun:
         guard = self.guard
         flow_id = self._flow_id(flow)
+        if flow_id is not None:
+            guard.assembly.fixture_flows.add(flow_id)
         inside = {e.event_id for e in guard.events.descendants(flow_id)} if flow_id else set()
         mine = {w.index for w in self._exchanges(flow_id)}
         every = guard.calls()

@@ -115,6 +115,31 @@ def flow_output_violation(spec_output: Any, output: Any, rootdir: Path | None) -
     return None
 
 
+def application_flow_violations(spec_output: Any, assembly: Any, rootdir: Path | None) -> list[Violation]:
+    """The plain ``output=`` schema against what each flow the application ran returned.
+
+    The crews inside a flow are not what the test kicked off, so the schema is the flow's:
+    a flow kicked off by application code is checked here, at the end of the test, from
+    CrewAI's ``flow_finished`` event (flows run by ``kickoff_flow`` were checked already).
+    """
+    if spec_output is None or task_schemas(spec_output) is not None:
+        return []
+    events = assembly.events
+    found: list[Violation] = []
+    for finished in events.ordered("flow_finished"):
+        started = events.get(finished.started_id)
+        if started is None or started.event_id in assembly.fixture_flows or started.parent_id:
+            continue  # unknown, already checked, or a flow run inside another flow's step
+        try:
+            problem = flow_output_violation(spec_output, finished.output, rootdir)
+        except ConfigError as err:
+            problem = Violation(Gate.OUTPUT, str(err))
+        if problem is not None:
+            name = started.flow_name or "the application's flow"
+            found.append(Violation(Gate.OUTPUT, problem.message.replace("the flow's", f"flow {name}'s", 1)))
+    return found
+
+
 class _One:
     """One output in the shape :func:`~pytest_crewguard.output_schema.check_output` reads."""
 

@@ -44,6 +44,7 @@ class RunAssembly:
         self.rootdir = rootdir
         self.prompt_files: set[str] = set()  # crews' prompt files: their forced-answer texts
         self.fixture_runs: list[GuardedRun] = []  # kickoffs made through the fixture
+        self.fixture_flows: set[str] = set()  # flow_started ids of flows run by kickoff_flow
         self._ledger: tuple[tuple[int, int, tuple[str, ...]], list[LLMCall]] | None = None
 
     def calls(self) -> list[LLMCall]:

@@ -73,6 +73,7 @@ EXPECTED = {
     "test_flow_async": "passed",
     "test_flow_unknown_task": "failed",
     "test_slow_flow": "failed",
+    "test_application_flow_output": "failed",
 }
 
 # Every call of BriefFlow, in order: crew, flow step, agent, task.
@@ -163,6 +164,14 @@ def test_flow_project_recorded_and_replayed(pytester: pytest.Pytester, project: 
         ]
     )
     replayed.stdout.fnmatch_lines(["*test_flow_miss*FAILED cassette_miss*"])
+    # output=Brief on a flow the application kicks off: the flow's return value is checked.
+    replayed.stdout.fnmatch_lines(
+        [
+            "*_ test_application_flow_output _*",
+            "crewguard: flow BriefFlow's output does not match Brief:",
+            "  title: Field required",
+        ]
+    )
     # The research crew's plain text never met the Brief schema: only `write` was checked.
     assert "ResearchCrew', flow step 'research'" not in text
     # Roles from `role: >` end in a newline in CrewAI; no message, key or table shows it.

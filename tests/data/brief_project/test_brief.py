@@ -99,3 +99,8 @@ def test_slow_flow(crewguard):
 def test_flow_miss(crewguard):
     """Run in replay only: its cassette was never recorded."""
     crewguard.kickoff_flow(BriefFlow, inputs={"topic": "AI agents"})
+
+
+@pytest.mark.crewguard(output=Brief)
+def test_application_flow_output(crewguard):
+    BriefFlow().kickoff(inputs={"topic": "broken"})  # the flow returns {"text": ...}
