@@ -37,6 +37,11 @@ def scope_id(scope: Scope, event_type: str) -> str | None:
     return None
 
 
+def run_of(scope: Scope) -> str | None:
+    """The run a scope is in: its crew's kickoff, else its ``Agent.kickoff()``."""
+    return scope_id(scope, "crew_kickoff_started") or scope_id(scope, "lite_agent_execution_started")
+
+
 @dataclass(frozen=True)
 class FaultSeen:
     """One fault answer served in replay."""
@@ -78,14 +83,14 @@ class FaultLog:
         key = sender_key()
         with self._lock:
             self.faults.append(FaultSeen(kind, model, scope, key, position))
-            kickoff = scope_id(scope, "crew_kickoff_started")
+            kickoff = run_of(scope)
             self._pending.setdefault(key, []).append(_Pending(kind, 0.0, kickoff, model))
 
     def waited(self, seconds: float, kind: str, scope: Scope) -> None:
         key = sender_key()
         with self._lock:
             self.waits.append(Wait(seconds, kind, scope))
-            kickoff = scope_id(scope, "crew_kickoff_started")
+            kickoff = run_of(scope)
             self._pending.setdefault(key, []).append(_Pending(None, seconds, kickoff, None))
 
     def take(self, scope: Scope, model: str | None) -> tuple[tuple[str, ...], float]:
@@ -94,7 +99,7 @@ class FaultLog:
         Those of another kickoff, or faults of another model (a request the SDK gave up on
         before the application fell back to this model), were not met by this request.
         """
-        kickoff = scope_id(scope, "crew_kickoff_started")
+        kickoff = run_of(scope)
         with self._lock:
             pending = [p for p in self._pending.pop(sender_key(), []) if p.kickoff == kickoff]
         kinds = tuple(p.kind for p in pending if p.kind is not None and p.model == model)

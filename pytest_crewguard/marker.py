@@ -108,6 +108,14 @@ def _number(name: str, value: Any) -> Any:
 
 
 def _output(value: Any, rootdir: Path | None) -> Any:
+    from .output_gates import task_map_problem, task_schemas
+
+    per_task = task_schemas(value)
+    if per_task is not None:  # {task_name: schema}: each schema checked like a single one
+        return {task: _output(schema, rootdir) for task, schema in per_task.items()}
+    wrong = task_map_problem(value)
+    if wrong:
+        raise ConfigError(f"argument output={{...}}: {wrong}")
     if value is None or isinstance(value, dict):
         return value
     if isinstance(value, (str, Path)):

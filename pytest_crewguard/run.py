@@ -47,6 +47,9 @@ class GuardedRun:
     def rate_limited_calls(self) -> int:
         """Calls the provider answered with a 429 at least once before answering them."""
         return sum(1 for c in self.calls if c.rate_limited)
+    crew: str | None = None  # the crew's name; for an Agent.kickoff() run, None
+    agent: str | None = None  # for an Agent.kickoff() run: the agent's role
+    flow_step: str | None = None  # the flow method it was kicked off in, if any
     tool_calls: list[ToolInvocation] = field(default_factory=list)  # every tool call, in order
     delegations: list[Delegation] = field(default_factory=list)  # (from_agent, to_agent, task)
 

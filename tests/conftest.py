@@ -20,6 +20,9 @@ from pytest_crewguard.testing.scripted_provider import Reply, ScriptedProvider
 FAKE_OPENAI_KEY = "sk-proj-Zq8vW2mN4xR7tY1uI3oP5aS6dF9gH0jK2lL4zX6cV8bN"
 FAKE_ANTHROPIC_KEY = "sk-ant-api03-Qw3Er5Ty7Ui9Op1As3Df5Gh7Jk9Lz1Xc3Vb5Nm7Qw9Er1Ty3Ui5Op7"
 
+# Sample projects and recordings the tests copy into pytester sandboxes, not tests of this run.
+collect_ignore_glob = ["data/*"]
+
 
 @pytest.fixture(scope="session")
 def crewai_loaded() -> None:
