@@ -36,8 +36,6 @@ class RunState:
     def load(cls, settings: Settings) -> RunState:
         """Read the price file and the baseline (``CrewguardError`` if bad), and give CrewAI
         a storage directory of the run's own."""
-        from .baseline import load_comparison
-
         # A bad price file is a usage error before any test runs; the file is small and parsed
         # without importing genai-prices, whose data loads only when a cost is computed.
         prices = None
@@ -45,7 +43,12 @@ class RunState:
             from .pricing import PriceTable
 
             prices = PriceTable.from_file(settings.prices_file)
-        baseline, thresholds = load_comparison(settings.baseline, settings.compare_fail)
+        baseline: dict[str, Any] | None = None
+        thresholds: list[Threshold] = []
+        if settings.baseline is not None or settings.compare_fail:
+            from .baseline import load_comparison
+
+            baseline, thresholds = load_comparison(settings.baseline, settings.compare_fail)
         storage = Path(tempfile.mkdtemp(prefix="crewguard-storage-"))
         return cls(settings, prices, baseline, thresholds, storage, prepare_crewai_environment(storage))
 
