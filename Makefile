@@ -1,6 +1,6 @@
 # Quick start: `make example` runs the example crew's regression suite (replay, with the
-# cost/quality table); `make test` runs the project's own tests. Both create .venv once and
-# reuse it while pyproject.toml is unchanged.
+# cost/quality table); `make test` runs the project's own tests and the example suite, on two
+# processes. Both create .venv once and reuse it while pyproject.toml is unchanged.
 
 PYTHON ?= python3.11
 VENV := .venv
@@ -19,8 +19,10 @@ setup: $(STAMP)
 example: $(STAMP)
 	$(VENV)/bin/pytest fixtures/example -p no:cacheprovider
 
+# testpaths (pyproject.toml) holds tests/ and fixtures/example; worksteal keeps both workers
+# busy to the end, as a few tests take far longer than the rest.
 test: $(STAMP)
-	$(VENV)/bin/pytest
+	$(VENV)/bin/pytest -n 2 --dist worksteal -p no:cacheprovider
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check pytest_crewguard tests fixtures benchmarks

@@ -10,6 +10,7 @@ per process (the bus is a singleton), when a log is first activated, and write t
 
 from __future__ import annotations
 
+import copy
 import threading
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -33,6 +34,13 @@ class CrewEvent:
     timestamp: float | None = None
     started_id: str | None = None  # on an ending event: the event that opened its scope
     output: Any = None  # on crew_kickoff_completed: the final task's TaskOutput
+    # Tool rounds: the arguments as given, the text fed back to the model, whether CrewAI's
+    # tool cache answered, the exception's class, and which cache the executor reads.
+    tool_input: Any = None
+    result: str | None = None
+    from_cache: bool = False
+    error_type: str | None = None
+    cache_id: int | None = None
 
 
 @dataclass
@@ -114,6 +122,32 @@ def _timestamp(event: Any) -> float | None:
     return float(stamp.timestamp()) if stamp is not None and hasattr(stamp, "timestamp") else None
 
 
+def _copied(value: Any) -> Any:
+    """A copy the application cannot change afterwards (arguments are plain JSON values)."""
+    try:
+        return copy.deepcopy(value)
+    except Exception:  # an argument that cannot be copied is kept as its text
+        return str(value)
+
+
+def _tool_fields(source: Any, event: Any) -> dict[str, Any]:
+    if not str(event.type).startswith("tool_usage"):
+        return {}
+    error = getattr(event, "error", None)
+    output = getattr(event, "output", None)
+    cache = getattr(getattr(source, "tools_handler", None), "cache", None)
+    return {
+        "tool_input": _copied(getattr(event, "tool_args", None)),
+        "result": None if output is None else str(output)[:_RESULT_CHARS],
+        "from_cache": bool(getattr(event, "from_cache", False)),
+        "error_type": type(error).__name__ if isinstance(error, BaseException) else None,
+        "cache_id": id(cache) if cache is not None else None,
+    }
+
+
+_RESULT_CHARS = 100_000  # a tool result kept for assertions; messages shorten it further
+
+
 def _collect(source: Any, event: Any) -> None:
     log = _active
     if log is None:
@@ -139,6 +173,7 @@ def _collect(source: Any, event: Any) -> None:
             # Kickoffs made by application code return their output to it, not to the
             # fixture; this event is the only place the marker's output gate can see it.
             output=getattr(event, "output", None) if event.type == "crew_kickoff_completed" else None,
+            **_tool_fields(source, event),
         )
     )
 

@@ -15,6 +15,7 @@ from . import events as crew_events
 from .deadline import CrewTimeout
 from .ledger import LLMCall, total_cost, total_tokens
 from .run import GuardedRun
+from .tool_calls import ToolInvocation
 from .verdict import Gate, Violation
 
 if TYPE_CHECKING:
@@ -82,6 +83,11 @@ class CrewGuard:
     def calls(self) -> list[LLMCall]:
         """Every LLM call of the test so far, in or outside a crew."""
         return self._guard_session.calls()
+
+    @property
+    def tool_calls(self) -> list[ToolInvocation]:
+        """Every tool call of the test so far, run after run (application kickoffs included)."""
+        return [call for run in self.runs for call in run.tool_calls]
 
     @property
     def cost(self) -> float:

@@ -24,7 +24,7 @@ from .errors import CrewguardError
 from .events import EventLog
 from .isolation import ReusedObjectError, UsedObjects
 from .ledger import LLMCall
-from .limits import run_violations, total_violations
+from .limits import run_violations, tool_violations, total_violations
 from .marker import GuardSpec
 from .match_config import MatchConfig
 from .network import network_blocked
@@ -216,6 +216,7 @@ class GuardSession:
         """The per-run gates of a fixture run, and the test's totals so far."""
         self.checked.add(id(run))
         found = run_violations(self.spec, run) + total_violations(self.spec, self.assembly.calls())
+        found += tool_violations(self.spec, self.assembly.all_runs())
         if found:
             raise self.verdict.failure(found)
 
@@ -251,6 +252,7 @@ class GuardSession:
             if id(run) not in self.checked:
                 found += run_violations(self.spec, run)
         found += total_violations(self.spec, self.assembly.calls())
+        found += tool_violations(self.spec, self.assembly.all_runs())
         found = self.verdict.new(found)
         if found:
             raise self.verdict.failure(found)
@@ -276,6 +278,10 @@ class GuardSession:
         record.failed_gates = self.verdict.gate_names
         record.outcome = self.verdict.outcome
         record.notes = [*(notes or []), *self.notes()]
+        if self.settings.html is not None and self.wire is not None:
+            from .html_timeline import timeline
+
+            record.timeline = timeline(self.runs(), self.calls(), list(self.wire.calls), self.events)
         return record
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Sequence
 
 from .ledger import (
@@ -16,6 +17,7 @@ from .ledger import (
 from .marker import GuardSpec
 from .money import usd
 from .run import GuardedRun
+from .tool_calls import ToolInvocation, tool_key
 from .verdict import Gate, Violation
 
 
@@ -175,4 +177,65 @@ def total_violations(spec: GuardSpec, calls: Sequence[LLMCall]) -> list[Violatio
                 {"calls": len(calls), "limit": spec.max_llm_calls},
             )
         )
+    return found
+
+
+def _numbered(calls: Sequence[ToolInvocation], n: int = 5) -> list[str]:
+    lines = [f"    {i + 1}. {c.describe()}" for i, c in enumerate(calls[:n])]
+    if len(calls) > n:
+        lines.append(f"    ... and {len(calls) - n} more")
+    return lines
+
+
+def tool_violations(spec: GuardSpec, runs: Sequence[GuardedRun]) -> list[Violation]:
+    """The tool gates over every run of the test (application kickoffs included)."""
+    calls = [c for r in runs for c in r.tool_calls]
+    found: list[Violation] = []
+    for name in spec.forbidden_tools:
+        hits = [c for c in calls if tool_key(c.tool) == tool_key(name)]
+        if hits:
+            lines = [f"forbidden tool {name!r} was called {len(hits)} time{'s' if len(hits) > 1 else ''}:"]
+            lines += _numbered(hits)
+            lines.append(
+                "  Take the tool away from the agent (or the instruction that leads to it), or drop it "
+                "from forbidden_tools."
+            )
+            found.append(Violation(Gate.FORBIDDEN_TOOL, "\n".join(lines), {"tool": name, "calls": len(hits)}))
+    limit = spec.max_tool_calls
+    counts = Counter(c.tool for c in calls)
+    if isinstance(limit, int) and len(calls) > limit:
+        per_tool = ", ".join(f"{tool} {n}" for tool, n in counts.most_common())
+        found.append(
+            Violation(
+                Gate.MAX_TOOL_CALLS,
+                f"{len(calls)} tool calls are over max_tool_calls={limit} ({per_tool})",
+                {"calls": len(calls), "limit": limit},
+            )
+        )
+    elif isinstance(limit, dict):
+        for name, most in limit.items():
+            made = [c for c in calls if tool_key(c.tool) == tool_key(name)]
+            if len(made) > most:
+                found.append(
+                    Violation(
+                        Gate.MAX_TOOL_CALLS,
+                        f"tool {name!r} was called {len(made)} times, over max_tool_calls[{name!r}]={most}; "
+                        f"the last calls:\n" + "\n".join(_numbered(made[-3:])),
+                        {"tool": name, "calls": len(made), "limit": most},
+                    )
+                )
+    failed = [c for c in calls if c.error is not None]
+    if failed and not spec.allow_tool_errors:
+        lines = [
+            f"{len(failed)} tool call{'s' if len(failed) > 1 else ''} raised; CrewAI fed the error back "
+            "to the model and the crew went on, so its output may rest on a tool that failed:"
+        ]
+        for i, call in enumerate(failed[:5]):
+            lines += [f"    {i + 1}. {call.tool} raised {call.error}", f"       {call.describe()}"]
+        if len(failed) > 5:
+            lines.append(f"    ... and {len(failed) - 5} more")
+        lines.append(
+            "  Fix the tool (or its inputs), or pass allow_tool_errors=True when failing tools are expected."
+        )
+        found.append(Violation(Gate.TOOL_ERROR, "\n".join(lines), {"errors": len(failed)}))
     return found

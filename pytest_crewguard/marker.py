@@ -16,7 +16,8 @@ RECORD_MODES: tuple[str, ...] = ("none", "once", "new_episodes", "all", "rewrite
 MARKER_HELP = (
     "crewguard(cassette=None, max_cost=None, max_tokens=None, max_llm_calls=None, "
     "max_iterations=None, allow_max_iter=False, max_seconds=None, output=None, repeat=1, "
-    "record_mode=None, max_memory_growth=None, allow_hosts=()): replay the test's crews "
+    "record_mode=None, max_memory_growth=None, allow_hosts=(), forbidden_tools=(), "
+    "max_tool_calls=None, allow_tool_errors=False): replay the test's crews "
     "from a cassette and fail it when a limit is crossed"
 )
 
@@ -39,6 +40,9 @@ class GuardSpec:
     match_on: tuple[str, ...] | None = None
     record_errors: bool = False
     allow_hosts: tuple[str, ...] = ()
+    forbidden_tools: tuple[str, ...] = ()
+    max_tool_calls: int | dict[str, int] | None = None
+    allow_tool_errors: bool = False
 
 
 ARGUMENTS: tuple[str, ...] = tuple(f.name for f in fields(GuardSpec))
@@ -117,6 +121,39 @@ def _allow_hosts(value: Any) -> tuple[str, ...]:
     return parse_allowed(value, f"argument allow_hosts={list(value)!r}")
 
 
+def _tool_name(value: Any, where: str, example: str) -> str:
+    if not isinstance(value, str) or not value.strip():
+        raise ConfigError(f"argument {where}: {value!r} is not a tool name; expected e.g. {example}")
+    return value
+
+
+def _forbidden_tools(value: Any) -> tuple[str, ...]:
+    example = "forbidden_tools=['delete_records']"
+    if isinstance(value, str):
+        value = [value]
+    if not isinstance(value, (list, tuple, set, frozenset)):
+        raise ConfigError(
+            f"argument forbidden_tools={value!r}: expected a list of tool names, e.g. {example}"
+        )
+    return tuple(_tool_name(v, f"forbidden_tools={list(value)!r}", example) for v in value)
+
+
+def _max_tool_calls(value: Any) -> int | dict[str, int]:
+    example = "max_tool_calls=10 or max_tool_calls={'search': 3}"
+
+    def count(n: Any, where: str) -> int:
+        if isinstance(n, bool) or not isinstance(n, int) or not 0 <= n <= 10**9:
+            raise ConfigError(f"argument {where}: expected a whole number >= 0, e.g. {example}")
+        return n
+
+    if isinstance(value, dict):
+        return {
+            _tool_name(k, f"max_tool_calls={value!r}", example): count(n, f"max_tool_calls[{k!r}]={n!r}")
+            for k, n in value.items()
+        }
+    return count(value, f"max_tool_calls={_shown(value)}")
+
+
 def spec_from_marker(
     args: tuple[Any, ...],
     kwargs: dict[str, Any],
@@ -145,7 +182,7 @@ def spec_from_marker(
         for name in _NUMBERS:
             if values.get(name) is not None or (name == "repeat" and name in values):
                 values[name] = _number(name, values[name])
-        for name in ("allow_max_iter", "record_errors"):
+        for name in ("allow_max_iter", "record_errors", "allow_tool_errors"):
             if not isinstance(values.get(name, False), bool):
                 raise ConfigError(f"argument {name}={values[name]!r}: expected True or False")
         if values.get("match_on") is not None:
@@ -163,6 +200,10 @@ def spec_from_marker(
         values["output"] = _output(values.get("output"), rootdir)
         if "allow_hosts" in values:
             values["allow_hosts"] = _allow_hosts(values["allow_hosts"])
+        if "forbidden_tools" in values:
+            values["forbidden_tools"] = _forbidden_tools(values["forbidden_tools"])
+        if values.get("max_tool_calls") is not None:
+            values["max_tool_calls"] = _max_tool_calls(values["max_tool_calls"])
         return GuardSpec(**values)
     except ConfigError as err:
         raise ConfigError(f"@pytest.mark.crewguard on {where}: {err}") from None

@@ -22,6 +22,7 @@ OPTIONS: tuple[tuple[str, str], ...] = (
     ("max-cost", "USD budget for the whole session: above it pytest exits non-zero"),
     ("prices", "YAML/TOML/JSON file of price overrides per model (USD per million tokens)"),
     ("report", "write the JSON report of guarded tests to this path"),
+    ("html", "write a self-contained HTML report (table, then each run's timeline and messages) here"),
     ("baseline", "an earlier JSON report to compare this run with"),
     ("compare-fail", "regressions that fail the run, e.g. cost:10%,tokens:10%,llm_calls:0"),
     ("allow-hosts", "comma-separated hosts (or host:port) a replayed test may reach, e.g. localhost:5432"),
@@ -101,6 +102,7 @@ def settings_from_config(config: pytest.Config) -> Settings:
     budget = _budget(budget_raw, budget_source)
     prices, prices_source = _value(config, "prices")
     report, report_source = _value(config, "report")
+    html, html_source = _value(config, "html")
     baseline, baseline_source = _value(config, "baseline")
     compare_fail, _ = _value(config, "compare-fail")
     match_on_ini = config.getini("crewguard_match_on")
@@ -123,4 +125,5 @@ def settings_from_config(config: pytest.Config) -> Settings:
         compare_fail=compare_fail,
         match_on=parse_match_on(match_on_ini, "ini crewguard_match_on") if match_on_ini else None,
         allow_hosts=allow_hosts,
+        html=_path(config, html, html_source, must_exist=False),
     )

@@ -272,12 +272,16 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
         return
     workeroutput = getattr(session.config, "workeroutput", None)
     if workeroutput is not None:  # an xdist worker: the controller reports and enforces
-        workeroutput["crewguard"] = [r.to_json() for r in state.results.records.values()]
+        workeroutput["crewguard"] = [r.to_json(timeline=True) for r in state.results.records.values()]
         return
     if state.settings.report is not None:
         from .report import write_report
 
         write_report(state.results, state.settings.report)
+    if state.settings.html is not None:
+        from .html_report import write_html
+
+        write_html(state.results, state.settings.html, baseline=state.baseline)
     if state.fails_run() and session.exitstatus == 0:
         session.exitstatus = pytest.ExitCode.TESTS_FAILED
 

@@ -9,6 +9,8 @@ from typing import Any
 
 from .events import CrewEvent
 from .ledger import LLMCall, cost_exact, total_cost, total_tokens, unpriced_models, usage_unknown_calls
+from .tool_assertions import Expected, assert_tools
+from .tool_calls import Delegation, ToolInvocation
 
 AgentTask = tuple[str | None, str | None]
 
@@ -31,6 +33,8 @@ class GuardedRun:
     error: BaseException | None = None
     rootdir: Path | None = None  # where relative schema file paths start
     stream: Any = None  # a streaming crew's CrewStreamingOutput, read to its end: .chunks
+    tool_calls: list[ToolInvocation] = field(default_factory=list)  # every tool call, in order
+    delegations: list[Delegation] = field(default_factory=list)  # (from_agent, to_agent, task)
 
     @property
     def task_outputs(self) -> list[Any]:
@@ -99,6 +103,20 @@ class GuardedRun:
             if e.type == "tool_usage_started" and e.agent_role == agent and e.task_name == task
         ]
         return [f"{e.tool_name}({e.tool_args or ''})" for e in mine[-n:]]
+
+    def assert_tools(
+        self,
+        expected: list[Expected],
+        mode: str = "exact",
+        agent: str | None = None,
+        task: str | None = None,
+    ) -> None:
+        """Assert the run's tool calls (optionally one agent's, or one task's) against
+        ``expected``: tool names or ``(name, args_pattern)``. ``mode="exact"``: these calls, in
+        this order, nothing else; ``"subsequence"``: these in this order, others allowed;
+        ``"set"``: these tools and no others, in any order and number. The failure shows a diff."""
+        __tracebackhide__ = True
+        assert_tools(self.tool_calls, expected, mode, agent, task)
 
     def assert_output(self, schema: Any, task: str | None = None) -> None:
         """Validate the final output, or task ``task``'s, against a pydantic model, a JSON

@@ -15,6 +15,7 @@ from .events import EventLog
 from .ledger import LLMCall, build_calls, forced_final_answer_texts
 from .pricing import PriceTable
 from .run import GuardedRun
+from .tool_calls import build_tool_calls, delegations
 from .wire import WireLog
 
 
@@ -67,14 +68,23 @@ class RunAssembly:
             projected = None
         else:
             projected = elapsed + sum(x or 0.0 for x in latencies)
-        tools = self.events.descendants(kickoff_id) if kickoff_id else []
+        scope = self.events.descendants(kickoff_id) if kickoff_id else []
+        tools = [e for e in scope if e.type.startswith("tool_usage")]
+        wire = self._wire()
+        # The same exchanges, in the same order, as the run's `calls`.
+        exchanges = [w for w in wire.calls_of(kickoff_id) if w.exchange.kind == "llm"] if wire else []
+        llm_ids = [w.scope_id("llm_call_started") for w in exchanges]
+        tool_calls = build_tool_calls([e for e in scope if e.type == "llm_call_started"] + tools, llm_ids)
+        roles = {e.agent_role for e in scope if e.agent_role}
         return GuardedRun(
             output=output,
             calls=calls,
             elapsed_s=elapsed,
             projected_s=projected,
             kickoff_id=kickoff_id,
-            tool_events=[e for e in tools if e.type.startswith("tool_usage")],
+            tool_events=tools,
+            tool_calls=tool_calls,
+            delegations=delegations(tool_calls, roles),
             error=error,
             rootdir=self.rootdir,
         )

@@ -50,6 +50,11 @@ class GuardedTest:
     cost_exact: bool = True
     free_models: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)  # what the reader should know, once per run
+    # Each run's tasks, tool calls and LLM calls with their messages, for the HTML report only
+    # (filled when it is asked for; not in the JSON report).
+    timeline: list[dict[str, Any]] = field(default_factory=list)
+    tool_calls: int = 0
+    tool_errors: int = 0
 
     __test__ = False  # not a pytest test class, whatever its name
 
@@ -85,10 +90,15 @@ class GuardedTest:
             usage_unknown=len(usage_unknown_calls(calls)),
             cost_exact=cost_exact(calls),
             free_models=free_models(calls),
+            tool_calls=sum(len(r.tool_calls) for r in runs),
+            tool_errors=sum(1 for r in runs for c in r.tool_calls if c.error is not None),
         )
 
-    def to_json(self) -> dict[str, Any]:
+    def to_json(self, *, timeline: bool = False) -> dict[str, Any]:
+        """The record as JSON data; ``timeline`` keeps the runs' messages (for the HTML report)."""
         data = asdict(self)
+        if not timeline:
+            del data["timeline"]
         data["tokens"] = self.tokens
         data["verdict"] = self.verdict
         return data

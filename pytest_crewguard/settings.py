@@ -21,6 +21,7 @@ class Settings:
     compare_fail: str | None
     match_on: tuple[str, ...] | None = None
     allow_hosts: tuple[str, ...] = ()
+    html: Path | None = None  # where the HTML report goes
 
     def record_mode_for(self, marker_mode: str | None) -> str:
         """An explicit command-line mode wins over the marker, which wins over the ini."""

@@ -32,6 +32,9 @@ class Gate(StrEnum):
     PROVIDER_ERROR = "provider_error"
     UNPRICED = "unpriced"
     USAGE_UNKNOWN = "usage_unknown"
+    FORBIDDEN_TOOL = "forbidden_tool"
+    MAX_TOOL_CALLS = "max_tool_calls"
+    TOOL_ERROR = "tool_error"
 
 
 @dataclass(frozen=True)

@@ -8,10 +8,12 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+# Every module of the package and its sub-packages (the command's too), except the pytest
+# layer and `__main__`, which runs the command when imported.
 CORE = sorted(
-    f"pytest_crewguard.{p.stem}"
-    for p in (ROOT / "pytest_crewguard").glob("*.py")
-    if p.stem not in {"__init__", "plugin", "options"}
+    "pytest_crewguard." + ".".join(p.relative_to(ROOT / "pytest_crewguard").with_suffix("").parts)
+    for p in (ROOT / "pytest_crewguard").rglob("*.py")
+    if p.stem not in {"__init__", "plugin", "options", "__main__"} and "testing" not in p.parts
 )
 
 

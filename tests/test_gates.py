@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import shutil
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -18,14 +20,34 @@ def test_research(crewguard):
 """
 
 
-def _record(pytester: pytest.Pytester, provider, marker: str = "", replies=None, model: str = "gpt-4o-mini"):
-    server = provider(replies or [answer("one"), answer("two", input_tokens=2000, output_tokens=500)])
-    pytester.makepyfile(
-        test_crew=crew_test_file(server.openai_base_url, TWO_CALLS.format(marker=marker), model=model)
-    )
-    pytester.runpytest("--crewguard-record-mode=once", "-p", "no:warnings").assert_outcomes(passed=1)
-    server.stop()
-    return server
+@pytest.fixture(scope="session")
+def recordings() -> dict[str, Path]:
+    """One recording of TWO_CALLS per model, made by the first test that needs it."""
+    return {}
+
+
+def _record(
+    pytester: pytest.Pytester, provider, recordings: dict[str, Path], model: str = "gpt-4o-mini"
+) -> None:
+    """Put a recorded TWO_CALLS test (source and cassette) in the sandbox.
+
+    The gates under test all read the same recording, so it is made once per model and copied:
+    the copy names the same (stopped) provider URL its cassette was recorded against.
+    """
+    if model not in recordings:
+        server = provider([answer("one"), answer("two", input_tokens=2000, output_tokens=500)])
+        pytester.makepyfile(
+            test_crew=crew_test_file(server.openai_base_url, TWO_CALLS.format(marker=""), model=model)
+        )
+        pytester.runpytest("--crewguard-record-mode=once", "-p", "no:warnings").assert_outcomes(passed=1)
+        server.stop()
+        kept = Path(tempfile.mkdtemp(prefix=f"gates-{model}-", dir=pytester.path.parent))
+        shutil.copy(pytester.path / "test_crew.py", kept)
+        shutil.copytree(pytester.path / "cassettes", kept / "cassettes")
+        recordings[model] = kept
+        return
+    shutil.copy(recordings[model] / "test_crew.py", pytester.path)
+    shutil.copytree(recordings[model] / "cassettes", pytester.path / "cassettes")
 
 
 def _remark(pytester: pytest.Pytester, marker: str) -> None:
@@ -36,8 +58,8 @@ def _remark(pytester: pytest.Pytester, marker: str) -> None:
     path.write_text(source[:start] + f"@pytest.mark.crewguard({marker})" + source[end:])
 
 
-def test_a_test_over_max_cost_fails_with_cost_limit_and_top_calls(pytester, provider):
-    _record(pytester, provider)
+def test_a_test_over_max_cost_fails_with_cost_limit_and_top_calls(pytester, provider, recordings):
+    _record(pytester, provider, recordings)
     # 1200/300 tokens = $0.00036 and 2000/500 tokens = $0.0006 at gpt-4o-mini prices.
     _remark(pytester, "max_cost=0.0005")
     result = pytester.runpytest("-p", "no:warnings")
@@ -52,14 +74,14 @@ def test_a_test_over_max_cost_fails_with_cost_limit_and_top_calls(pytester, prov
     )
 
 
-def test_the_test_passes_under_its_limits(pytester, provider):
-    _record(pytester, provider)
+def test_the_test_passes_under_its_limits(pytester, provider, recordings):
+    _record(pytester, provider, recordings)
     _remark(pytester, "max_cost=0.001, max_tokens=4000, max_llm_calls=2")
     pytester.runpytest("-p", "no:warnings").assert_outcomes(passed=1)
 
 
-def test_token_and_call_limits_fail_with_their_numbers(pytester, provider):
-    _record(pytester, provider)
+def test_token_and_call_limits_fail_with_their_numbers(pytester, provider, recordings):
+    _record(pytester, provider, recordings)
     _remark(pytester, "max_tokens=3999, max_llm_calls=1")
     result = pytester.runpytest("-p", "no:warnings")
     result.assert_outcomes(failed=1)
@@ -67,8 +89,8 @@ def test_token_and_call_limits_fail_with_their_numbers(pytester, provider):
     result.stdout.fnmatch_lines(["*2 LLM calls are over max_llm_calls=1*"])
 
 
-def test_session_over_budget_exits_nonzero_though_every_test_passed(pytester, provider):
-    _record(pytester, provider)
+def test_session_over_budget_exits_nonzero_though_every_test_passed(pytester, provider, recordings):
+    _record(pytester, provider, recordings)
     result = pytester.runpytest("-p", "no:warnings", "--crewguard-max-cost=0.0009")
     result.assert_outcomes(passed=1)
     assert result.ret == pytest.ExitCode.TESTS_FAILED
@@ -82,16 +104,16 @@ def test_session_over_budget_exits_nonzero_though_every_test_passed(pytester, pr
     assert within.ret == pytest.ExitCode.OK
 
 
-def test_session_budget_from_the_ini_file(pytester, provider):
-    _record(pytester, provider)
+def test_session_budget_from_the_ini_file(pytester, provider, recordings):
+    _record(pytester, provider, recordings)
     pytester.makeini("[pytest]\ncrewguard_max_cost = 0.0001\n")
     result = pytester.runpytest("-p", "no:warnings")
     assert result.ret == pytest.ExitCode.TESTS_FAILED
     result.stdout.fnmatch_lines(["*over --crewguard-max-cost=$0.000100*"])
 
 
-def test_an_unpriced_model_is_an_error_under_a_cost_gate(pytester, provider):
-    _record(pytester, provider, model="acme-llm-7")
+def test_an_unpriced_model_is_an_error_under_a_cost_gate(pytester, provider, recordings):
+    _record(pytester, provider, recordings, model="acme-llm-7")
     result = pytester.runpytest("-p", "no:warnings")
     result.assert_outcomes(passed=1)  # no gate: the table shows it unpriced, not $0
     result.stdout.fnmatch_lines(["*test_research*unknown (unpriced: acme-llm-7)*"])
@@ -116,8 +138,8 @@ def test_an_unpriced_model_is_an_error_under_a_cost_gate(pytester, provider):
     )
 
 
-def test_session_budget_with_an_unpriced_model_fails_the_run(pytester, provider):
-    _record(pytester, provider, model="acme-llm-7")
+def test_session_budget_with_an_unpriced_model_fails_the_run(pytester, provider, recordings):
+    _record(pytester, provider, recordings, model="acme-llm-7")
     result = pytester.runpytest("-p", "no:warnings", "--crewguard-max-cost=1")
     assert result.ret == pytest.ExitCode.TESTS_FAILED
     result.stdout.fnmatch_lines(
@@ -125,8 +147,8 @@ def test_session_budget_with_an_unpriced_model_fails_the_run(pytester, provider)
     )
 
 
-def test_json_report_holds_every_guarded_test(pytester, provider):
-    _record(pytester, provider)
+def test_json_report_holds_every_guarded_test(pytester, provider, recordings):
+    _record(pytester, provider, recordings)
     pytester.runpytest("-p", "no:warnings", "--crewguard-report=out/report.json").assert_outcomes(passed=1)
     report = json.loads((Path(pytester.path) / "out" / "report.json").read_text())
     test = report["tests"]["test_crew.py::test_research"]
@@ -216,22 +238,6 @@ def test_importing_the_plugin_does_not_import_crewai(pytester):
     assert result.stdout.lines[-1] == "False False"
 
 
-def test_under_xdist_the_controller_merges_workers_and_enforces_the_budget(pytester, provider):
-    pytest.importorskip("xdist")
-    server = provider(lambda req: answer("ok"))
-    body = """
-    @pytest.mark.crewguard
-    @pytest.mark.parametrize("topic", ["a", "b", "c", "d"])
-    def test_research(crewguard, topic):
-        crewguard.kickoff(make_crew, inputs={"topic": topic})
-    """
-    pytester.makepyfile(test_crew=crew_test_file(server.openai_base_url, body))
-    pytester.runpytest("-p", "no:warnings", "--crewguard-record-mode=once").assert_outcomes(passed=4)
-    server.stop()
-    # Four tests at $0.00036 each: $0.00144 in all, spread over two worker processes.
-    result = pytester.runpytest_subprocess("-p", "no:warnings", "-n", "2", "--crewguard-max-cost=0.001")
-    result.assert_outcomes(passed=4)
-    assert result.ret == pytest.ExitCode.TESTS_FAILED
-    result.stdout.fnmatch_lines(
-        ["*TOTAL (4 tests)*$0.001440*", "*session cost $0.001440 is over --crewguard-max-cost=$0.001000*"]
-    )
+# Under xdist the controller merges the workers' ledgers and enforces the session budget: checked
+# in the xdist session of tests/hostile/test_cassette_files.py, which records one cassette from
+# two workers (one xdist session for both: each starts two processes that import CrewAI).

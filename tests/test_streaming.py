@@ -18,11 +18,14 @@ from pytest_crewguard.testing.scripted_provider import ReceivedRequest, Reply, S
 from pytest_crewguard.usage import Usage, classify_exchange
 
 from .conftest import crew_test_file, read_dump
+from .crewai_cassettes import CASSETTES
 
-# CrewAI's own recordings of the real APIs (MIT), next to the project as in tests/test_usage.py.
-PEER = Path(__file__).resolve().parents[1].parent / "shared" / "peer-cassettes" / "crewai"
+# CrewAI's own recording of the real API (MIT), in the sample kept with the tests.
 ANTHROPIC_STREAM = (
-    PEER / "llms" / "TestAnthropicToolCallStreaming.test_anthropic_streaming_emits_tool_call_events.yaml"
+    CASSETTES
+    / "llms"
+    / "anthropic"
+    / "TestAnthropicToolCallStreaming.test_anthropic_streaming_emits_tool_call_events.yaml"
 )
 
 FINAL = "Agents plan their steps, call tools and remember what they found."
@@ -221,7 +224,9 @@ def test_not_recorded(crewguard):
 
 
 def test_streamed_crew_fails_on_its_time_limit_and_on_a_replay_miss(pytester, provider):
-    delay = 8.0
+    # Far longer than the inner session takes on a loaded machine (the provider's handler threads
+    # are daemons, so the held answers cost nothing once the test is over).
+    delay = 30.0
     server = provider(
         lambda request: Reply(text="Late.", delay_s=delay if "Slowly" in request.prompt_text else 0)
     )
@@ -246,7 +251,10 @@ def test_streamed_crew_fails_on_its_time_limit_and_on_a_replay_miss(pytester, pr
         ]
     )
     # Only the slow crews' streamed requests reached the provider; the unrecorded one did not.
-    assert [r.body.get("stream") for r in server.llm_requests] == [True, True]
+    # (At most two: on a loaded machine a slow crew may still be starting when its second is up.)
+    sent = server.llm_requests
+    assert 1 <= len(sent) <= 2
+    assert all(r.body.get("stream") is True and "Slowly" in r.prompt_text for r in sent)
 
 
 # --- the scripted provider's streams, in-process -----------------------------------------------
@@ -296,7 +304,6 @@ def _anthropic_stream(server: ScriptedProvider) -> list[tuple[str | None, dict[s
     return _sse(streamed.text)
 
 
-@pytest.mark.skipif(not ANTHROPIC_STREAM.is_file(), reason=f"peer cassette not found: {ANTHROPIC_STREAM}")
 def test_anthropic_stream_has_the_real_apis_events():
     real = yaml.safe_load(ANTHROPIC_STREAM.read_text())["interactions"][0]["response"]["body"]["string"]
     theirs = _sse(real)

@@ -51,6 +51,9 @@ def tool_results(req: ReceivedRequest) -> int:
     return sum(1 for m in req.body.get("messages", []) if m.get("role") == "tool")
 
 
+SLOW_REPLY_S = 30.0
+
+
 def slow_second_call(delay_s: float) -> Callable[[ReceivedRequest], Reply]:
     """A tool round answered at once, then an answer that takes ``delay_s``."""
 
@@ -84,7 +87,10 @@ def crew_threads() -> list[threading.Thread]:
 
 
 def test_hard_limit_fails_at_once_and_the_session_goes_on(pytester: pytest.Pytester, provider: Any) -> None:
-    server = provider(slow_second_call(5.0))
+    # The slow reply takes far longer than any loaded machine needs for the whole inner session,
+    # so the bounds below tell "stopped at max_seconds" from "waited for the reply" with a wide
+    # margin (the provider's handler threads are daemons: the unsent reply costs nothing).
+    server = provider(slow_second_call(SLOW_REPLY_S))
     warm_up(server.openai_base_url)
     pytester.makepyfile(test_crew=crew_test_file(server.openai_base_url, HANGS))
 
@@ -92,11 +98,11 @@ def test_hard_limit_fails_at_once_and_the_session_goes_on(pytester: pytest.Pytes
     alone = pytester.runpytest("--crewguard-record-mode=once", "-k", "test_slow and not async")
     took = time.perf_counter() - started
     assert outcomes(alone) == {"test_slow": "failed"}
-    # The whole inner session, from its start to its end-of-run table, within 2 s.
-    assert took < 2.0, f"max_seconds=1 failed after {took:.2f} s"
+    # The whole inner session, from its start to its end-of-run table, well before the reply.
+    assert took < SLOW_REPLY_S / 2, f"max_seconds=1 failed after {took:.2f} s"
     alone.stdout.fnmatch_lines(
         [
-            "crewguard: the crew ran past max_seconds=1 (stopped waiting after 1.0* s); "
+            "crewguard: the crew ran past max_seconds=1 (stopped waiting after * s); "
             "the test fails now instead of hanging.",
             "  LLM calls finished so far:",
             "    1. gpt-4o-mini Researcher / research in=120 out=30",
@@ -111,10 +117,10 @@ def test_hard_limit_fails_at_once_and_the_session_goes_on(pytester: pytest.Pytes
     )
     # The timed-out run is in the table with the call it finished and the gate that failed.
     alone.stdout.fnmatch_lines(
-        ["*test_crew.py::test_slow *1 *120 *30 *$0.000036 *1 *0 *1.0?s *1.0?s *FAILED max_seconds"]
+        ["*test_crew.py::test_slow *1 *120 *30 *$0.000036 *1 *0 *.??s *.??s *FAILED max_seconds"]
     )
-    # The crew's threads do not wait for the slow reply (5 s): they are stopped.
-    deadline = time.perf_counter() + 1.0
+    # The crew's threads do not wait for the slow reply: they are stopped.
+    deadline = time.perf_counter() + 10.0
     while crew_threads() and time.perf_counter() < deadline:
         time.sleep(0.05)
     assert crew_threads() == []
@@ -125,11 +131,11 @@ def test_hard_limit_fails_at_once_and_the_session_goes_on(pytester: pytest.Pytes
     session = pytester.runpytest("--crewguard-record-mode=all")
     took = time.perf_counter() - started
     assert outcomes(session) == {"test_slow": "failed", "test_slow_async": "failed", "test_next": "passed"}
-    assert took < 4.0, f"two 1 s timeouts and a quick test took {took:.2f} s"
+    assert took < SLOW_REPLY_S * 0.8, f"two 1 s timeouts and a quick test took {took:.2f} s"
     session.stdout.fnmatch_lines(
         [
             "*_ test_slow_async _*",
-            "crewguard: the crew ran past max_seconds=1 (stopped waiting after 1.0* s); "
+            "crewguard: the crew ran past max_seconds=1 (stopped waiting after * s); "
             "the test fails now instead of hanging.",
             "  LLM calls finished so far:",
             "    1. gpt-4o-mini Researcher / research in=120 out=30",
@@ -184,8 +190,8 @@ def test_projected_time_from_recorded_latencies(pytester: pytest.Pytester, provi
     elapsed, projected = run["elapsed_s"], run["projected_s"]
     print(f"replay: {took:.2f} s session, {elapsed:.3f} s kickoff, projected {projected:.3f} s")
     # Replay skips the provider's 3 s: it must be far faster than the live run was.
-    assert elapsed < min(1.0, live["elapsed_s"] / 3), f"replaying three calls took {elapsed:.2f} s"
-    assert 3.0 <= projected < 3.0 + elapsed + 0.5
+    assert elapsed < live["elapsed_s"] / 2, f"replaying three calls took {elapsed:.2f} s"
+    assert 3.0 <= projected < 3.0 + elapsed + 1.0
     replayed.stdout.fnmatch_lines([f"*test_crew.py::test_three_calls *3 *360 *90 * {projected:.2f}s *passed"])
 
     # The same cassette under max_seconds=2: replay is fast, the provider is not.

@@ -194,7 +194,17 @@ def _about(request: Any) -> Any:
 def test_two_xdist_workers_recording_one_cassette_lose_nothing(pytester, provider):
     server = provider(_about)
     pytester.makepyfile(test_crew=crew_test_file(server.openai_base_url, SHARED))
-    pytester.runpytest_subprocess("-n", "2", "-p", "xdist").assert_outcomes(passed=4)
+    # The same xdist session also checks that the controller merges the workers' ledgers and
+    # enforces the session budget (each xdist session starts two processes that import CrewAI).
+    # Four tests at $0.00036 each: $0.00144 in all, spread over two worker processes.
+    result = pytester.runpytest_subprocess(
+        "-n", "2", "-p", "xdist", "-p", "no:warnings", "--crewguard-max-cost=0.001"
+    )
+    result.assert_outcomes(passed=4)
+    assert result.ret == pytest.ExitCode.TESTS_FAILED
+    result.stdout.fnmatch_lines(
+        ["*TOTAL (4 tests)*$0.001440*", "*session cost $0.001440 is over --crewguard-max-cost=$0.001000*"]
+    )
     assert len(server.llm_requests) == 4
     cassette = Path(pytester.path) / "cassettes" / "shared.yaml"
     interactions = yaml.safe_load(cassette.read_text())["interactions"]

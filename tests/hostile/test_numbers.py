@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 from pytest_crewguard.events import EventLog
 from pytest_crewguard.ledger import LLMCall, build_calls
@@ -280,10 +281,13 @@ def test_a_replayed_response_without_usage_fails_the_cost_gate(
     server.stop()
     # What a provider that omits usage (or a stream recorded without it) leaves in the cassette.
     (cassette,) = Path(pytester.path, "cassettes").rglob("test_research.yaml")
-    text = cassette.read_text(encoding="utf-8")
-    stripped = re.sub(r'"usage": ?\{[^{}]*(\{[^{}]*\}[^{}]*)*\}', '"usage": null', text)
-    assert stripped != text
-    cassette.write_text(stripped, encoding="utf-8")
+    data = yaml.safe_load(cassette.read_text(encoding="utf-8"))
+    for interaction in data["interactions"]:
+        body = json.loads(interaction["response"]["body"]["string"])
+        if "usage" in body:
+            body["usage"] = None
+            interaction["response"]["body"]["string"] = json.dumps(body)
+    cassette.write_text(yaml.safe_dump(data), encoding="utf-8")
 
     ungated = pytester.runpytest("-p", "no:warnings")
     ungated.assert_outcomes(passed=1, failed=1)
