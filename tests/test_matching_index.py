@@ -28,9 +28,14 @@ def _interaction(body: str, answer: str, uri: str = URL, headers: dict[str, list
     return {
         "request": {"method": "POST", "uri": uri, "body": body,
                     "headers": {"content-type": ["application/json"], **(headers or {})}},
-        "response": {"status": {"code": 200, "message": "OK"}, "headers": {"content-type": ["application/json"]},
+        "response": {"status": {"code": 200, "message": "OK"},
+                     "headers": {"content-type": ["application/json"]},
                      "body": {"string": json.dumps({"answer": answer})}},
     }
+
+
+def _first_and_second() -> list[Any]:
+    return [_interaction(_body("a"), "first"), _interaction(_body("b"), "second")]
 
 
 def _write(path: Path, interactions: list[Any]) -> Path:
@@ -72,7 +77,9 @@ def test_a_changed_body_misses_and_key_order_or_volatile_fields_do_not(tmp_path:
     recorded = json.dumps({"model": "m", "messages": [{"role": "user", "content": "hi"}], "user": "a"})
     path = _write(tmp_path / "c.yaml", [_interaction(recorded, "ok"), _interaction(recorded, "again")])
     with _opened(path) as cassette:
-        same_meaning = json.dumps({"messages": [{"content": "hi", "role": "user"}], "model": "m", "user": "b"})
+        same_meaning = json.dumps(
+            {"messages": [{"content": "hi", "role": "user"}], "model": "m", "user": "b"}
+        )
         assert _ask(cassette, same_meaning) == "ok"
         changed = json.dumps({"model": "m", "messages": [{"role": "user", "content": "hi!"}]})
         assert not cassette.can_play_response_for(Request("POST", URL, changed, {}))
@@ -110,7 +117,7 @@ def test_the_index_keys_on_the_scrubbed_request(tmp_path: Path, monkeypatch: pyt
 
 
 def test_body_blind_match_on_answers_in_recorded_order(tmp_path: Path) -> None:
-    path = _write(tmp_path / "c.yaml", [_interaction(_body("a"), "first"), _interaction(_body("b"), "second")])
+    path = _write(tmp_path / "c.yaml", _first_and_second())
     with _opened(path, config_from_fixture({"match_on": ["method", "path"]}, None)) as cassette:
         assert _ask(cassette, _body("something else")) == "first"
         assert _ask(cassette, _body("and another")) == "second"
@@ -132,7 +139,7 @@ def test_a_projects_matcher_is_applied_within_the_key(tmp_path: Path) -> None:
 
 
 def test_vcrpys_own_body_matcher_falls_back_to_comparing(tmp_path: Path) -> None:
-    path = _write(tmp_path / "c.yaml", [_interaction(_body("a"), "first"), _interaction(_body("b"), "second")])
+    path = _write(tmp_path / "c.yaml", _first_and_second())
     config = config_from_fixture({"match_on": ["method", "uri", "body"]}, None)
     with _opened(path, config) as cassette:
         assert _ask(cassette, _body("b")) == "second"
