@@ -3,12 +3,12 @@
 Writes cassettes of 10, 1,000 and 10,000 OpenAI chat-completion interactions (same URL, a
 different prompt in each body, as a long crew's cassette holds), then, interleaved round by
 round (the order rotating), measures for crewguard (``vcr_setup.cassette`` in replay mode,
-its default matchers) and for plain vcrpy (``vcr.use_cassette``, record mode ``none``, its
-default matchers plus ``body`` so that each request finds its own answer):
+its default matchers: method, URL, normalised body) and for plain vcrpy (``vcr.use_cassette``,
+record mode ``none``, its default matchers: method and URL parts, body-blind):
 
 - load: entering the cassette (reading and parsing the file, preparing the interactions);
 - load again: entering it a second time in the same process (a cassette shared by tests);
-- one request: the last recorded request, sent once through httpx (the worst case of a scan);
+- one request: the last recorded request, sent once through httpx;
 - full replay: every recorded request sent in recorded order (1,000 interactions at most:
   plain vcrpy needs minutes for 10,000).
 
@@ -89,9 +89,9 @@ def write_cassette(path: Path, n: int) -> None:
     path.write_text(ReadableYamlSerializer.serialize({"version": 1, "interactions": interactions}))
 
 
-def send(client: httpx.Client, i: int) -> None:
+def send(client: httpx.Client, i: int, exact: bool = True) -> None:
     reply = client.post(URL, content=request_body(i).encode(), headers={"content-type": "application/json"})
-    if reply.status_code != 200 or f"Finding {i} holds" not in reply.text:
+    if reply.status_code != 200 or (exact and f"Finding {i} holds" not in reply.text):
         raise SystemExit(f"wrong answer to request {i}: {reply.status_code} {reply.text[:200]}")
 
 
@@ -106,10 +106,10 @@ def crewguard_opener(path: Path, cold: bool = False) -> Any:
 def vcrpy_opener(path: Path, cold: bool = False) -> Any:
     import vcr
 
-    my_vcr = vcr.VCR(record_mode="none")
-    return my_vcr.use_cassette(
-        str(path), match_on=["method", "scheme", "host", "port", "path", "query", "body"]
-    )
+    # vcrpy's default matchers (what pytest-recording users get): body-blind, so requests to
+    # one URL are answered in recorded order. With its ``body`` matcher added, plain vcrpy
+    # parses both JSON bodies per comparison: minutes for 1,000 interactions.
+    return vcr.VCR(record_mode="none").use_cassette(str(path))
 
 
 def measure(opener: Callable[..., Any], path: Path, n: int) -> dict[str, float]:
@@ -128,7 +128,8 @@ def measure(opener: Callable[..., Any], path: Path, n: int) -> dict[str, float]:
         try:
             out["load again"] = time.perf_counter() - started
             started = time.perf_counter()
-            send(client, n - 1)
+            # Body-blind, plain vcrpy answers it with the first recording: its semantics.
+            send(client, n - 1, exact=opener is crewguard_opener)
             out["one request"] = time.perf_counter() - started
         finally:
             context.__exit__(None, None, None)
