@@ -20,6 +20,7 @@ Prints medians and the per-round ratio crewguard / vcrpy (median of the rounds' 
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import statistics
 import sys
@@ -95,15 +96,20 @@ def send(client: httpx.Client, i: int, exact: bool = True) -> None:
         raise SystemExit(f"wrong answer to request {i}: {reply.status_code} {reply.text[:200]}")
 
 
-def crewguard_opener(path: Path, cold: bool = False) -> Any:
-    from pytest_crewguard import persister, vcr_setup
+def forget_parsed() -> None:
+    """Drop crewguard's parsed cassettes: the next load is the session's first."""
+    from pytest_crewguard import persister
 
-    if cold:  # as the first test to use the cassette in a session finds it
-        persister._PARSED.clear()
+    persister._PARSED.clear()
+
+
+def crewguard_opener(path: Path) -> Any:
+    from pytest_crewguard import vcr_setup
+
     return vcr_setup.cassette(path, "none")
 
 
-def vcrpy_opener(path: Path, cold: bool = False) -> Any:
+def vcrpy_opener(path: Path) -> Any:
     import vcr
 
     # vcrpy's default matchers (what pytest-recording users get): body-blind, so requests to
@@ -117,11 +123,14 @@ def measure(opener: Callable[..., Any], path: Path, n: int) -> dict[str, float]:
     n <= FULL_REPLAY_MAX), in seconds."""
     out: dict[str, float] = {}
     with httpx.Client() as client:
+        forget_parsed()  # (outside the timing: freeing a large parsed cassette takes a while)
+        gc.collect()
         started = time.perf_counter()
-        context = opener(path, cold=True)
+        context = opener(path)
         context.__enter__()
         out["load"] = time.perf_counter() - started
         context.__exit__(None, None, None)
+        gc.collect()
         started = time.perf_counter()
         context = opener(path)
         context.__enter__()
@@ -134,6 +143,7 @@ def measure(opener: Callable[..., Any], path: Path, n: int) -> dict[str, float]:
         finally:
             context.__exit__(None, None, None)
         if n <= FULL_REPLAY_MAX:
+            gc.collect()
             context = opener(path)
             context.__enter__()
             try:
