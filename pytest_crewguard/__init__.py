@@ -9,14 +9,15 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
-__all__ = ["CrewGuard", "GuardedRun", "LLMCall", "__version__"]
+__all__ = ["CrewGuard", "FlowRun", "GuardedRun", "LLMCall", "__version__"]
 
 if TYPE_CHECKING:
+    from .flow_result import FlowRun
     from .guard import CrewGuard
     from .ledger import LLMCall
     from .run import GuardedRun
 
-_LAZY = {"CrewGuard": "guard", "GuardedRun": "run", "LLMCall": "ledger"}
+_LAZY = {"CrewGuard": "guard", "FlowRun": "flow_result", "GuardedRun": "run", "LLMCall": "ledger"}
 
 
 def __getattr__(name: str) -> Any:

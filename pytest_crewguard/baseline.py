@@ -1,21 +1,30 @@
-"""Comparing this run with an earlier JSON report (``--crewguard-baseline``).
+"""Comparing a run with an earlier JSON report (``--crewguard-baseline``, ``crewguard compare``).
 
 Modelled on pytest-benchmark's ``--benchmark-compare-fail=mean:5%``:
 ``--crewguard-compare-fail=cost:10%,tokens:10%,llm_calls:0`` fails the run when a test (or the
-total) grew by more than 10% in cost or tokens, or made any more LLM calls than before.
+total) grew by more than 10% in cost or tokens, or made any more LLM calls than before. A limit
+without ``%`` is an absolute amount (``cost:0.01``: at most one cent more).
 """
 
 from __future__ import annotations
 
-import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from .errors import ConfigError
 from .money import usd
 
-METRICS: tuple[str, ...] = ("cost", "tokens", "input_tokens", "output_tokens", "llm_calls")
+METRICS: tuple[str, ...] = (
+    "cost", "tokens", "input_tokens", "output_tokens", "llm_calls", "projected_s", "max_iter_hits",
+    "max_iterations", "failed_gates", "tool_calls",
+)
+# Shorter names a rule may use.
+ALIASES = {"time": "projected_s", "iterations": "max_iterations"}
+# What the comparison shows for each test, in this order.
+SHOWN: tuple[str, ...] = ("cost", "tokens", "llm_calls", "max_iterations", "max_iter_hits", "projected_s")
+EXAMPLE = "e.g. cost:10%,tokens:10%,llm_calls:0,time:20%,max_iter_hits:0,failed_gates:0 or cost:0.01"
+TOTAL = "TOTAL"
 
 
 @dataclass(frozen=True)
@@ -34,72 +43,61 @@ class Threshold:
         return f"{self.metric}:{self.limit * 100:g}%" if self.relative else f"{self.metric}:{self.limit:g}"
 
 
-def parse_compare_fail(text: str) -> list[Threshold]:
+def parse_compare_fail(text: str, source: str = "--crewguard-compare-fail") -> list[Threshold]:
     """``"cost:10%,llm_calls:0"`` -> thresholds; a malformed one raises ``ConfigError``."""
     thresholds = []
     for part in filter(None, (p.strip() for p in text.split(","))):
-        metric, sep, amount = part.partition(":")
+        name, sep, amount = part.partition(":")
+        metric = ALIASES.get(name.strip(), name.strip())
+        amount = amount.strip()
         problem = None
         if not sep:
             problem = "expected metric:limit"
         elif metric not in METRICS:
-            problem = f"unknown metric {metric!r} (one of {', '.join(METRICS)})"
+            problem = f"unknown metric {name!r} (one of {', '.join([*METRICS, *ALIASES])})"
         relative = amount.endswith("%")
         try:
             limit = float(amount[:-1] if relative else amount)
         except ValueError:
             limit = -1.0
-        if problem is None and limit < 0:
+        if problem is None and not 0 <= limit < float("inf"):
             problem = f"limit {amount!r} is not a number >= 0 (or a percentage like 10%)"
         if problem:
-            raise ConfigError(
-                f"--crewguard-compare-fail={text!r}: {part!r}: {problem}; "
-                "e.g. cost:10%,tokens:10%,llm_calls:0"
-            )
+            raise ConfigError(f"{source}={text!r}: {part!r}: {problem}; {EXAMPLE}")
         thresholds.append(Threshold(metric, limit / 100 if relative else limit, relative))
     return thresholds
 
 
 def load_baseline(path: Path) -> dict[str, Any]:
-    """An earlier ``--crewguard-report``; a file that is not one raises ``ConfigError``."""
+    """An earlier ``--crewguard-report`` (versioned or not); else ``ConfigError``."""
+    from .report_file import load_report
+
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as err:
-        raise ConfigError(f"--crewguard-baseline={path}: cannot read it as JSON ({err})") from None
-    if not isinstance(data, dict) or "tests" not in data or "totals" not in data:
-        raise ConfigError(
-            f"--crewguard-baseline={path}: not a crewguard report (write one with --crewguard-report=PATH)"
-        )
-    return data
+        return load_report(path, f"--crewguard-baseline={path}")
+    except FileNotFoundError:
+        raise ConfigError(f"--crewguard-baseline={path}: no such file") from None
 
 
 def _entries(report: dict[str, Any]) -> dict[str, dict[str, Any]]:
     entries: dict[str, dict[str, Any]] = dict(report.get("tests", {}))
-    entries["TOTAL"] = report.get("totals", {})
+    entries[TOTAL] = report.get("totals", {})
     return entries
 
 
-def regressions(baseline: dict[str, Any], current: dict[str, Any], thresholds: list[Threshold]) -> list[str]:
-    """One line per test (and the total) that grew past a threshold."""
-    found = []
-    before_all = _entries(baseline)
-    for name, after in _entries(current).items():
-        before = before_all.get(name)
-        if before is None:
-            continue
-        for threshold in thresholds:
-            old = float(before.get(threshold.metric) or 0)
-            new = float(after.get(threshold.metric) or 0)
-            if threshold.exceeded(old, new):
-                found.append(
-                    f"{name}: {threshold.metric} {_fmt(threshold.metric, old)} -> "
-                    f"{_fmt(threshold.metric, new)} ({_change(old, new)}; allowed {threshold})"
-                )
-    return found
+def _number(entry: dict[str, Any], metric: str) -> float | None:
+    """The entry's value; ``None`` when unknown (no recorded latencies for ``projected_s``)."""
+    value = entry.get(metric, 0)
+    if metric == "failed_gates":  # gates a test failed: failed_gates:0 catches an output gone invalid
+        return float(len(value)) if isinstance(value, list) else 0.0
+    if value is None:
+        return None
+    return float(value) if isinstance(value, (int, float)) else 0.0
 
 
 def _fmt(metric: str, value: float) -> str:
-    return usd(value) if metric == "cost" else f"{value:g}"
+    if metric == "cost":
+        return usd(value)
+    return f"{value:.2f}s" if metric == "projected_s" else f"{value:g}"
 
 
 def _change(old: float, new: float) -> str:
@@ -108,24 +106,82 @@ def _change(old: float, new: float) -> str:
     return f"{(new - old) / old * 100:+.1f}%"
 
 
-def comparison_lines(baseline: dict[str, Any], current: dict[str, Any]) -> list[str]:
-    """Per-test changes in cost, tokens and calls since the baseline."""
-    lines = []
-    before_all = _entries(baseline)
-    for name, after in _entries(current).items():
+def _verdict(entry: dict[str, Any]) -> str:
+    return str(entry.get("verdict") or entry.get("outcome") or "passed")
+
+
+@dataclass
+class Comparison:
+    """What changed between two reports, per test and for the total."""
+
+    regressions: list[str] = field(default_factory=list)  # past a threshold: these fail
+    worse: list[str] = field(default_factory=list)  # grew, within the thresholds
+    better: list[str] = field(default_factory=list)
+    verdicts: list[str] = field(default_factory=list)  # passed -> FAILED output, and back
+    new: list[str] = field(default_factory=list)
+    removed: list[str] = field(default_factory=list)
+
+    def lines(self) -> list[str]:
+        """Every change, for a terminal: new and removed tests, verdicts, growths, improvements."""
+        return [
+            *(f"{name}: new since the baseline" for name in self.new),
+            *(f"{name}: removed since the baseline" for name in self.removed),
+            *self.verdicts,
+            *self.worse,
+            *(f"{line} (better)" for line in self.better),
+        ]
+
+
+def compare(baseline: dict[str, Any], current: dict[str, Any], thresholds: list[Threshold] | None = None
+            ) -> Comparison:
+    """Compare two reports (dicts as written by ``--crewguard-report``) test by test."""
+    result = Comparison()
+    before_all, after_all = _entries(baseline), _entries(current)
+    result.removed = [name for name in before_all if name not in after_all]
+    for name, after in after_all.items():
         before = before_all.get(name)
         if before is None:
-            lines.append(f"{name}: new since the baseline")
+            result.new.append(name)
             continue
-        changes = [
-            f"{m} {_fmt(m, float(before.get(m) or 0))} -> {_fmt(m, float(after.get(m) or 0))} "
-            f"({_change(float(before.get(m) or 0), float(after.get(m) or 0))})"
-            for m in ("cost", "tokens", "llm_calls")
-            if float(before.get(m) or 0) != float(after.get(m) or 0)
-        ]
-        if changes:
-            lines.append(f"{name}: " + ", ".join(changes))
-    return lines
+        if name != TOTAL and _verdict(before) != _verdict(after):
+            result.verdicts.append(f"{name}: verdict {_verdict(before)} -> {_verdict(after)}")
+        _compare_entry(result, name, before, after, thresholds or [])
+    return result
+
+
+def _compare_entry(result: Comparison, name: str, before: dict[str, Any], after: dict[str, Any],
+                   thresholds: list[Threshold]) -> None:
+    for threshold in thresholds:
+        old, new = _number(before, threshold.metric), _number(after, threshold.metric)
+        if old is not None and new is not None and threshold.exceeded(old, new):
+            result.regressions.append(
+                f"{name}: {threshold.metric} {_fmt(threshold.metric, old)} -> "
+                f"{_fmt(threshold.metric, new)} ({_change(old, new)}; allowed {threshold})"
+            )
+    grew: list[str] = []
+    shrank: list[str] = []
+    for metric in SHOWN:
+        old, new = _number(before, metric), _number(after, metric)
+        # Projected time carries this machine's own overhead: under 10% it is noise, not news.
+        noise = max(0.005, 0.1 * old) if metric == "projected_s" and old is not None else 1e-12
+        if old is None or new is None or abs(new - old) < noise:
+            continue
+        text = f"{metric} {_fmt(metric, old)} -> {_fmt(metric, new)} ({_change(old, new)})"
+        (grew if new > old else shrank).append(text)
+    if grew:
+        result.worse.append(f"{name}: " + ", ".join(grew))
+    if shrank:
+        result.better.append(f"{name}: " + ", ".join(shrank))
+
+
+def regressions(baseline: dict[str, Any], current: dict[str, Any], thresholds: list[Threshold]) -> list[str]:
+    """One line per test (and the total) that grew past a threshold."""
+    return compare(baseline, current, thresholds).regressions
+
+
+def comparison_lines(baseline: dict[str, Any], current: dict[str, Any]) -> list[str]:
+    """Per-test changes since the baseline: new and removed tests, verdicts, growths, improvements."""
+    return compare(baseline, current).lines()
 
 
 def load_comparison(

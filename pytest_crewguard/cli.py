@@ -1,8 +1,9 @@
 """The ``crewguard`` command (also ``python -m pytest_crewguard``): one subcommand per module
 in :mod:`pytest_crewguard.commands`. It never imports CrewAI, so it starts fast.
 
-Exit codes: 0 done, 1 something is wrong in the data (a corrupt cassette), 2 usage error or a
-missing file. Bad input gives one line on stderr, never a traceback.
+Exit codes: 0 done, 1 a gate or regression failed or something is wrong in the data (a corrupt
+cassette or report), 2 usage error or a missing file. Bad input gives one line on stderr, never
+a traceback.
 """
 
 from __future__ import annotations
@@ -12,11 +13,11 @@ import sys
 from collections.abc import Sequence
 from types import ModuleType
 
-from .commands import cost, show
+from .commands import check, compare, cost, merge, report, show
 from .commands.recorded import CommandError
 
 # Adding a subcommand: a module with NAME, HELP, add_arguments() and run(), listed here.
-COMMANDS: tuple[ModuleType, ...] = (show, cost)
+COMMANDS: tuple[ModuleType, ...] = (show, cost, report, compare, merge, check)
 
 
 class _Parser(argparse.ArgumentParser):
@@ -27,7 +28,7 @@ class _Parser(argparse.ArgumentParser):
 
 def parser() -> argparse.ArgumentParser:
     """The argument parser, one subparser per command."""
-    top = _Parser(prog="crewguard", description="Look into crewguard cassettes, offline.")
+    top = _Parser(prog="crewguard", description="Look into crewguard cassettes and reports, offline.")
     subs = top.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     subs.required = True
     for command in COMMANDS:

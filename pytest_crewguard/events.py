@@ -33,7 +33,10 @@ class CrewEvent:
     error: str | None = None
     timestamp: float | None = None
     started_id: str | None = None  # on an ending event: the event that opened its scope
-    output: Any = None  # on crew_kickoff_completed: the final task's TaskOutput
+    output: Any = None  # on crew_kickoff_completed: the final task's TaskOutput; task_completed: its own
+    crew_name: str | None = None  # on crew_kickoff_started
+    method_name: str | None = None  # on method_execution_started: the flow step
+    flow_name: str | None = None  # on flow_started / method_execution_started
     # Tool rounds: the arguments as given, the text fed back to the model, whether CrewAI's
     # tool cache answered, the exception's class, and which cache the executor reads.
     tool_input: Any = None
@@ -106,15 +109,38 @@ _active: EventLog | None = None
 _active_lock = threading.Lock()
 
 
+def clean(text: Any) -> str | None:
+    """A role or task name as shown and used as a key: YAML folded scalars (``role: >``) end
+    in a newline that CrewAI keeps; surrounding whitespace is dropped, the rest kept."""
+    if text is None:
+        return None
+    return str(text).strip() or None
+
+
 def _role(agent: Any) -> str | None:
-    role = getattr(agent, "role", None)
-    return str(role) if role is not None else None
+    return clean(getattr(agent, "role", None))
 
 
 def _task_name(task: Any) -> str | None:
     if task is None:
         return None
-    return str(getattr(task, "name", None) or getattr(task, "description", None) or "") or None
+    return clean(getattr(task, "name", None) or getattr(task, "description", None))
+
+
+def _lite_agent_role(event: Any) -> str | None:
+    """``Agent.kickoff()`` events carry the agent as a dict, ``agent_info``."""
+    info = getattr(event, "agent_info", None)
+    return clean(info.get("role")) if isinstance(info, dict) else None
+
+
+# Events whose ``output`` is kept: application kickoffs return theirs to the application only.
+_OUTPUT_EVENTS = ("crew_kickoff_completed", "task_completed", "lite_agent_execution_completed")
+
+
+def _output(event: Any) -> Any:
+    if event.type == "flow_finished":  # what the application's flow returned to it
+        return getattr(event, "result", None)
+    return getattr(event, "output", None) if event.type in _OUTPUT_EVENTS else None
 
 
 def _timestamp(event: Any) -> float | None:
@@ -162,8 +188,8 @@ def _collect(source: Any, event: Any) -> None:
             type=str(event.type),
             sequence=int(getattr(event, "emission_sequence", None) or 0),
             parent_id=getattr(event, "parent_event_id", None),
-            agent_role=getattr(event, "agent_role", None) or _role(agent),
-            task_name=getattr(event, "task_name", None) or _task_name(task),
+            agent_role=clean(getattr(event, "agent_role", None)) or _role(agent) or _lite_agent_role(event),
+            task_name=clean(getattr(event, "task_name", None)) or _task_name(task),
             tool_name=getattr(event, "tool_name", None),
             tool_args=None if args is None else str(args)[:300],
             source_id=id(source) if source is not None else None,
@@ -172,7 +198,10 @@ def _collect(source: Any, event: Any) -> None:
             started_id=getattr(event, "started_event_id", None),
             # Kickoffs made by application code return their output to it, not to the
             # fixture; this event is the only place the marker's output gate can see it.
-            output=getattr(event, "output", None) if event.type == "crew_kickoff_completed" else None,
+            output=_output(event),
+            crew_name=clean(getattr(event, "crew_name", None)),
+            method_name=getattr(event, "method_name", None),
+            flow_name=getattr(event, "flow_name", None),
             **_tool_fields(source, event),
         )
     )
@@ -186,10 +215,14 @@ def _event_classes() -> list[type[Any]]:
         # CrewAI's agent executor is a Flow: LLM and tool events are children of its
         # flow_started scope, so without these the parent chain stops short of the kickoff.
         flow_events.FlowStartedEvent,
+        flow_events.FlowFinishedEvent,
         flow_events.MethodExecutionStartedEvent,
         crew_events.CrewKickoffStartedEvent,
         crew_events.CrewKickoffCompletedEvent,
         crew_events.CrewKickoffFailedEvent,
+        agent_events.LiteAgentExecutionStartedEvent,
+        agent_events.LiteAgentExecutionCompletedEvent,
+        agent_events.LiteAgentExecutionErrorEvent,
         task_events.TaskStartedEvent,
         task_events.TaskCompletedEvent,
         task_events.TaskFailedEvent,

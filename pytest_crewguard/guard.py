@@ -21,6 +21,8 @@ from .verdict import Gate, Violation
 if TYPE_CHECKING:
     from crewai import Crew
 
+    from .flow_result import FlowRun
+    from .flow_run import FlowFactory
     from .guard_session import GuardSession
 
 # A function that builds the crew (called once per repeat), or the crew itself.
@@ -134,14 +136,34 @@ class CrewGuard:
         guard.check_repeats(repeats)
         return runs[0]
 
+    def kickoff_flow(self, factory: FlowFactory, inputs: dict[str, Any] | None = None) -> FlowRun:
+        """Build a flow with ``factory`` (or from the Flow class) and kick it off under the
+        marker's limits, with ``repeat``, reuse checks and the hard ``max_seconds``.
+
+        Returns a :class:`~pytest_crewguard.flow_run.FlowRun`: the flow's return value as
+        ``output``, its final ``state``, the crew and ``Agent.kickoff()`` runs inside it, and
+        the calls, cost, tokens and time of the whole flow, direct ``LLM.call()`` s included.
+        """
+        from .flow_run import FlowRunner
+
+        return FlowRunner(self._guard_session).kickoff(factory, inputs)
+
+    async def kickoff_flow_async(self, factory: FlowFactory, inputs: dict[str, Any] | None = None) -> FlowRun:
+        """The same as :meth:`kickoff_flow`, through ``Flow.kickoff_async``."""
+        from .flow_run import FlowRunner
+
+        return await FlowRunner(self._guard_session).kickoff_async(factory, inputs)
+
     # -- running ---------------------------------------------------------------------------
 
     def _build(self, factory: CrewFactory) -> Any:
         crew = factory if _is_crew(factory) else factory()  # type: ignore[operator]
         if not _is_crew(crew):
+            # A flow is built the same way but run by kickoff_flow, which knows flows.
+            hint = "; for a Flow use crewguard.kickoff_flow()" if hasattr(crew, "state") else ""
             raise TypeError(
                 f"crewguard.kickoff() needs a function that returns a crewai Crew (or a Crew); "
-                f"{factory!r} gave {type(crew).__name__}"
+                f"{factory!r} gave {type(crew).__name__}{hint}"
             )
         self._guard_session.claim(crew)
         return crew

@@ -28,6 +28,7 @@ from .limits import run_violations, tool_violations, total_violations
 from .marker import GuardSpec
 from .match_config import MatchConfig
 from .network import network_blocked
+from .output_gates import application_flow_violations
 from .pricing import PriceTable
 from .repeat import Repeats
 from .run import GuardedRun
@@ -253,6 +254,7 @@ class GuardSession:
                 found += run_violations(self.spec, run)
         found += total_violations(self.spec, self.assembly.calls())
         found += tool_violations(self.spec, self.assembly.all_runs())
+        found += application_flow_violations(self.spec.output, self.assembly, self.settings.rootdir)
         found = self.verdict.new(found)
         if found:
             raise self.verdict.failure(found)
@@ -278,6 +280,8 @@ class GuardSession:
         record.failed_gates = self.verdict.gate_names
         record.outcome = self.verdict.outcome
         record.notes = [*(notes or []), *self.notes()]
+        record.cassette = self._display(self.cassette_path)
+        record.limits = self.spec.limits()
         if self.settings.html is not None and self.wire is not None:
             from .html_timeline import timeline
 

@@ -98,10 +98,10 @@ def _changes(baseline: dict[str, Any] | None, current: dict[str, Any]) -> dict[s
     """``{test or "TOTAL": "cost $a -> $b (+x%), ..."}`` for what changed since the baseline."""
     if baseline is None:
         return {}
-    found = {}
+    found: dict[str, str] = {}
     for line in comparison_lines(baseline, current):
         name, _, change = line.rpartition(": ")
-        found[name] = change
+        found[name] = f"{found[name]}; {change}" if name in found else change  # grew and shrank
     return found
 
 
@@ -121,7 +121,9 @@ def _table(session: CrewguardSession, records: list[GuardedTest], changes: dict[
             f'<td class="{verdict_class}">{_e(cells[-1])}</td></tr>'
         )
     totals = report_data(session)["totals"]
-    data = " ".join(f'data-{k.replace("_", "-")}="{_e(v)}"' for k, v in sorted(totals.items()))
+    # The numbers only: lists (unpriced models) and unknowns (null projected time) are not data.
+    data = " ".join(f'data-{k.replace("_", "-")}="{_e(v)}"' for k, v in sorted(totals.items())
+                    if isinstance(v, (int, float)))
     total = "".join(f"<td>{_e(c)}</td>" for c in _total_cells(session, records))
     rows.append(f'<tr class="total" id="totals" {data}>{total}</tr>')
     body = "".join(rows)

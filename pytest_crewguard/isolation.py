@@ -94,9 +94,12 @@ class UsedObjects:
             f"crewguard: {use.description} was already used in a crew run {where}.\n"
             "  CrewAI objects keep state between kickoffs (retry budgets, token and RPM counters, "
             "caches, memory), so this run would depend on the one before.\n"
-            "  Fix: build the crew, its agents and their LLMs inside the factory you pass to "
-            "crewguard.kickoff(), e.g. crewguard.kickoff(make_crew) where make_crew() creates a new "
-            "Crew, Agent and LLM every call; keep none of them at module level."
+            "  Fix: create the crew, its agents and their LLMs anew for every run: inside the "
+            "factory you pass to crewguard.kickoff() (for a @CrewBase project, "
+            "crewguard.kickoff(lambda: MyCrew().crew())), or, in a flow, inside the step that kicks "
+            "the crew off. Keep none of them at module level, nor as a class attribute: "
+            "`llm = LLM(...)` in a @CrewBase class body is one LLM shared by every instance; "
+            "build it in the @agent method (or a function it calls) instead."
         )
 
 

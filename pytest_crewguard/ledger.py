@@ -51,6 +51,24 @@ class LLMCall:
     usage_known: bool = True
     priced: bool = True
     free: bool = False
+    crew: str | None = None  # the crew's name (``Crew.name``; a @CrewBase class's name)
+    flow_step: str | None = None  # the flow method the call ran in
+
+    @property
+    def where(self) -> str:
+        """``crew 'research' / step 'research' / agent 'Researcher' / task 'research'``: the
+        parts known, for messages."""
+        parts = [
+            f"{label} {value!r}"
+            for label, value in (
+                ("crew", self.crew),
+                ("step", self.flow_step),
+                ("agent", self.agent),
+                ("task", self.task),
+            )
+            if value
+        ]
+        return " / ".join(parts) or "outside any crew or flow"
 
     @property
     def tokens(self) -> int | None:
@@ -189,6 +207,11 @@ def build_calls(
             llm_event.agent_role if llm_event else None
         )
         task = (task_event.task_name if task_event else None) or (llm_event.task_name if llm_event else None)
+        kickoff = events.get(wire.scope_id("crew_kickoff_started"))
+        lite = events.get(wire.scope_id("lite_agent_execution_started"))
+        step = events.get(wire.scope_id("method_execution_started"))
+        if agent is None and lite is not None:
+            agent = lite.agent_role
         calls.append(
             LLMCall(
                 provider=exchange.provider,
@@ -207,11 +230,16 @@ def build_calls(
                 # An agent's own reasoning round: CrewAI attaches the agent to the LLM call.
                 # The forced final answer and converter calls carry no agent.
                 agent_round=bool(llm_event and llm_event.agent_role) and not forced,
-                kickoff_id=wire.scope_id("crew_kickoff_started"),
+                # A crew's kickoff, else the Agent.kickoff() it ran in: each is a run.
+                kickoff_id=(
+                    wire.scope_id("crew_kickoff_started") or wire.scope_id("lite_agent_execution_started")
+                ),
                 cache_write_tokens=usage.cache_write_tokens if usage else None,
                 usage_known=usage is not None,
                 priced=quote is not None or rejected,  # a rejected request has nothing to price
                 free=quote is not None and quote.free,
+                crew=kickoff.crew_name if kickoff else None,
+                flow_step=step.method_name if step else None,
             )
         )
     return calls

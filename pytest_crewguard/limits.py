@@ -22,6 +22,8 @@ from .verdict import Gate, Violation
 
 
 def _who(agent: str | None, task: str | None) -> str:
+    if task is None:  # an Agent.kickoff(): the agent alone, no task
+        return f"agent {agent!r} in Agent.kickoff()"
     return f"agent {agent!r} on task {task!r}"
 
 
@@ -35,8 +37,9 @@ def run_violations(spec: GuardSpec, run: GuardedRun) -> list[Violation]:
             rounds = run.iterations.get((agent, task), 0)
             tools = run.last_tool_calls(agent, task)
             lines = [
-                f"agent {agent!r} reached max_iter={rounds} on task {task!r} and CrewAI forced "
-                "a final answer",
+                f"agent {agent!r} reached max_iter={rounds} "
+                + (f"on task {task!r}" if task is not None else "in Agent.kickoff()")
+                + " and CrewAI forced a final answer",
                 "  last tool calls:",
             ]
             lines += [f"    {tool}" for tool in tools] or ["    (none)"]
@@ -58,11 +61,9 @@ def run_violations(spec: GuardSpec, run: GuardedRun) -> list[Violation]:
                     )
                 )
     if spec.output is not None:
-        from .output_schema import check_output
+        from .output_gates import output_violations
 
-        problem = check_output(run, spec.output, rootdir=run.rootdir)
-        if problem:
-            found.append(Violation(Gate.OUTPUT, problem))
+        found += output_violations(spec.output, run)
     if spec.max_seconds is not None and run.projected_s is not None and run.projected_s > spec.max_seconds:
         recorded = run.projected_s - run.elapsed_s
         found.append(

@@ -44,6 +44,26 @@ class GuardSpec:
     max_tool_calls: int | dict[str, int] | None = None
     allow_tool_errors: bool = False
 
+    def limits(self) -> dict[str, Any]:
+        """The limits this test set, as JSON values (the report's ``limits``); the output
+        schema by its name, since a class or a schema document is not a limit one compares."""
+        shown: dict[str, Any] = {}
+        for name in ("max_cost", "max_tokens", "max_llm_calls", "max_iterations", "max_seconds",
+                     "max_memory_growth"):
+            if (value := getattr(self, name)) is not None:
+                shown[name] = value
+        if self.allow_max_iter:
+            shown["allow_max_iter"] = True
+        if self.repeat != 1:
+            shown["repeat"] = self.repeat
+        if isinstance(self.output, (str, Path)):
+            shown["output"] = str(self.output)
+        elif isinstance(self.output, dict):
+            shown["output"] = str(self.output.get("title") or "JSON Schema")
+        elif self.output is not None:
+            shown["output"] = getattr(self.output, "__name__", repr(self.output))
+        return shown
+
 
 ARGUMENTS: tuple[str, ...] = tuple(f.name for f in fields(GuardSpec))
 
@@ -84,6 +104,14 @@ def _number(name: str, value: Any) -> Any:
 
 
 def _output(value: Any, rootdir: Path | None) -> Any:
+    from .output_gates import task_map_problem, task_schemas
+
+    per_task = task_schemas(value)
+    if per_task is not None:  # {task_name: schema}: each schema checked like a single one
+        return {task: _output(schema, rootdir) for task, schema in per_task.items()}
+    wrong = task_map_problem(value)
+    if wrong:
+        raise ConfigError(f"argument output={{...}}: {wrong}")
     if value is None or isinstance(value, dict):
         return value
     if isinstance(value, (str, Path)):

@@ -24,7 +24,10 @@ OPTIONS: tuple[tuple[str, str], ...] = (
     ("report", "write the JSON report of guarded tests to this path"),
     ("html", "write a self-contained HTML report (table, then each run's timeline and messages) here"),
     ("baseline", "an earlier JSON report to compare this run with"),
-    ("compare-fail", "regressions that fail the run, e.g. cost:10%,tokens:10%,llm_calls:0"),
+    ("compare-fail", "regressions that fail the run, e.g. cost:10%,tokens:10%,llm_calls:0,time:20% "
+     "or cost:0.01 (absolute)"),
+    ("markdown", "write the Markdown summary to this path (also appended to $GITHUB_STEP_SUMMARY "
+     "when that is set)"),
     ("allow-hosts", "comma-separated hosts (or host:port) a replayed test may reach, e.g. localhost:5432"),
 )
 
@@ -36,6 +39,14 @@ def add_options(parser: pytest.Parser) -> None:
             f"--crewguard-{name}", dest=f"crewguard_{name.replace('-', '_')}", default=None, help=help_text
         )
         parser.addini(f"crewguard_{name.replace('-', '_')}", help_text, default=None)
+    group.addoption(
+        "--crewguard-no-step-summary", dest="crewguard_no_step_summary", action="store_true",
+        default=False, help="do not append the Markdown summary to $GITHUB_STEP_SUMMARY",
+    )
+    parser.addini(
+        "crewguard_step_summary", "append the Markdown summary to $GITHUB_STEP_SUMMARY when it is "
+        "set (default true)", type="bool", default=True,
+    )
     parser.addini(
         "crewguard_match_on",
         "vcrpy matcher names for cassettes recorded by other tools, e.g. method, scheme, host, port, "
@@ -105,6 +116,10 @@ def settings_from_config(config: pytest.Config) -> Settings:
     html, html_source = _value(config, "html")
     baseline, baseline_source = _value(config, "baseline")
     compare_fail, _ = _value(config, "compare-fail")
+    markdown, markdown_source = _value(config, "markdown")
+    step_summary = not config.getoption("crewguard_no_step_summary") and bool(
+        config.getini("crewguard_step_summary")
+    )
     match_on_ini = config.getini("crewguard_match_on")
     allow_raw, allow_source = _value(config, "allow-hosts")
     allow_hosts: tuple[str, ...] = ()
@@ -123,6 +138,8 @@ def settings_from_config(config: pytest.Config) -> Settings:
         report=_path(config, report, report_source, must_exist=False),
         baseline=_path(config, baseline, baseline_source, must_exist=True),
         compare_fail=compare_fail,
+        markdown=_path(config, markdown, markdown_source, must_exist=False),
+        step_summary=step_summary,
         match_on=parse_match_on(match_on_ini, "ini crewguard_match_on") if match_on_ini else None,
         allow_hosts=allow_hosts,
         html=_path(config, html, html_source, must_exist=False),

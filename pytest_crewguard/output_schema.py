@@ -147,7 +147,8 @@ def _pick(run: Any, task: str | None) -> tuple[Any, str]:
         return run.output, "the crew's final output"
     outputs = run.task_outputs
     for output in outputs:
-        if task in (getattr(output, "name", None), getattr(output, "description", None)):
+        own = (getattr(output, "name", None), getattr(output, "description", None))
+        if task.strip() in [str(n).strip() for n in own if n]:
             return output, f"the output of task {task!r}"
     names = ", ".join(repr(getattr(o, "name", None) or getattr(o, "description", "")[:40]) for o in outputs)
     raise ConfigError(

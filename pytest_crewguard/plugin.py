@@ -7,6 +7,7 @@ the one module that turns crewguard's verdicts into pytest outcomes.
 
 from __future__ import annotations
 
+import os
 import shutil
 import sys
 from collections.abc import Generator, Iterator
@@ -18,7 +19,7 @@ from .environment import restore_environment
 from .errors import CrewguardError
 from .marker import MARKER_HELP, GuardSpec, spec_from_marker
 from .options import add_options, settings_from_config
-from .run_state import RunState
+from .run_state import RunState, junit_properties
 from .verdict import GateFailure
 
 if TYPE_CHECKING:
@@ -247,8 +248,13 @@ def pytest_runtest_makereport(item: pytest.Item) -> Generator[None, pytest.TestR
             guard.verdict.mark("failed" if report.when == "call" else "error")
         if report.when == "teardown":
             # The verdict is final: the test's one record, then free its bodies and events.
-            guard.results.add(guard.result(item.stash.get(_notes_key, [])))
+            record = guard.result(item.stash.get(_notes_key, []))
+            guard.results.add(record)
             del item.stash[_guard_key]
+            # --junitxml reads the teardown report's properties: the numbers land on the testcase.
+            properties = junit_properties(record)
+            item.user_properties.extend(properties)
+            report.user_properties = [*report.user_properties, *properties]
     return report
 
 
@@ -278,6 +284,13 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
         from .report import write_report
 
         write_report(state.results, state.settings.report)
+    step_summary = state.settings.step_summary and os.environ.get("GITHUB_STEP_SUMMARY")
+    if state.settings.markdown is not None or step_summary:
+        from .markdown import markdown, write_markdown
+        from .report import report_data
+
+        text = markdown(report_data(state.results), state.comparison())
+        write_markdown(text, state.settings.markdown, step_summary=state.settings.step_summary)
     if state.settings.html is not None:
         from .html_report import write_html
 

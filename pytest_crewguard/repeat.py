@@ -24,7 +24,7 @@ from .run import GuardedRun
 from .sent_requests import SentRequest, run_calls
 from .storage import storage_at
 from .verdict import Gate, Violation
-from .wire import WireLog
+from .wire import HttpExchange, WireLog
 
 
 class Repeats:
@@ -59,12 +59,16 @@ class Repeats:
         with storage_at(self.storage_dir / f"run-{number}") as path:
             yield path
 
-    def finished(self, run: GuardedRun) -> None:
-        """Keep what run ``run`` sent and received, then sample the heap it left behind."""
+    def finished(self, run: GuardedRun | None, exchanges: list[HttpExchange] | None = None) -> None:
+        """Keep what run ``run`` (or a flow: its ``exchanges``) sent and received, then sample
+        the heap it left behind."""
         if not self.enabled:
             return
         crew_events.flush()
-        mine = self.wire.calls_of(run.kickoff_id) if self.wire else []
+        if exchanges is not None:
+            mine = exchanges
+        else:
+            mine = self.wire.calls_of(run.kickoff_id) if self.wire and run else []
         self.calls.append(run_calls(mine, self.events))
         # Tracing starts once run 1 is over: run 1 pays for CrewAI's lazy imports and caches
         # (tracing those takes up to a minute) and is the baseline the later runs must keep to.

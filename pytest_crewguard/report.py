@@ -11,6 +11,7 @@ from .money import usd
 from .session import CrewguardSession, GuardedTest
 
 REPORT_VERSION = 1
+SCHEMA = "crewguard-report/1"  # fields are only added within /1; a removal or change is /2
 
 
 def _seconds(value: float | None) -> str:
@@ -43,10 +44,9 @@ def _plural(n: int, word: str) -> str:
     return f"{n} {word}{'' if n == 1 else 's'}"
 
 
-def table(session: CrewguardSession) -> str:
-    """The per-test table, totals, budget and price data version."""
-    from tabulate import tabulate
-
+def table_rows(session: CrewguardSession) -> tuple[list[str], list[list[Any]]]:
+    """The table's headers and rows, one per test (by node id) and the totals last: the one
+    source of the terminal table and the Markdown summary."""
     headers = [
         "test",
         "calls",
@@ -96,14 +96,31 @@ def table(session: CrewguardSession) -> str:
             "",
         ]
     )
+    return headers, rows
+
+
+def budget_line(session: CrewguardSession) -> str | None:
+    """``session budget: $0.0031 of $0.0100 (ok)``; ``None`` without a budget."""
+    if session.budget is None:
+        return None
+    over = session.over_budget
+    state = f"OVER by {usd(over)}" if over is not None else "ok"
+    if over is None and not session.cost_exact:
+        state = "unknown: some calls have no usage or no price"
+    spent = cost_text(session.total_cost, exact=session.cost_exact)
+    return f"session budget: {spent} of {usd(session.budget)} ({state})"
+
+
+def table(session: CrewguardSession) -> str:
+    """The per-test table, totals, budget and price data version."""
+    from tabulate import tabulate
+
+    headers, rows = table_rows(session)
+    records = sorted(session.records.values(), key=lambda r: r.nodeid)
+    unknown_usage = session.usage_unknown
     lines = [tabulate(rows, headers=headers, tablefmt="simple", disable_numparse=True)]
-    if session.budget is not None:
-        over = session.over_budget
-        state = f"OVER by {usd(over)}" if over is not None else "ok"
-        if over is None and not session.cost_exact:
-            state = "unknown: some calls have no usage or no price"
-        spent = cost_text(session.total_cost, exact=session.cost_exact)
-        lines.append(f"session budget: {spent} of {usd(session.budget)} ({state})")
+    if (budget := budget_line(session)) is not None:
+        lines.append(budget)
     if unknown_usage:
         tests = sum(1 for r in records if r.usage_unknown)
         lines.append(
@@ -128,24 +145,74 @@ def table(session: CrewguardSession) -> str:
     return "\n".join(lines)
 
 
-def report_data(session: CrewguardSession) -> dict[str, Any]:
-    """The JSON report: totals and one entry per guarded test."""
-    records = sorted(session.records.values(), key=lambda r: r.nodeid)
+def _version(package: str) -> str | None:
+    # Metadata only: reading crewai's version must not import crewai.
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version(package)
+    except PackageNotFoundError:
+        return None
+
+
+def budget_verdict(session: CrewguardSession) -> str:
+    """``ok``, ``over``, ``unknown`` (unpriced models or calls without usage) or ``none``."""
+    if session.budget is None:
+        return "none"
+    if session.over_budget is not None:
+        return "over"
+    return "ok" if session.budget_unknown() is None else "unknown"
+
+
+def totals_data(session: CrewguardSession) -> dict[str, Any]:
+    """The session totals of the JSON report."""
+    records = list(session.records.values())
+    projected = [r.projected_s for r in records if r.llm_calls]
     return {
+        "tests": len(records),
+        "llm_calls": session.total("llm_calls"),
+        "tool_calls": session.total("tool_calls"),
+        "tool_errors": session.total("tool_errors"),
+        "input_tokens": session.total("input_tokens"),
+        "output_tokens": session.total("output_tokens"),
+        "tokens": session.total("tokens"),
+        "cached_tokens": session.total("cached_tokens"),
+        "cache_write_tokens": session.total("cache_write_tokens"),
+        "reasoning_tokens": session.total("reasoning_tokens"),
+        "cost": session.total_cost,
+        "cost_exact": session.cost_exact,
+        "usage_unknown": session.usage_unknown,
+        "unpriced_models": session.unpriced_models,
+        "max_iterations": max((r.max_iterations for r in records), default=0),
+        "max_iter_hits": session.total("max_iter_hits"),
+        "elapsed_s": sum(r.elapsed_s for r in records),
+        "projected_s": None if None in projected else sum(p or 0.0 for p in projected),
+        "failed": sum(1 for r in records if r.failed_gates or r.outcome in ("failed", "error")),
+    }
+
+
+def report_data(session: CrewguardSession, *, crewai: str | None = None) -> dict[str, Any]:
+    """The JSON report (schema ``crewguard-report/1``): versions, totals, the budget and its
+    verdict, and one entry per guarded test. A plain function of the session, so other
+    renderings (Markdown, HTML) start from the same data.
+
+    ``crewai`` is the CrewAI version to record (default: the installed one, from its metadata).
+    """
+    records = sorted(session.records.values(), key=lambda r: r.nodeid)
+    over = session.over_budget
+    return {
+        "schema": SCHEMA,
         "version": REPORT_VERSION,
+        "crewguard": _version("pytest-crewguard"),
+        "crewai": crewai if crewai is not None else _version("crewai"),
         "prices": session.prices.version,
-        "budget": session.budget,
-        "totals": {
-            "tests": len(records),
-            "llm_calls": session.total("llm_calls"),
-            "tool_calls": session.total("tool_calls"),
-            "input_tokens": session.total("input_tokens"),
-            "output_tokens": session.total("output_tokens"),
-            "tokens": session.total("tokens"),
-            "cost": session.total_cost,
-            "cost_exact": session.cost_exact,
-            "usage_unknown": session.usage_unknown,
+        "budget": {
+            "max_cost": session.budget,
+            "verdict": budget_verdict(session),
+            "over_by": over,
+            "problem": session.budget_unknown(),
         },
+        "totals": totals_data(session),
         "tests": {r.nodeid: r.to_json() for r in records},
     }
 

@@ -33,6 +33,9 @@ class GuardedRun:
     error: BaseException | None = None
     rootdir: Path | None = None  # where relative schema file paths start
     stream: Any = None  # a streaming crew's CrewStreamingOutput, read to its end: .chunks
+    crew: str | None = None  # the crew's name; for an Agent.kickoff() run, None
+    agent: str | None = None  # for an Agent.kickoff() run: the agent's role
+    flow_step: str | None = None  # the flow method it was kicked off in, if any
     tool_calls: list[ToolInvocation] = field(default_factory=list)  # every tool call, in order
     delegations: list[Delegation] = field(default_factory=list)  # (from_agent, to_agent, task)
 

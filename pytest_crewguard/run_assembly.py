@@ -11,12 +11,25 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from .events import EventLog
+from .events import CrewEvent, EventLog
 from .ledger import LLMCall, build_calls, forced_final_answer_texts
 from .pricing import PriceTable
 from .run import GuardedRun
 from .tool_calls import build_tool_calls, delegations
-from .wire import WireLog
+from .wire import HttpExchange, WireLog
+
+LITE_AGENT = "lite_agent_execution_started"  # Agent.kickoff(): a run of one agent
+KICKOFF_ENDS = (
+    "crew_kickoff_completed",
+    "crew_kickoff_failed",
+    "lite_agent_execution_completed",
+    "lite_agent_execution_error",
+)
+
+
+def _kickoff_of(exchange: HttpExchange) -> str | None:
+    """The run an exchange belongs to: its crew's kickoff, else its ``Agent.kickoff()``."""
+    return exchange.scope_id("crew_kickoff_started") or exchange.scope_id(LITE_AGENT)
 
 
 class RunAssembly:
@@ -31,6 +44,7 @@ class RunAssembly:
         self.rootdir = rootdir
         self.prompt_files: set[str] = set()  # crews' prompt files: their forced-answer texts
         self.fixture_runs: list[GuardedRun] = []  # kickoffs made through the fixture
+        self.fixture_flows: set[str] = set()  # flow_started ids of flows run by kickoff_flow
         self._ledger: tuple[tuple[int, int, tuple[str, ...]], list[LLMCall]] | None = None
 
     def calls(self) -> list[LLMCall]:
@@ -71,11 +85,15 @@ class RunAssembly:
         scope = self.events.descendants(kickoff_id) if kickoff_id else []
         tools = [e for e in scope if e.type.startswith("tool_usage")]
         wire = self._wire()
-        # The same exchanges, in the same order, as the run's `calls`.
-        exchanges = [w for w in wire.calls_of(kickoff_id) if w.exchange.kind == "llm"] if wire else []
+        # The same exchanges, in the same order, as the run's `calls` (a crew's or an
+        # Agent.kickoff()'s, as the ledger assigns them).
+        every = list(wire.calls) if wire else []
+        exchanges = [w for w in every if w.exchange.kind == "llm" and _kickoff_of(w) == kickoff_id]
         llm_ids = [w.scope_id("llm_call_started") for w in exchanges]
         tool_calls = build_tool_calls([e for e in scope if e.type == "llm_call_started"] + tools, llm_ids)
         roles = {e.agent_role for e in scope if e.agent_role}
+        started = self.events.get(kickoff_id)
+        step = self._flow_step(started)
         return GuardedRun(
             output=output,
             calls=calls,
@@ -87,28 +105,94 @@ class RunAssembly:
             delegations=delegations(tool_calls, roles),
             error=error,
             rootdir=self.rootdir,
+            crew=started.crew_name if started and started.type == "crew_kickoff_started" else None,
+            agent=started.agent_role if started and started.type == LITE_AGENT else None,
+            flow_step=step,
         )
+
+    def _inside_crew(self, started: CrewEvent) -> bool:
+        """An ``Agent.kickoff()`` made inside a crew's kickoff (a tool, a guardrail): its calls
+        belong to the crew's run, so it is not a run of its own."""
+        if started.type != LITE_AGENT:
+            return False
+        seen: set[str] = set()
+        parent = started.parent_id
+        while parent is not None and parent not in seen:
+            seen.add(parent)
+            up = self.events.get(parent)
+            if up is None:
+                return False
+            if up.type == "crew_kickoff_started":
+                return True
+            parent = up.parent_id
+        return False
+
+    def _flow_step(self, started: CrewEvent | None) -> str | None:
+        """The flow method a kickoff ran in (its nearest ``method_execution_started`` parent)."""
+        seen: set[str] = set()
+        parent = started.parent_id if started else None
+        while parent is not None and parent not in seen:
+            seen.add(parent)
+            up = self.events.get(parent)
+            if up is None:
+                return None
+            if up.type == "method_execution_started":
+                return up.method_name
+            parent = up.parent_id
+        return None
 
     def _any_replayed(self, kickoff_id: str | None) -> bool:
         wire = self._wire()
-        return wire is not None and any(w.replayed for w in wire.calls_of(kickoff_id))
+        if wire is None or kickoff_id is None:
+            return False
+        return any(w.replayed for w in wire.calls if any(s[0] == kickoff_id for s in w.scope))
 
     def all_runs(self) -> list[GuardedRun]:
         """Fixture runs plus kickoffs the application made itself, in start order."""
         known = {r.kickoff_id for r in self.fixture_runs}
         runs = list(self.fixture_runs)
-        starts = self.events.ordered("crew_kickoff_started")
+        starts = self.events.ordered("crew_kickoff_started", LITE_AGENT)
         ends: dict[str | None, Any] = {}
-        for end_event in self.events.ordered("crew_kickoff_completed", "crew_kickoff_failed"):
+        for end_event in self.events.ordered(*KICKOFF_ENDS):
             ends.setdefault(end_event.started_id, end_event)
         for started in starts:
-            if started.event_id in known:
+            if started.event_id in known or self._inside_crew(started):
                 continue
             done = ends.get(started.event_id)
             end = done.timestamp if done is not None and done.timestamp else started.timestamp
             elapsed = (end or 0.0) - (started.timestamp or 0.0)
-            output = done.output if done is not None else None
+            output = self._application_output(started, done)
             runs.append(self.make_run(started.event_id, output, max(elapsed, 0.0), None))
         # Positions, not emission_sequence: CrewAI restarts that at every top-level kickoff.
         order = {e.event_id: i for i, e in enumerate(starts)}
         return sorted(runs, key=lambda r: order.get(r.kickoff_id or "", 1 << 62))
+
+    def _application_output(self, started: CrewEvent, done: CrewEvent | None) -> Any:
+        """What the application's kickoff returned to it, as the fixture would have it.
+
+        CrewAI's completed event carries the final task's ``TaskOutput`` only (an
+        ``Agent.kickoff()`` its raw text); the crew's ``CrewOutput`` is rebuilt from it and the
+        outputs of the kickoff's own tasks, so runs read the same whoever kicked them off.
+        """
+        if done is None or done.output is None:
+            return None
+        if started.type == LITE_AGENT or type(done.output).__name__ == "CrewOutput":
+            return done.output
+        tasks = [
+            e.output
+            for e in self.events.descendants(started.event_id)
+            if e.type == "task_completed" and e.output is not None
+        ]
+        final = done.output
+        try:
+            from crewai.crews.crew_output import CrewOutput
+
+            return CrewOutput(
+                raw=str(getattr(final, "raw", "") or ""),
+                pydantic=getattr(final, "pydantic", None),
+                json_dict=getattr(final, "json_dict", None),
+                tasks_output=tasks or [final],
+            )
+        except Exception:  # a CrewAI without CrewOutput's fields: the task output is still right
+            return final
+

@@ -13,10 +13,10 @@ from .marker import GuardSpec
 from .settings import Settings
 
 if TYPE_CHECKING:
-    from .baseline import Threshold
+    from .baseline import Comparison, Threshold
     from .guard_session import GuardSession
     from .pricing import PriceTable
-    from .session import CrewguardSession
+    from .session import CrewguardSession, GuardedTest
 
 
 @dataclass
@@ -75,6 +75,15 @@ class RunState:
             used=self.used, storage_root=self.storage, match_config=match_config,
         )
 
+    def comparison(self) -> Comparison | None:
+        """This run against the baseline (``None`` without one)."""
+        if self.baseline is None or self.results is None:
+            return None
+        from .baseline import compare
+        from .report import report_data
+
+        return compare(self.baseline, report_data(self.results), self.thresholds)
+
     def regressions(self) -> list[str]:
         """The ``--crewguard-compare-fail`` regressions against the baseline."""
         if self.baseline is None or not self.thresholds or self.results is None:
@@ -91,3 +100,14 @@ class RunState:
             return False
         budget_broken = results.over_budget is not None or results.budget_unknown() is not None
         return budget_broken or bool(self.regressions())
+
+
+def junit_properties(record: GuardedTest) -> list[tuple[str, object]]:
+    """The numbers a ``--junitxml`` testcase carries as properties."""
+    return [
+        ("crewguard_cost_usd", f"{record.cost:.6f}"),
+        ("crewguard_tokens", record.tokens),
+        ("crewguard_llm_calls", record.llm_calls),
+        ("crewguard_max_iter_hits", record.max_iter_hits),
+        ("crewguard_projected_s", "" if record.projected_s is None else f"{record.projected_s:.3f}"),
+    ]

@@ -50,6 +50,9 @@ class GuardedTest:
     cost_exact: bool = True
     free_models: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)  # what the reader should know, once per run
+    cassette: str | None = None  # as the user names it: relative to the rootdir when under it
+    limits: dict[str, Any] = field(default_factory=dict)  # the marker's limits that were set
+    iterations: list[dict[str, Any]] = field(default_factory=list)  # per agent and task, most in a run
     # Each run's tasks, tool calls and LLM calls with their messages, for the HTML report only
     # (filled when it is asked for; not in the JSON report).
     timeline: list[dict[str, Any]] = field(default_factory=list)
@@ -80,6 +83,7 @@ class GuardedTest:
             unpriced_models=unpriced_models(calls),
             max_iterations=max((n for r in runs for n in r.iterations.values()), default=0),
             max_iter_hits=sum(len(r.max_iter_hits) for r in runs),
+            iterations=_iterations(runs),
             elapsed_s=sum(r.elapsed_s for r in runs),
             projected_s=None if not runs or None in projected else sum(p or 0.0 for p in projected),
             runs=len(runs),
@@ -108,6 +112,15 @@ class GuardedTest:
         """The inverse of :meth:`to_json` (how xdist workers hand results to the controller)."""
         names = {f.name for f in fields(cls)}
         return cls(**{k: v for k, v in data.items() if k in names})
+
+
+def _iterations(runs: list[GuardedRun]) -> list[dict[str, Any]]:
+    """The most iterations each agent made on each task in any one run."""
+    most: dict[tuple[str | None, str | None], int] = {}
+    for run in runs:
+        for key, n in run.iterations.items():
+            most[key] = max(most.get(key, 0), n)
+    return [{"agent": agent, "task": task, "iterations": n} for (agent, task), n in most.items()]
 
 
 @dataclass

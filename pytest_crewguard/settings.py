@@ -21,6 +21,8 @@ class Settings:
     compare_fail: str | None
     match_on: tuple[str, ...] | None = None
     allow_hosts: tuple[str, ...] = ()
+    markdown: Path | None = None
+    step_summary: bool = True  # append the Markdown summary to $GITHUB_STEP_SUMMARY when set
     html: Path | None = None  # where the HTML report goes
 
     def record_mode_for(self, marker_mode: str | None) -> str:

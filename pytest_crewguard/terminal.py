@@ -7,7 +7,7 @@ from typing import Any, Protocol
 
 from .money import usd
 from .run_state import RunState
-from .session import GuardedTest
+from .session import CrewguardSession, GuardedTest
 
 
 class Writer(Protocol):
@@ -39,16 +39,22 @@ def write_summary(out: Writer, state: RunState) -> None:
         out.write_line(f"crewguard: regression: {line}", red=True, bold=True)
     for note, count in _notes(results.records.values()):
         out.write_line(f"crewguard: {count} {'test' if count == 1 else 'tests'} {note}")
+    passed = not out.stats.get("failed") and not out.stats.get("error")
+    if (message := over_budget_message(results, tests_passed=passed)) is not None:
+        out.write_line(message, red=True, bold=True)
+
+
+def over_budget_message(results: CrewguardSession, *, tests_passed: bool) -> str | None:
+    """Why the session budget fails the run (``None`` within it): the plugin and
+    ``crewguard check`` say it alike."""
     over = results.over_budget
-    if over is not None:
-        passed = not out.stats.get("failed") and not out.stats.get("error")
-        out.write_line(
-            f"crewguard: session cost {usd(results.total_cost)} is over --crewguard-max-cost="
-            f"{usd(results.budget or 0.0)} by {usd(over)}; failing the run"
-            + (" even though the tests passed." if passed else "."),
-            red=True,
-            bold=True,
-        )
+    if over is None:
+        return None
+    return (
+        f"crewguard: session cost {usd(results.total_cost)} is over --crewguard-max-cost="
+        f"{usd(results.budget or 0.0)} by {usd(over)}; failing the run"
+        + (" even though the tests passed." if tests_passed else ".")
+    )
 
 
 def _notes(records: Iterable[GuardedTest]) -> list[tuple[str, int]]:

@@ -142,6 +142,15 @@ def test_cost_of_the_example_cassettes_equals_the_ledger_of_their_run(
         assert offline[key][:3] == [calls, tokens_in, tokens_out]
         assert offline[key][3] == pytest.approx(cost, rel=1e-9)
 
+    # `show` on each test's cassette totals what the ledger counted for that test.
+    for test in json.loads(report.read_text())["tests"].values():
+        assert main(["show", "--json", str(root / test["cassette"])]) == 0
+        totals = json.loads(capsys.readouterr().out)["totals"]
+        assert [totals["llm_calls"], totals["input_tokens"], totals["output_tokens"]] == [
+            test["llm_calls"], test["input_tokens"], test["output_tokens"]
+        ]
+        assert totals["cost"] == pytest.approx(test["cost"], rel=1e-9)
+
 
 def test_show_puts_other_traffic_on_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     from pytest_crewguard.persister import ReadableYamlSerializer

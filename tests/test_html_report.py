@@ -129,7 +129,8 @@ def test_the_example_report_renders_with_the_json_totals(
     totals = report["totals"]
     assert page.external == []  # nothing to fetch: the file works offline, from an artifact
     assert {k: float(v) for k, v in page.totals.items() if k != "cost-exact"} == {
-        k.replace("_", "-"): float(v) for k, v in totals.items() if k != "cost_exact"
+        k.replace("_", "-"): float(v) for k, v in totals.items()
+        if k != "cost_exact" and isinstance(v, (int, float))
     }
     # The visible cells are the terminal's: calls, tokens and cost as the table prints them.
     assert page.total_cells[:5] == [

@@ -282,7 +282,7 @@ def test_objects_used_by_an_earlier_run_are_refused(pytester, provider):
             "crewguard: Agent 'Researcher' (model gpt-4o-mini) was already used in a crew run "
             "by test_crew.py::test_a.",
             "*CrewAI objects keep state between kickoffs*",
-            "*Fix: build the crew, its agents and their LLMs inside the factory*",
+            "*Fix: create the crew, its agents and their LLMs anew for every run: inside the factory*",
         ]
     )
     result.stdout.fnmatch_lines(
