@@ -14,6 +14,8 @@ from __future__ import annotations
 import os
 import secrets
 import stat
+import threading
+from collections import OrderedDict
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +23,6 @@ import yaml
 from vcr.persisters.filesystem import CassetteNotFoundError
 from vcr.request import Request
 from vcr.serialize import CASSETTE_FORMAT_VERSION, serialize
-from vcr.serializers.compat import convert_to_bytes
 
 from . import cassette_writers as writers
 from .cassette_yaml import ReadableYamlSerializer, _ReadableDumper
@@ -109,6 +110,50 @@ def _parse(path: Path, text: str, serializer: Any) -> list[Any]:
     return _interactions_of(path, data)
 
 
+# Parsed cassettes by file identity: a cassette shared by many tests is parsed once per session.
+_PARSED: OrderedDict[tuple[str, int, int, int], tuple[str, list[Any]]] = OrderedDict()
+_PARSED_KEEP = 16
+_parsed_lock = threading.Lock()
+
+
+def _parsed(path: Path, serializer: Any) -> tuple[str, list[Any]] | None:
+    """The text and interactions of the cassette at ``path`` (``None``: no cassette), parsed once
+    for as long as the file keeps its inode, size and modification time."""
+    try:
+        info = path.stat()
+    except FileNotFoundError:
+        return None
+    except OSError as err:
+        raise CassetteError(f"crewguard cannot read cassette {path}: {err}") from err
+    if not stat.S_ISREG(info.st_mode):
+        return None
+    key = (str(path), info.st_ino, info.st_size, info.st_mtime_ns)
+    with _parsed_lock:
+        cached = _PARSED.get(key)
+        if cached is not None:
+            _PARSED.move_to_end(key)
+            return cached
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as err:
+        raise CassetteError(f"crewguard cannot read cassette {path}: {err}") from err
+    interactions = _parse(path, text, serializer) if text.strip() else []
+    with _parsed_lock:
+        _PARSED[key] = (text, interactions)
+        while len(_PARSED) > _PARSED_KEEP:
+            _PARSED.popitem(last=False)
+    return text, interactions
+
+
+def _fresh_response(response: dict[str, Any]) -> dict[str, Any]:
+    """A response of the parse cache, copied as deep as loading changes it (not deeper)."""
+    body = dict(response["body"])
+    if isinstance(body.get("string"), str):
+        body["string"] = body["string"].encode("utf-8")
+    status, headers = dict(response["status"]), dict(response["headers"])
+    return {**response, "status": status, "headers": headers, "body": body}
+
+
 class _Capture:
     """A vcrpy serializer that hands back the data instead of text."""
 
@@ -124,20 +169,14 @@ class AtomicYamlPersister:
     @classmethod
     def load_cassette(cls, cassette_path: str | os.PathLike[str], serializer: Any) -> Any:
         path = Path(cassette_path)
-        if not path.is_file():
+        parsed = _parsed(path, serializer)
+        if parsed is None or not parsed[0].strip():
             writers.loaded(path, None)
             raise CassetteNotFoundError()
-        try:
-            text = path.read_text(encoding="utf-8")
-        except (OSError, UnicodeDecodeError) as err:
-            raise CassetteError(f"crewguard cannot read cassette {path}: {err}") from err
-        if not text.strip():
-            writers.loaded(path, None)
-            raise CassetteNotFoundError()
-        interactions = _parse(path, text, serializer)
+        text, interactions = parsed
         writers.loaded(path, text)
-        requests = [Request._from_dict(i["request"]) for i in interactions]
-        responses = [convert_to_bytes(i["response"]) for i in interactions]
+        requests = [Request._from_dict(dict(i["request"])) for i in interactions]
+        responses = [_fresh_response(i["response"]) for i in interactions]
         return requests, responses
 
     @staticmethod

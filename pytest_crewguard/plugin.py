@@ -33,6 +33,8 @@ _pytest_session_key = pytest.StashKey[pytest.Session]()
 _spec_key = pytest.StashKey[GuardSpec]()
 _guard_key: pytest.StashKey[GuardSession] = pytest.StashKey()  # the running test's guard
 _notes_key = pytest.StashKey[list[str]]()
+_guarded_key = pytest.StashKey[bool]()  # marked, or asks for the crewguard fixture
+MARKER_FIXTURE = "_crewguard_marker"
 VCR_NOTE = (
     "carry @pytest.mark.vcr too: crewguard's cassette answered their HTTP traffic, "
     "pytest-recording's cassette was not used"
@@ -117,6 +119,28 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             raise pytest.UsageError(f"crewguard: {err}") from None
         if specs:
             item.stash[_spec_key] = specs[0]  # the closest marker wins, as with get_closest_marker
+            _attach_marker_fixture(item)
+        if specs or "crewguard" in getattr(item, "fixturenames", ()):
+            item.stash[_guarded_key] = True
+
+
+def _attach_marker_fixture(item: pytest.Item) -> None:
+    """Give a marked test the fixture that starts its guard; unmarked tests never pay for it.
+
+    It goes first among the function-scoped fixtures, where an autouse fixture of this plugin
+    would be: a fixture of the test that kicks off a crew runs inside the cassette.
+    """
+    names: list[str] | None = getattr(item, "fixturenames", None)
+    if names is None or MARKER_FIXTURE in names:
+        return
+    info = getattr(item, "_fixtureinfo", None)
+    defs = getattr(info, "name2fixturedefs", {})
+    position = 0
+    for index, name in enumerate(names):
+        fixturedefs = defs.get(name)
+        if fixturedefs and fixturedefs[-1].scope != "function":
+            position = index + 1
+    names.insert(position, MARKER_FIXTURE)
 
 
 @pytest.fixture
@@ -142,6 +166,7 @@ def crewguard(request: pytest.FixtureRequest, crewguard_config: Any) -> Iterator
     except CrewguardError as err:
         pytest.fail(str(err), pytrace=False)
     request.node.stash[_guard_key] = guard
+    request.node.stash[_guarded_key] = True  # also when asked for with getfixturevalue
     try:
         yield CrewGuard(guard)
     finally:
@@ -150,9 +175,10 @@ def crewguard(request: pytest.FixtureRequest, crewguard_config: Any) -> Iterator
         pytest.fail(problem, pytrace=False)
 
 
-@pytest.fixture(autouse=True)
+@pytest.fixture
 def _crewguard_marker(request: pytest.FixtureRequest) -> None:
-    # The marker alone guards a test: kickoffs made by the application's own code count too.
+    # The marker alone guards a test (added to marked tests at collection): kickoffs made by
+    # the application's own code count too.
     if _spec_key not in request.node.stash:
         return
     if request.node.get_closest_marker("vcr") is not None and "vcr" in request.fixturenames:
@@ -170,18 +196,27 @@ def _failing_on_gates() -> Generator[None, Any, Any]:
         raise pytest.fail.Exception(str(failure), pytrace=False) from None
 
 
+# The wrappers below hand a test that crewguard does not guard straight on.
+
+
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_setup(item: pytest.Item) -> Generator[None, Any, Any]:
+    if _guarded_key not in item.stash:
+        return (yield)
     return (yield from _failing_on_gates())  # a fixture may kick off a crew
 
 
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_teardown(item: pytest.Item, nextitem: pytest.Item | None) -> Generator[None, Any, Any]:
+    if _guarded_key not in item.stash:
+        return (yield)
     return (yield from _failing_on_gates())
 
 
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_call(item: pytest.Item) -> Generator[None, Any, Any]:
+    if _guarded_key not in item.stash:
+        return (yield)
     guard = item.stash.get(_guard_key, None)
     try:
         result = yield
@@ -202,6 +237,8 @@ def pytest_runtest_call(item: pytest.Item) -> Generator[None, Any, Any]:
 
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_makereport(item: pytest.Item) -> Generator[None, pytest.TestReport, pytest.TestReport]:
+    if _guarded_key not in item.stash:
+        return (yield)
     report = yield
     guard = item.stash.get(_guard_key, None)
     if guard is not None:

@@ -10,12 +10,12 @@ from typing import TYPE_CHECKING, Any
 from .environment import prepare_crewai_environment
 from .isolation import UsedObjects
 from .marker import GuardSpec
-from .pricing import PriceTable
 from .settings import Settings
 
 if TYPE_CHECKING:
     from .baseline import Comparison, Threshold
     from .guard_session import GuardSession
+    from .pricing import PriceTable
     from .session import CrewguardSession, GuardedTest
 
 
@@ -24,7 +24,7 @@ class RunState:
     """Built once at configure time; ``results`` exists once a guarded test ran."""
 
     settings: Settings
-    prices: PriceTable
+    prices: PriceTable | None  # None: genai-prices alone, built at the first guarded test
     baseline: dict[str, Any] | None
     thresholds: list[Threshold]
     storage: Path
@@ -36,20 +36,30 @@ class RunState:
     def load(cls, settings: Settings) -> RunState:
         """Read the price file and the baseline (``CrewguardError`` if bad), and give CrewAI
         a storage directory of the run's own."""
-        from .baseline import load_comparison
-
         # A bad price file is a usage error before any test runs; the file is small and parsed
         # without importing genai-prices, whose data loads only when a cost is computed.
-        prices = PriceTable.from_file(settings.prices_file) if settings.prices_file else PriceTable()
-        baseline, thresholds = load_comparison(settings.baseline, settings.compare_fail)
+        prices = None
+        if settings.prices_file:
+            from .pricing import PriceTable
+
+            prices = PriceTable.from_file(settings.prices_file)
+        baseline: dict[str, Any] | None = None
+        thresholds: list[Threshold] = []
+        if settings.baseline is not None or settings.compare_fail:
+            from .baseline import load_comparison
+
+            baseline, thresholds = load_comparison(settings.baseline, settings.compare_fail)
         storage = Path(tempfile.mkdtemp(prefix="crewguard-storage-"))
         return cls(settings, prices, baseline, thresholds, storage, prepare_crewai_environment(storage))
 
     def session(self) -> CrewguardSession:
         """The run's results, created at the first guarded test (so plain runs show no table)."""
         if self.results is None:
+            from .pricing import PriceTable
             from .session import CrewguardSession
 
+            if self.prices is None:  # imported only now: a run without crew tests never pays for it
+                self.prices = PriceTable()
             self.results = CrewguardSession(prices=self.prices, budget=self.settings.max_cost)
         return self.results
 

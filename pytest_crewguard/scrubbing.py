@@ -12,7 +12,10 @@ from __future__ import annotations
 import json
 import os
 import re
+import threading
 from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from functools import lru_cache
 from typing import Any
 from urllib.parse import parse_qsl, quote, quote_plus, urlencode, urlsplit, urlunsplit
 
@@ -90,19 +93,39 @@ def _words(name: str) -> list[str]:
     return [w for w in re.split(r"[^a-z0-9]+", name.lower()) if w]
 
 
+@lru_cache(maxsize=4096)  # a cassette repeats the same few names thousands of times
 def is_secret_header(name: str) -> bool:
     """A header whose value is a credential: a known name or one with a credential word."""
     return name.lower() in SECRET_HEADERS or any(w in _HEADER_WORDS for w in _words(name))
 
 
+@lru_cache(maxsize=4096)
 def is_secret_field(name: str) -> bool:
     """A JSON field (any depth) whose value is a credential, e.g. ``api_key``, ``clientSecret``."""
     flat = re.sub(r"[^a-z0-9]", "", name.lower())
     return flat.endswith(_FIELD_SUFFIXES)
 
 
+_fixed = threading.local()
+
+
+@contextmanager
+def secrets_fixed() -> Iterator[None]:
+    """Read the environment's secrets once for a batch (a cassette's thousands of loaded
+    interactions), not once per request and response."""
+    previous = getattr(_fixed, "values", None)
+    _fixed.values = secret_env_values()
+    try:
+        yield
+    finally:
+        _fixed.values = previous
+
+
 def secret_env_values() -> list[tuple[str, str]]:
     """``(name, value)`` of every credential-named environment variable worth scrubbing."""
+    fixed: list[tuple[str, str]] | None = getattr(_fixed, "values", None)
+    if fixed is not None:
+        return fixed
     found = []
     for name, value in os.environ.items():
         if name in SECRET_ENV_VARIABLES or _SECRET_ENV_NAME.search(name):

@@ -40,6 +40,17 @@ def make_vcr(record_mode: str, match_config: MatchConfig | None = None) -> Any:
     return my_vcr
 
 
+def _loaded_response(response: dict[str, Any]) -> dict[str, Any]:
+    """``before_record_response`` for a response read from the file: decompressed (as
+    ``decode_compressed_response`` does) only when it is compressed, then scrubbed."""
+    headers = response.get("headers") or {}
+    if any(name.lower() == "content-encoding" for name in headers):
+        from vcr.filters import decode_response
+
+        response = decode_response(response)
+    return scrub_response(response)
+
+
 class _KeepingPersister:
     """The persister, with a failed or refused write kept for later instead of raised.
 
@@ -86,7 +97,8 @@ def cassette(
         path=str(path), persister=persister, match_on=config.match_on
     )
     merged["match_on"] = [normalising(m, config) for m in merged["match_on"]]
-    with GuardedCassette.use(**merged) as opened:
+    loaded_filters = (scrub_request, _loaded_response)
+    with GuardedCassette.use(**merged, match_config=config, loaded_filters=loaded_filters) as opened:
         yield opened
     if persister.problems:
         raise persister.problems[0]
