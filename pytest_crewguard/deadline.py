@@ -287,17 +287,3 @@ def left_behind_lines(left: list[tuple[threading.Thread, str]], exit_status: int
         f"{'are' if plural else 'is'} still running and would keep this process from exiting; {then}:"
     )
     return [head, *(f"  {thread.name} ({owner}): {where(thread)}" for thread, owner in left)]
-
-
-def stuck_threads(crew: Any, thread: threading.Thread | None) -> list[threading.Thread]:
-    """``thread`` (the one that ran the kickoff, if any) first, then the others working for ``crew``."""
-    others = [t for t in threads_of(crew) if t is not thread]
-    return [thread, *others] if thread is not None else others
-
-
-def describe(threads: list[threading.Thread], crew_thread: threading.Thread | None) -> str:
-    """Where each of ``threads`` is, for the failure message."""
-    stacks = [
-        f"  {'crew thread' if t is crew_thread else 'thread'} {t.name}:\n{stack_of(t)}" for t in threads
-    ]
-    return "\n".join(stacks) or "  (no thread is running the crew any more)"

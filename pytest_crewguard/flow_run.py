@@ -16,9 +16,8 @@ from collections.abc import Awaitable, Callable
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
-from . import deadline, flow_kickoffs
+from . import deadline, flow_kickoffs, overrun
 from . import events as crew_events
-from .deadline import CrewTimeout
 from .flow_result import FlowRun
 from .limits import run_violations, total_violations
 from .output_gates import flow_output_violation, unmatched_tasks
@@ -27,6 +26,7 @@ from .wire import HttpExchange
 
 if TYPE_CHECKING:
     from .guard_session import GuardSession
+    from .repeat import Repeats
 
 # A function that builds the flow (called once per repeat), or the Flow class itself.
 FlowFactory = Callable[[], Any] | type
@@ -59,79 +59,91 @@ class FlowRunner:
 
     def kickoff(self, factory: FlowFactory, inputs: dict[str, Any] | None) -> FlowRun:
         guard = self.guard
-        results: list[FlowRun] = []
         with guard.repeats() as repeats:
-            for number in range(1, guard.spec.repeat + 1):
-                with repeats.storage(number):
-                    flow = build_flow(factory)
-                    result = self._guarded(flow, partial(flow.kickoff, inputs=inputs))
-                del flow
-                repeats.finished(None, self._exchanges(result.flow_id))
-                results.append(result)
+            numbers = range(1, guard.spec.repeat + 1)
+            results = [self._kept(repeats, self._one_run(repeats, n, factory, inputs)) for n in numbers]
         guard.check_repeats(repeats)
         return results[0]
 
     async def kickoff_async(self, factory: FlowFactory, inputs: dict[str, Any] | None) -> FlowRun:
         guard = self.guard
-        results: list[FlowRun] = []
         with guard.repeats() as repeats:
-            for number in range(1, guard.spec.repeat + 1):
-                with repeats.storage(number):
-                    flow = build_flow(factory)
-                    result = await self._guarded_async(flow, partial(flow.kickoff_async, inputs=inputs))
-                del flow
-                repeats.finished(None, self._exchanges(result.flow_id))
-                results.append(result)
+            numbers = range(1, guard.spec.repeat + 1)
+            results = [
+                self._kept(repeats, await self._one_run_async(repeats, n, factory, inputs))
+                for n in numbers
+            ]
         guard.check_repeats(repeats)
         return results[0]
+
+    # The flow is a local of these two, so it is gone when they return: the heap sample that
+    # follows each run must not count this run's flow as retained.
+    def _one_run(
+        self, repeats: Repeats, number: int, factory: FlowFactory, inputs: dict[str, Any] | None
+    ) -> FlowRun:
+        with repeats.storage(number):
+            flow = build_flow(factory)
+            return self._guarded(flow, partial(flow.kickoff, inputs=inputs))
+
+    async def _one_run_async(
+        self, repeats: Repeats, number: int, factory: FlowFactory, inputs: dict[str, Any] | None
+    ) -> FlowRun:
+        with repeats.storage(number):
+            flow = build_flow(factory)
+            return await self._guarded_async(flow, partial(flow.kickoff_async, inputs=inputs))
+
+    def _kept(self, repeats: Repeats, result: FlowRun) -> FlowRun:
+        """``result`` after :class:`~pytest_crewguard.repeat.Repeats` took what it sent and left."""
+        repeats.finished(None, self._exchanges(result.flow_id))
+        return result
 
     # -- one flow run ------------------------------------------------------------------------
 
     def _guarded(self, flow: Any, call: Callable[[], Any]) -> FlowRun:
-        kicked = flow_kickoffs.start()
-        started = time.perf_counter()
-        error: BaseException | None = None
-        output = None
+        kicked, started = flow_kickoffs.start(), time.perf_counter()
         try:
-            max_seconds = self.guard.spec.max_seconds
-            if max_seconds is None:
-                output = call()
-            else:
-                outcome = deadline.call_with_deadline(
-                    call, max_seconds, f"crewguard-flow[{self.guard.nodeid}]"
-                )
-                if not outcome.finished:
-                    self._fail_timeout(flow, started, outcome.thread)
-                if outcome.error is not None:
-                    raise outcome.error
-                output = outcome.output
+            output = self._with_deadline(flow, call, started)
         except Exception as err:
-            error = err
-        return self._finish(flow, kicked, output, started, error)
+            return self._finish(flow, kicked, None, started, err)
+        return self._finish(flow, kicked, output, started, None)
 
     async def _guarded_async(self, flow: Any, make: Callable[[], Awaitable[Any]]) -> FlowRun:
-        kicked = flow_kickoffs.start()
-        started = time.perf_counter()
-        error: BaseException | None = None
-        output = None
+        kicked, started = flow_kickoffs.start(), time.perf_counter()
         try:
-            max_seconds = self.guard.spec.max_seconds
-            if max_seconds is None:
-                output = await make()
-            else:
-                outcome = await deadline.await_with_deadline(
-                    make,  # type: ignore[arg-type]
-                    max_seconds,
-                    f"crewguard-flow-async[{self.guard.nodeid}]",
-                )
-                if not outcome.finished:
-                    self._fail_timeout(flow, started, None)
-                if outcome.error is not None:
-                    raise outcome.error
-                output = outcome.output
+            output = await self._with_deadline_async(flow, make, started)
         except Exception as err:
-            error = err
-        return self._finish(flow, kicked, output, started, error)
+            return self._finish(flow, kicked, None, started, err)
+        return self._finish(flow, kicked, output, started, None)
+
+    def _with_deadline(self, flow: Any, call: Callable[[], Any], started: float) -> Any:
+        max_seconds = self.guard.spec.max_seconds
+        if max_seconds is None:
+            return call()
+        outcome = deadline.call_with_deadline(call, max_seconds, f"crewguard-flow[{self.guard.nodeid}]")
+        return self._settled(flow, started, outcome, outcome.thread)
+
+    async def _with_deadline_async(
+        self, flow: Any, make: Callable[[], Awaitable[Any]], started: float
+    ) -> Any:
+        max_seconds = self.guard.spec.max_seconds
+        if max_seconds is None:
+            return await make()
+        outcome = await deadline.await_with_deadline(
+            make,  # type: ignore[arg-type]
+            max_seconds,
+            f"crewguard-flow-async[{self.guard.nodeid}]",
+        )
+        return self._settled(flow, started, outcome, None)
+
+    def _settled(
+        self, flow: Any, started: float, outcome: deadline.Outcome, thread: threading.Thread | None
+    ) -> Any:
+        """The kickoff's output; its error raised; past max_seconds, the test failed now."""
+        if not outcome.finished:
+            self._fail_timeout(flow, started, thread)
+        if outcome.error is not None:
+            raise outcome.error
+        return outcome.output
 
     def _finish(
         self,
@@ -255,21 +267,9 @@ class FlowRunner:
     def _fail_timeout(self, flow: Any, started: float, thread: threading.Thread | None) -> None:
         """Fail the test now: what the flow did so far and where it is stuck."""
         guard = self.guard
-        max_seconds = guard.spec.max_seconds or 0.0
-        waited = time.perf_counter() - started
-        stuck = deadline.stuck_threads(flow, thread)
-        stacks = deadline.describe(stuck, thread)
-        crew_events.flush(timeout=1.0)
-        result = self._assemble(flow, None, waited, CrewTimeout(f"max_seconds={max_seconds:g}"))
+        over = overrun.stop_waiting(guard, flow, started, thread)
+        result = self._assemble(flow, None, over.waited, over.error())
         for run in result.runs:
             guard.checked.add(id(run))
         done = "\n".join(f"    {i + 1}. {c.model} {c.where}" for i, c in enumerate(result.calls))
-        deadline.abandon(flow, stuck, guard.nodeid)
-        message = (
-            f"crewguard: the flow {result.name} ran past max_seconds={max_seconds:g} "
-            f"(stopped waiting after {waited:.2f} s); the test fails now instead of hanging.\n"
-            f"  LLM calls finished so far:\n{done or '    (none finished)'}\n"
-            "  Where the flow was:\n" + stacks
-        )
-        failure = guard.verdict.failure([Violation(Gate.MAX_SECONDS, message, {"waited_s": waited})], message)
-        raise failure from None
+        overrun.fail(guard, flow, over, f"flow {result.name}", "flow", done)

@@ -10,9 +10,8 @@ from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Union
 
-from . import deadline
+from . import deadline, overrun
 from . import events as crew_events
-from .deadline import CrewTimeout
 from .ledger import LLMCall, total_cost, total_tokens
 from .run import GuardedRun
 from .tool_calls import ToolInvocation
@@ -24,9 +23,16 @@ if TYPE_CHECKING:
     from .flow_result import FlowRun
     from .flow_run import FlowFactory
     from .guard_session import GuardSession
+    from .repeat import Repeats
 
 # A function that builds the crew (called once per repeat), or the crew itself.
 CrewFactory = Union[Callable[[], "Crew"], "Crew"]
+
+
+def _kept(repeats: Repeats, run: GuardedRun) -> GuardedRun:
+    """``run`` after :class:`~pytest_crewguard.repeat.Repeats` took what it sent and left."""
+    repeats.finished(run)
+    return run
 
 
 def _is_crew(obj: Any) -> bool:
@@ -109,30 +115,20 @@ class CrewGuard:
         all of them.
         """
         guard = self._guard_session
-        runs: list[GuardedRun] = []
         with guard.repeats() as repeats:
-            for number in range(1, guard.spec.repeat + 1):
-                with repeats.storage(number):
-                    crew = self._build(factory)
-                    run = self._guarded(crew, partial(_drained, partial(crew.kickoff, inputs=inputs)))
-                del crew  # the heap sample must not count this run's crew as retained
-                repeats.finished(run)
-                runs.append(run)
+            numbers = range(1, guard.spec.repeat + 1)
+            runs = [_kept(repeats, self._one_run(repeats, n, factory, inputs)) for n in numbers]
         guard.check_repeats(repeats)
         return runs[0]
 
     async def kickoff_async(self, factory: CrewFactory, inputs: dict[str, Any] | None = None) -> GuardedRun:
         """The same as :meth:`kickoff`, through ``Crew.kickoff_async``."""
         guard = self._guard_session
-        runs: list[GuardedRun] = []
         with guard.repeats() as repeats:
-            for number in range(1, guard.spec.repeat + 1):
-                with repeats.storage(number):
-                    crew = self._build(factory)
-                    run = await self._guarded_async(crew, inputs)
-                del crew
-                repeats.finished(run)
-                runs.append(run)
+            numbers = range(1, guard.spec.repeat + 1)
+            runs = [
+                _kept(repeats, await self._one_run_async(repeats, n, factory, inputs)) for n in numbers
+            ]
         guard.check_repeats(repeats)
         return runs[0]
 
@@ -167,6 +163,22 @@ class CrewGuard:
             )
         self._guard_session.claim(crew)
         return crew
+
+    # The crew is a local of these two, so it is gone when they return: the heap sample that
+    # follows each run must not count this run's crew as retained.
+    def _one_run(
+        self, repeats: Repeats, number: int, factory: CrewFactory, inputs: dict[str, Any] | None
+    ) -> GuardedRun:
+        with repeats.storage(number):
+            crew = self._build(factory)
+            return self._guarded(crew, partial(_drained, partial(crew.kickoff, inputs=inputs)))
+
+    async def _one_run_async(
+        self, repeats: Repeats, number: int, factory: CrewFactory, inputs: dict[str, Any] | None
+    ) -> GuardedRun:
+        with repeats.storage(number):
+            crew = self._build(factory)
+            return await self._guarded_async(crew, inputs)
 
     async def _guarded_async(self, crew: Any, inputs: dict[str, Any] | None) -> GuardedRun:
         max_seconds = self._guard_session.spec.max_seconds
@@ -220,28 +232,14 @@ class CrewGuard:
     def _fail_timeout(self, crew: Any, started: float, thread: threading.Thread | None) -> None:
         """Fail the test now: where the crew is stuck, what it did so far; then free its threads."""
         guard = self._guard_session
-        max_seconds = guard.spec.max_seconds or 0.0
-        waited = time.perf_counter() - started
-        stuck = deadline.stuck_threads(crew, thread)
-        stacks = deadline.describe(stuck, thread)
-        crew_events.flush(timeout=1.0)
+        over = overrun.stop_waiting(guard, crew, started, thread)
         kickoff_id = guard.assembly.latest_kickoff(crew)
         # The timed-out run counts like any other: its finished calls, cost and time are reported.
-        run = guard.assembly.make_run(kickoff_id, None, waited, CrewTimeout(f"max_seconds={max_seconds:g}"))
+        run = guard.assembly.make_run(kickoff_id, None, over.waited, over.error())
         guard.assembly.fixture_runs.append(run)
         guard.checked.add(id(run))
         done = "\n".join(f"    {i + 1}. {c.describe()}" for i, c in enumerate(run.calls))
-        done = done or "    (none finished)"
-        deadline.abandon(crew, stuck, guard.nodeid)
-        message = (
-            f"crewguard: the crew ran past max_seconds={max_seconds:g} "
-            f"(stopped waiting after {waited:.2f} s); the test fails now instead of hanging.\n"
-            f"  LLM calls finished so far:\n{done}\n"
-            "  Where the crew was:\n" + stacks
-        )
-        failure = guard.verdict.failure([Violation(Gate.MAX_SECONDS, message, {"waited_s": waited})], message)
-        # Raised from None: an exception being handled by the caller is not part of this failure.
-        raise failure from None
+        overrun.fail(guard, crew, over, "crew", "crew", done)
 
     def _finish_run(self, crew: Any, output: Any, started: float, error: BaseException | None) -> GuardedRun:
         guard = self._guard_session
