@@ -144,35 +144,24 @@ def _escape(ch: str, replacements: dict[str, str]) -> str:
     return f"\\U{ord(ch):08X}"
 
 
+def _picked(kwargs: dict[str, Any], *names: str, **defaults: Any) -> dict[str, Any]:
+    """``names`` (and ``defaults``' keys) from a dumper's keyword arguments, absent ones None."""
+    return {name: kwargs.get(name, defaults.get(name)) for name in (*names, *defaults)}
+
+
 class _ReadableDumper(
     _ReadableEmitter, yaml.serializer.Serializer, yaml.representer.SafeRepresenter, yaml.resolver.Resolver
 ):
     """Multi-line strings as literal blocks, JSON bodies broken at their structure."""
 
     def __init__(self, stream: Any, **kwargs: Any) -> None:
-        _ReadableEmitter.__init__(
-            self,
-            stream,
-            canonical=kwargs.get("canonical"),
-            indent=kwargs.get("indent"),
-            width=kwargs.get("width"),
-            allow_unicode=kwargs.get("allow_unicode"),
-            line_break=kwargs.get("line_break"),
-        )
-        yaml.serializer.Serializer.__init__(
-            self,
-            encoding=kwargs.get("encoding"),
-            explicit_start=kwargs.get("explicit_start"),
-            explicit_end=kwargs.get("explicit_end"),
-            version=kwargs.get("version"),
-            tags=kwargs.get("tags"),
-        )
-        yaml.representer.SafeRepresenter.__init__(
-            self,
-            default_style=kwargs.get("default_style"),
-            default_flow_style=kwargs.get("default_flow_style", False),
-            sort_keys=kwargs.get("sort_keys", True),
-        )
+        # What yaml.Dumper.__init__ does, with this emitter: each base takes its own options.
+        emitter = _picked(kwargs, "canonical", "indent", "width", "allow_unicode", "line_break")
+        _ReadableEmitter.__init__(self, stream, **emitter)
+        serializer = _picked(kwargs, "encoding", "explicit_start", "explicit_end", "version", "tags")
+        yaml.serializer.Serializer.__init__(self, **serializer)
+        representer = _picked(kwargs, "default_style", default_flow_style=False, sort_keys=True)
+        yaml.representer.SafeRepresenter.__init__(self, **representer)
         yaml.resolver.Resolver.__init__(self)
 
 

@@ -147,29 +147,23 @@ class RunAssembly:
         belong to the crew's run, so it is not a run of its own."""
         if started.type != LITE_AGENT:
             return False
-        seen: set[str] = set()
-        parent = started.parent_id
-        while parent is not None and parent not in seen:
-            seen.add(parent)
-            up = self.events.get(parent)
-            if up is None:
-                return False
-            if up.type == "crew_kickoff_started":
-                return True
-            parent = up.parent_id
-        return False
+        return self._ancestor(started.parent_id, "crew_kickoff_started") is not None
 
     def _flow_step(self, started: CrewEvent | None) -> str | None:
         """The flow method a kickoff ran in (its nearest ``method_execution_started`` parent)."""
+        step = self._ancestor(started.parent_id, "method_execution_started") if started else None
+        return step.method_name if step is not None else None
+
+    def _ancestor(self, parent: str | None, kind: str) -> CrewEvent | None:
+        """The nearest event of type ``kind`` up the parent chain (None when it ends or breaks)."""
         seen: set[str] = set()
-        parent = started.parent_id if started else None
         while parent is not None and parent not in seen:
             seen.add(parent)
             up = self.events.get(parent)
             if up is None:
                 return None
-            if up.type == "method_execution_started":
-                return up.method_name
+            if up.type == kind:
+                return up
             parent = up.parent_id
         return None
 
