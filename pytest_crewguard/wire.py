@@ -21,7 +21,7 @@ from typing import Any
 from .fault_log import FaultLog
 from .faults import FaultInjector, fault_response, timeout_error
 from .match_config import MatchConfig
-from .matching import body_diff, nearest_request
+from .miss_message import miss_message
 from .stand_ins import stand_in_kind, stand_in_response
 from .usage import Exchange, classify_exchange, header_value
 
@@ -178,7 +178,7 @@ class WireLog:
             with self._lock:
                 self.unrecorded_preflights += 1
         elif kind == "miss":
-            message = self.miss_message(request)
+            message = miss_message(self, request)
             with self._lock:
                 self.misses.append(message)
         return stand_in_response(kind, self.cassette_path)
@@ -270,45 +270,3 @@ class WireLog:
                     request_model=asked,
                 )
             )
-
-    def miss_message(self, request: Any) -> str:
-        """Why ``request`` has no recorded answer, what changed, and how to record it."""
-        lines = [
-            f"crewguard: no recorded response for {request.method} {request.uri}",
-            f"  test:     {self.nodeid}",
-            f"  cassette: {self.cassette_path} (record mode: {self.record_mode})",
-        ]
-        recorded = [r for r, _ in self.cassette.data]
-        if not self.existed:
-            state = "has no interactions" if self.cassette_exists else "does not exist yet"
-            mode = "once" if not self.cassette_exists else "rewrite"
-            lines += [
-                f"  The cassette {state}, and replay mode never calls the network.",
-                "  Record it (this calls the real provider):",
-                f"    pytest '{self.nodeid}' --crewguard-record-mode={mode}",
-            ]
-            return "\n".join(lines)
-        # An interaction already answered cannot answer again: the nearest one still unplayed
-        # is what this request was meant to be, and its diff names the field that changed.
-        counts = getattr(self.cassette, "play_counts", {})
-        unplayed = [r for i, r in enumerate(recorded) if not counts.get(i)]
-        nearest = nearest_request(request, unplayed) or nearest_request(request, recorded)
-        if nearest is not None:
-            position = recorded.index(nearest) + 1
-            diff = body_diff(nearest, request, self.match_config.ignore_body_fields)
-            if diff.startswith("(bodies are equal"):
-                lines.append(
-                    f"  The same request was recorded (interaction {position} of {len(recorded)}) "
-                    "and already answered: this run sent it more often than the recording did."
-                )
-            else:
-                lines.append(
-                    f"  Nearest recorded request not yet answered: interaction {position} of "
-                    f"{len(recorded)}; what changed:"
-                )
-                lines += ["    " + line for line in diff.splitlines()]
-        lines += [
-            "  If the change is intended, record this test again (this calls the real provider):",
-            f"    pytest '{self.nodeid}' --crewguard-record-mode=rewrite",
-        ]
-        return "\n".join(lines)
