@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import gzip
 import zlib
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 
@@ -60,3 +60,21 @@ def decoded(body: bytes, headers: Mapping[str, Any]) -> tuple[str, Callable[[str
     except UnicodeDecodeError:  # binary: every byte maps to one character, ASCII keys stay intact
         text, codec = raw.decode("latin-1"), "latin-1"
     return text, lambda new: recompress(new.encode(codec))
+
+
+def interaction_bodies(interactions: list[Any]) -> Iterator[tuple[str, str]]:
+    """Every body in decoded form, with where it is (``the request body of interaction 2``)."""
+    for number, interaction in enumerate(interactions, 1):
+        if not isinstance(interaction, dict):
+            continue
+        for side in ("request", "response"):
+            part = interaction.get(side)
+            if not isinstance(part, dict):
+                continue
+            body = part.get("body")
+            if isinstance(body, dict):
+                body = body.get("string")
+            if isinstance(body, str):
+                body = body.encode("utf-8")
+            if isinstance(body, bytes) and body:
+                yield f"the {side} body of interaction {number}", decoded(body, part.get("headers") or {})[0]

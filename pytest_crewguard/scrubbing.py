@@ -19,7 +19,7 @@ from functools import lru_cache
 from typing import Any
 from urllib.parse import parse_qsl, quote, quote_plus, urlencode, urlsplit, urlunsplit
 
-from .body_codec import decoded
+from .body_codec import decoded, interaction_bodies
 from .environment import REPLAY_KEY_VARIABLES, REPLAY_PLACEHOLDER_KEY
 from .errors import CassetteError
 
@@ -268,24 +268,6 @@ def find_secret(text: str) -> tuple[str, int] | None:
     return None
 
 
-def _bodies(interactions: list[Any]) -> Iterator[tuple[str, str]]:
-    """Every body in decoded form, with where it is (``the request body of interaction 2``)."""
-    for number, interaction in enumerate(interactions, 1):
-        if not isinstance(interaction, dict):
-            continue
-        for side in ("request", "response"):
-            part = interaction.get(side)
-            if not isinstance(part, dict):
-                continue
-            body = part.get("body")
-            if isinstance(body, dict):
-                body = body.get("string")
-            if isinstance(body, str):
-                body = body.encode("utf-8")
-            if isinstance(body, bytes) and body:
-                yield f"the {side} body of interaction {number}", decoded(body, part.get("headers") or {})[0]
-
-
 def refuse_secrets(path: str, serialized: str, interactions: list[Any] | None = None) -> None:
     """Raise when a cassette still holds a secret, in its text or in any decoded body."""
     found = find_secret(serialized)
@@ -294,7 +276,7 @@ def refuse_secrets(path: str, serialized: str, interactions: list[Any] | None = 
         what, offset = found
         where = f"at line {serialized.count(chr(10), 0, offset) + 1}"
     else:
-        for place, text in _bodies(interactions or []):
+        for place, text in interaction_bodies(interactions or []):
             found = find_secret(text)
             if found is not None:
                 what, where = found[0], f"in {place} (decoded)"
