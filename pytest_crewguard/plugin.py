@@ -7,7 +7,6 @@ the one module that turns crewguard's verdicts into pytest outcomes.
 
 from __future__ import annotations
 
-import os
 import shutil
 import sys
 from collections.abc import Generator, Iterator
@@ -280,21 +279,7 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
     if workeroutput is not None:  # an xdist worker: the controller reports and enforces
         workeroutput["crewguard"] = [r.to_json(timeline=True) for r in state.results.records.values()]
         return
-    if state.settings.report is not None:
-        from .report import write_report
-
-        write_report(state.results, state.settings.report)
-    step_summary = state.settings.step_summary and os.environ.get("GITHUB_STEP_SUMMARY")
-    if state.settings.markdown is not None or step_summary:
-        from .markdown import markdown, write_markdown
-        from .report import report_data
-
-        text = markdown(report_data(state.results), state.comparison())
-        write_markdown(text, state.settings.markdown, step_summary=state.settings.step_summary)
-    if state.settings.html is not None:
-        from .html_report import write_html
-
-        write_html(state.results, state.settings.html, baseline=state.baseline)
+    state.write_reports()
     if state.fails_run() and session.exitstatus == 0:
         session.exitstatus = pytest.ExitCode.TESTS_FAILED
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -92,6 +93,27 @@ class RunState:
         from .report import report_data
 
         return regressions(self.baseline, report_data(self.results), self.thresholds)
+
+    def write_reports(self) -> None:
+        """The JSON, Markdown and HTML reports the options ask for (the run had guarded tests)."""
+        results = self.results
+        if results is None:
+            return
+        if self.settings.report is not None:
+            from .report import write_report
+
+            write_report(results, self.settings.report)
+        step_summary = self.settings.step_summary and os.environ.get("GITHUB_STEP_SUMMARY")
+        if self.settings.markdown is not None or step_summary:
+            from .markdown import markdown, write_markdown
+            from .report import report_data
+
+            text = markdown(report_data(results), self.comparison())
+            write_markdown(text, self.settings.markdown, step_summary=self.settings.step_summary)
+        if self.settings.html is not None:
+            from .html_report import write_html
+
+            write_html(results, self.settings.html, baseline=self.baseline)
 
     def fails_run(self) -> bool:
         """Whether the session budget or a regression fails the run, whatever its tests did."""
