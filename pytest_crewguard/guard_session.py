@@ -90,21 +90,10 @@ class GuardSession:
     ) -> GuardSession:
         """A guard for one test outside pytest, with the plugin's defaults: replay only,
         cassettes under ``rootdir/cassettes``, built-in prices."""
-        settings = Settings(
-            rootdir=rootdir,
-            record_mode_cli=None,
-            record_mode_ini=record_mode,
-            cassette_dir=cassette_dir or rootdir / "cassettes",
-            max_cost=None,
-            prices_file=None,
-            report=None,
-            baseline=None,
-            compare_fail=None,
-        )
         return cls(
             spec=spec or GuardSpec(),
             nodeid=nodeid,
-            settings=settings,
+            settings=Settings.defaults(rootdir, record_mode, cassette_dir),
             results=results or CrewguardSession(prices=PriceTable()),
             used=used or UsedObjects(),
             storage_root=storage_root or Path(tempfile.mkdtemp(prefix="crewguard-storage-")),
@@ -148,7 +137,7 @@ class GuardSession:
             cassette,
             nodeid=self.nodeid,
             record_mode=self.record_mode,
-            cassette_path=self._display(self.cassette_path),
+            cassette_path=self.display(self.cassette_path),
             cassette_exists=exists,
             match_config=self.match_config,
             keep_errors=self.spec.record_errors,
@@ -182,10 +171,11 @@ class GuardSession:
         try:
             self._stack.close()
         except CrewguardError as err:
-            return str(err).replace(str(self.cassette_path), self._display(self.cassette_path))
+            return str(err).replace(str(self.cassette_path), self.display(self.cassette_path))
         return None
 
-    def _display(self, path: Path) -> str:
+    def display(self, path: Path) -> str:
+        """``path`` relative to the rootdir when it is under it, for messages and the table."""
         try:
             return str(path.relative_to(self.settings.rootdir))
         except ValueError:
@@ -261,14 +251,8 @@ class GuardSession:
 
     def _given_up(self) -> list[Violation]:
         """Requests the SDK gave up on after injected faults: what a crew's error comes from."""
-        from .rate_limits import fault_violations
-
         crew_events.flush()
-        found: list[Violation] = []
-        for run in self.assembly.all_runs():
-            run.gave_up = self.assembly.gave_up(run.kickoff_id)
-            found += fault_violations(run)
-        return found[:1]
+        return self.assembly.fault_violations()[:1]
 
     def finish_call(self) -> None:
         """After the test body: check every run the test did not check yet, and the totals."""
@@ -290,32 +274,15 @@ class GuardSession:
 
     def notes(self) -> list[str]:
         """What this test's numbers rest on that a reader should know (shown under the table)."""
-        found = []
-        if not self.match_config.checks_body:
-            found.append(
-                f"replayed with match_on={list(self.match_config.match_on)}: their request bodies were "
-                "not checked against the recording (a changed prompt is not a miss)"
-            )
-        if self.wire is not None and self.wire.unrecorded_preflights:
-            found.append(
-                "sent token-count preflights their cassettes do not hold: answered as unavailable, "
-                "so CrewAI estimated the counts itself (record again to replay the real ones)"
-            )
-        return found
+        from .guard_record import notes
+
+        return notes(self)
 
     def result(self, notes: list[str] | None = None) -> GuardedTest:
         """This test's record for the end-of-run table, built once its verdict is final."""
-        record = GuardedTest.build(self.nodeid, self.calls(), self.runs())
-        record.failed_gates = self.verdict.gate_names
-        record.outcome = self.verdict.outcome
-        record.notes = [*(notes or []), *self.notes()]
-        record.cassette = self._display(self.cassette_path)
-        record.limits = self.spec.limits()
-        if self.settings.html is not None and self.wire is not None:
-            from .html_timeline import timeline
+        from .guard_record import record_of
 
-            record.timeline = timeline(self.runs(), self.calls(), list(self.wire.calls), self.events)
-        return record
+        return record_of(self, notes or [])
 
 
 def _crewai_available() -> bool:

@@ -17,6 +17,7 @@ from .ledger import LLMCall, build_calls, forced_final_answer_texts
 from .pricing import PriceTable
 from .run import GuardedRun
 from .tool_calls import build_tool_calls, delegations
+from .verdict import Violation
 from .wire import HttpExchange, WireLog
 
 LITE_AGENT = "lite_agent_execution_started"  # Agent.kickoff(): a run of one agent
@@ -172,6 +173,16 @@ class RunAssembly:
         if wire is None or kickoff_id is None:
             return False
         return any(w.replayed for w in wire.calls if any(s[0] == kickoff_id for s in w.scope))
+
+    def fault_violations(self) -> list[Violation]:
+        """Each run's requests the SDK gave up on after injected faults (``provider_fault``)."""
+        from .rate_limits import fault_violations
+
+        found: list[Violation] = []
+        for run in self.all_runs():
+            run.gave_up = self.gave_up(run.kickoff_id)
+            found += fault_violations(run)
+        return found
 
     def all_runs(self) -> list[GuardedRun]:
         """Fixture runs plus kickoffs the application made itself, in start order."""

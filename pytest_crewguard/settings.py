@@ -25,6 +25,22 @@ class Settings:
     step_summary: bool = True  # append the Markdown summary to $GITHUB_STEP_SUMMARY when set
     html: Path | None = None  # where the HTML report goes
 
+    @classmethod
+    def defaults(cls, rootdir: Path, record_mode: str = "none", cassette_dir: Path | None = None) -> Settings:
+        """The plugin's defaults, for a driver outside pytest: cassettes under ``rootdir/cassettes``,
+        no budget, price file or reports."""
+        return cls(
+            rootdir=rootdir,
+            record_mode_cli=None,
+            record_mode_ini=record_mode,
+            cassette_dir=cassette_dir or rootdir / "cassettes",
+            max_cost=None,
+            prices_file=None,
+            report=None,
+            baseline=None,
+            compare_fail=None,
+        )
+
     def record_mode_for(self, marker_mode: str | None) -> str:
         """An explicit command-line mode wins over the marker, which wins over the ini."""
         return self.record_mode_cli or marker_mode or self.record_mode_ini
