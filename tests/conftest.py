@@ -7,8 +7,12 @@ cassettes through the plugin in a pytester sandbox, stop the provider, and repla
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 import textwrap
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -118,3 +122,54 @@ def read_dump(pytester: pytest.Pytester, name: str) -> dict[str, Any]:
 
 def answer(text: str, input_tokens: int = 1200, output_tokens: int = 300, **kwargs: Any) -> Reply:
     return Reply(text=text, input_tokens=input_tokens, output_tokens=output_tokens, **kwargs)
+
+
+@dataclass(frozen=True)
+class ExampleRun:
+    """The example suite replayed once in a subprocess with every report crewguard writes."""
+
+    folder: Path
+    report: dict[str, Any]
+    stdout: str
+
+    @property
+    def html(self) -> Path:
+        return self.folder / "report.html"
+
+
+def run_example(folder: Path, *args: str, summary: Path | None = None) -> subprocess.Popen[str]:
+    """Start the example suite in a subprocess writing ``folder/<name>.json`` reports."""
+    root = Path(__file__).resolve().parent.parent
+    env = {k: v for k, v in os.environ.items() if k != "GITHUB_STEP_SUMMARY"}
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(root), os.environ.get("PYTHONPATH")]))
+    if summary is not None:
+        env["GITHUB_STEP_SUMMARY"] = str(summary)
+    return subprocess.Popen(
+        [sys.executable, "-m", "pytest", "fixtures/example", "-p", "no:cacheprovider", "-q", *args],
+        cwd=root, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )
+
+
+def finished(process: subprocess.Popen[str]) -> str:
+    out, _ = process.communicate(timeout=600)
+    assert process.returncode == 0, out[-4000:]
+    return out
+
+
+@pytest.fixture(scope="session")
+def example_run(tmp_path_factory: pytest.TempPathFactory) -> ExampleRun:
+    """One replay of the example suite shared by the report, HTML, CLI and CI tests (each run
+    imports crewai again: running it once per worker keeps the suite fast)."""
+    folder = tmp_path_factory.mktemp("example-run")
+    (folder / "summary.md").write_text("## tests\n")
+    out = finished(
+        run_example(
+            folder,
+            f"--crewguard-report={folder / 'report.json'}",
+            f"--crewguard-html={folder / 'report.html'}",
+            f"--crewguard-markdown={folder / 'crewguard.md'}",
+            f"--junitxml={folder / 'junit.xml'}",
+            summary=folder / "summary.md",
+        )
+    )
+    return ExampleRun(folder, json.loads((folder / "report.json").read_text()), out)

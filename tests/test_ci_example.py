@@ -4,10 +4,7 @@ summary and JUnit properties, and the same suite run as two shards, merged and c
 from __future__ import annotations
 
 import json
-import os
 import re
-import subprocess
-import sys
 import xml.etree.ElementTree as ET
 from pathlib import Path
 from typing import Any
@@ -18,31 +15,15 @@ from pytest_crewguard.cli import main
 from pytest_crewguard.money import usd
 from pytest_crewguard.report_file import schema_errors
 
+from .conftest import ExampleRun, finished, run_example
+
 ROOT = Path(__file__).parent.parent
 SHARD = "brief_per_topic"  # -k splits the example suite in two: 3 tests and 4
 
 
-def _example(tmp: Path, name: str, *args: str, summary: Path | None = None) -> tuple[dict[str, Any], str]:
-    env = {k: v for k, v in os.environ.items() if k != "GITHUB_STEP_SUMMARY"}
-    if summary is not None:
-        env["GITHUB_STEP_SUMMARY"] = str(summary)
-    report = tmp / f"{name}.json"
-    run = subprocess.run(
-        [sys.executable, "-m", "pytest", "fixtures/example", "-p", "no:cacheprovider", "-q",
-         f"--crewguard-report={report}", *args],
-        cwd=ROOT, capture_output=True, text=True, check=False, env=env,
-    )
-    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-2000:]
-    return json.loads(report.read_text()), run.stdout
-
-
 @pytest.fixture(scope="module")
-def whole(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, Any], str]:
-    tmp = tmp_path_factory.mktemp("ci")
-    (tmp / "summary.md").write_text("## tests\n")
-    data, out = _example(tmp, "whole", f"--crewguard-markdown={tmp / 'crewguard.md'}",
-                         f"--junitxml={tmp / 'junit.xml'}", summary=tmp / "summary.md")
-    return tmp, data, out
+def whole(example_run: ExampleRun) -> tuple[Path, dict[str, Any], str]:
+    return example_run.folder, example_run.report, example_run.stdout
 
 
 def test_report_validates_and_its_totals_are_the_table_s(whole: tuple[Path, dict[str, Any], str]) -> None:
@@ -88,8 +69,14 @@ def test_junit_testcases_carry_the_numbers(whole: tuple[Path, dict[str, Any], st
 def test_shards_merged_and_checked_equal_the_whole(whole: tuple[Path, dict[str, Any], str], tmp_path: Path,
                                                    capsys: pytest.CaptureFixture[str]) -> None:
     _, data, _ = whole
-    one, _ = _example(tmp_path, "one", "-k", SHARD)
-    two, _ = _example(tmp_path, "two", "-k", f"not {SHARD}")
+    # The two shards run side by side, as two CI jobs would.
+    shards = [
+        run_example(tmp_path, f"--crewguard-report={tmp_path / 'one.json'}", "-k", SHARD),
+        run_example(tmp_path, f"--crewguard-report={tmp_path / 'two.json'}", "-k", f"not {SHARD}"),
+    ]
+    for shard in shards:
+        finished(shard)
+    one, two = (json.loads((tmp_path / f"{n}.json").read_text()) for n in ("one", "two"))
     assert len(one["tests"]) == 3 and len(two["tests"]) == 4
     merged = tmp_path / "all.json"
     assert main(["merge", str(tmp_path / "one.json"), str(tmp_path / "two.json"), "-o", str(merged)]) == 0

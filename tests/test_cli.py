@@ -11,6 +11,8 @@ import pytest
 
 from pytest_crewguard.cli import main
 
+from .conftest import ExampleRun
+
 DATA = Path(__file__).parent / "data" / "crewai_cassettes"
 EXAMPLE = Path(__file__).parent.parent / "cassettes/fixtures/example/test_research_crew"
 
@@ -112,16 +114,10 @@ def test_module_runs_without_importing_crewai() -> None:
 
 
 def test_cost_of_the_example_cassettes_equals_the_ledger_of_their_run(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    example_run: ExampleRun, capsys: pytest.CaptureFixture[str]
 ) -> None:
     root = Path(__file__).parent.parent
-    report = tmp_path / "report.json"
-    run = subprocess.run(
-        [sys.executable, "-m", "pytest", "fixtures/example", "-p", "no:cacheprovider", "-q",
-         f"--crewguard-report={report}"],
-        cwd=root, capture_output=True, text=True, check=False,
-    )
-    assert run.returncode == 0, run.stdout[-2000:]
+    report = example_run.folder / "report.json"
     ledger: dict[tuple[str, str], list[float]] = {}
     for test in json.loads(report.read_text())["tests"].values():
         for call in test["calls"]:

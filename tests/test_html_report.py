@@ -7,11 +7,9 @@ each test shows its runs' tasks, tool calls and LLM calls with their messages.
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import subprocess
-import sys
 from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any
@@ -19,6 +17,8 @@ from typing import Any
 import pytest
 
 from pytest_crewguard.money import usd
+
+from .conftest import ExampleRun
 
 ROOT = Path(__file__).resolve().parent.parent
 BROWSERS = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable")
@@ -100,19 +100,9 @@ class _Page(HTMLParser):
 
 
 @pytest.fixture(scope="module")
-def example_report(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, Any]]:
+def example_report(example_run: ExampleRun) -> tuple[Path, dict[str, Any]]:
     """The example suite replayed once, with its HTML and JSON reports."""
-    out = tmp_path_factory.mktemp("html-report")
-    html, report = out / "report.html", out / "report.json"
-    path = os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))
-    env = {**os.environ, "PYTHONPATH": path}
-    result = subprocess.run(
-        [sys.executable, "-m", "pytest", "fixtures/example", "-p", "no:cacheprovider", "-q",
-         f"--crewguard-html={html}", f"--crewguard-report={report}"],
-        cwd=ROOT, env=env, capture_output=True, text=True, timeout=600, check=False,
-    )
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    return html, json.loads(report.read_text())
+    return example_run.html, example_run.report
 
 
 def test_the_example_report_renders_with_the_json_totals(
