@@ -225,11 +225,6 @@ def test_clean_factory(crewguard):
     crewguard.kickoff(make_crew, inputs={"topic": "AI"})
     with open(os.path.join(os.path.dirname(__file__), "heap.json"), "w") as f:
         json.dump(crewguard._guard_session.repeat_summaries[0](), f)  # an internal: the heap samples
-
-
-@pytest.mark.crewguard(repeat=3, max_memory_growth=10_000_000)
-def test_leaky_factory_within_its_limit(crewguard):
-    crewguard.kickoff(leaky_factory, inputs={"topic": "AI"})
 """
 
 
@@ -262,9 +257,9 @@ def test_a_factory_that_leaks_fails_max_memory_growth_and_a_clean_one_passes(pyt
     server = provider(lambda request: Reply(text="A short summary."))
     pytester.makepyfile(test_crew=crew_test_file(server.openai_base_url, GROWTH_BODY))
     result = pytester.runpytest("--crewguard-record-mode=once")
-    result.assert_outcomes(passed=2, failed=1)
-    # The marker's max_memory_growth reaches the verdict: the same leak passes under 10 MB.
-    result.stdout.no_fnmatch_line("FAILED test_crew.py::test_leaky_factory_within_its_limit*")
+    # (A raised max_memory_growth letting the same leak pass is checked on the verdict alone,
+    # above: each traced repeated run costs seconds.)
+    result.assert_outcomes(passed=1, failed=1)
     result.stdout.fnmatch_lines(
         [
             "*_ test_leaky_factory _*",
@@ -286,7 +281,7 @@ def test_a_factory_that_leaks_fails_max_memory_growth_and_a_clean_one_passes(pyt
 
     # Replayed offline the leak is found the same way (one test: each traced run is slow).
     server.stop()
-    replayed = pytester.runpytest("-k", "test_leaky_factory and not within")
+    replayed = pytester.runpytest("-k", "test_leaky_factory")
     replayed.assert_outcomes(failed=1)
     replayed.stdout.fnmatch_lines(["crewguard: the Python heap kept growing across repeat=3 runs: 2.0 MB*"])
 
