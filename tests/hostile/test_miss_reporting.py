@@ -53,3 +53,16 @@ def test_missing_and_empty_cassettes_say_which_and_how_to_record(pytester: pytes
     # Tests failed too, so the budget line does not claim they passed.
     result.stdout.fnmatch_lines(["*is over --crewguard-max-cost=$0.000000 by $0.000360; failing the run."])
     assert "even though the tests passed" not in out
+
+
+def test_crewais_own_error_logs_stay_out_of_the_failure_text(pytester: pytest.Pytester, provider) -> None:
+    from ..test_output_schema import failure_of, record_and_replay
+
+    replayed = record_and_replay(pytester, provider, {"test_crewai_rejects": "failed"})
+    failure = failure_of(replayed, "test_crewai_rejects")
+    assert failure.startswith("crewguard: CrewAI could not build ResearchOutput")
+    # CrewAI logs errors and prints event-bus warnings while it retries: captured, not in the failure.
+    assert "ERROR" not in failure and "[CrewAIEventsBus]" not in failure and "Traceback" not in failure
+    reports = replayed.reprec.getreports("pytest_runtest_logreport")  # type: ignore[attr-defined]
+    (call,) = [r for r in reports if r.when == "call"]
+    assert any(title.startswith("Captured") for title, _ in call.sections)
