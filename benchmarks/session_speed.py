@@ -1,0 +1,248 @@
+"""What a regression suite of many one-call crew tests costs per session, and per test.
+
+Generates, in a temporary directory, one project per variant and suite size, each with N
+one-call crew tests (a shared small crew, an LLM against the scripted provider on loopback,
+a different topic per test), records every test's cassette once, then times whole pytest
+sessions as fresh subprocesses:
+
+  a  crewguard replay: ``@pytest.mark.crewguard`` tests, ``crewguard.kickoff(...)``,
+     recorded with ``--crewguard-record-mode=once``, replayed with the default mode (none)
+  b  pytest-recording replay: the same crews kicked off directly under ``@pytest.mark.vcr``,
+     recorded with ``--record-mode=once``, replayed with ``--record-mode=none -p no:crewguard``
+  c  floor: the same crews with a stub LLM (a CrewAI ``BaseLLM`` subclass that returns the
+     answer, no HTTP, no cassette), ``-p no:crewguard``
+
+Sessions are interleaved round by round (every suite size, the variant order rotating each
+round) so that machine noise hits all variants alike. Reported: median wall seconds per
+session, the per-test slope between the two largest sizes, and the ratios a/b and
+slope a / slope c. With ``--parallel`` it then times variant a's largest suite with ``-n 0``
+and ``-n 2`` (pytest-xdist), interleaved the same way.
+
+    .venv/bin/python benchmarks/session_speed.py [--tests 1,100,500] [--rounds 3] [--parallel]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from pytest_crewguard.environment import CREWAI_SWITCHES
+from pytest_crewguard.testing.scripted_provider import ReceivedRequest, Reply, ScriptedProvider
+
+ANSWER = "AI agents plan, act and remember."
+PER_FILE = 20
+FAKE_OPENAI_KEY = "sk-proj-Zq8vW2mN4xR7tY1uI3oP5aS6dF9gH0jK2lL4zX6cV8bN"
+
+# The crew of tests/conftest.py's CREW_HEADER, plus the stub LLM for the floor.
+CREW_MODULE = '''
+from typing import Any
+
+from crewai import Agent, Crew, LLM, Task
+from crewai.llms.base_llm import BaseLLM
+
+BASE_URL = {base_url!r}
+MODEL = "gpt-4o-mini"
+ANSWER = {answer!r}
+
+
+class StubLLM(BaseLLM):
+    """Answers at once, without HTTP: what a kickoff costs with no transport at all."""
+
+    def call(self, messages: Any, *args: Any, **kwargs: Any) -> str:
+        return ANSWER
+
+
+def make_crew(llm=None):
+    llm = llm if llm is not None else LLM(model=MODEL, base_url=BASE_URL)
+    agent = Agent(role="Researcher", goal="Research the topic", backstory="Expert researcher",
+                  llm=llm, max_iter=25)
+    task = Task(name="research", description="Research {{topic}} and summarise it",
+                expected_output="A concise research summary", agent=agent)
+    return Crew(agents=[agent], tasks=[task])
+
+
+def make_stub_crew():
+    return make_crew(StubLLM(model="stub-model"))
+'''
+
+TESTS = {
+    "crewguard": '''
+@pytest.mark.crewguard
+def test_crew_{i}(crewguard):
+    run = crewguard.kickoff(make_crew, inputs={{"topic": "topic {i}"}})
+    assert run.output.raw == ANSWER
+''',
+    "recording": '''
+@pytest.mark.vcr
+def test_crew_{i}():
+    assert make_crew().kickoff(inputs={{"topic": "topic {i}"}}).raw == ANSWER
+''',
+    "stub": '''
+def test_crew_{i}():
+    assert make_stub_crew().kickoff(inputs={{"topic": "topic {i}"}}).raw == ANSWER
+''',
+}
+
+BASE = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider"]
+REPLAY_ARGS = {
+    "crewguard": [],
+    "recording": ["-p", "no:crewguard", "--record-mode=none"],
+    "stub": ["-p", "no:crewguard"],
+}
+RECORD_ARGS = {
+    "crewguard": ["--crewguard-record-mode=once"],
+    "recording": ["-p", "no:crewguard", "--record-mode=once"],
+}
+LABELS = {
+    "crewguard": "a crewguard replay",
+    "recording": "b pytest-recording replay",
+    "stub": "c stub LLM, no HTTP",
+}
+
+
+def make_project(root: Path, variant: str, n_tests: int, base_url: str) -> Path:
+    project = root / f"{variant}_{n_tests}"
+    project.mkdir()
+    (project / "pytest.ini").write_text("[pytest]\n")
+    (project / "crew_app.py").write_text(CREW_MODULE.format(base_url=base_url, answer=ANSWER))
+    header = "import pytest\nfrom crew_app import ANSWER, make_crew, make_stub_crew\n"
+    for start in range(0, n_tests, PER_FILE):
+        body = [TESTS[variant].format(i=i) for i in range(start, min(start + PER_FILE, n_tests))]
+        (project / f"test_crews_{start // PER_FILE}.py").write_text(header + "\n".join(body))
+    return project
+
+
+def environment(root: Path) -> dict[str, str]:
+    # The same CrewAI switches for every variant (crewguard sets them itself; without the
+    # plugin CrewAI would try telemetry and its version check), and a placeholder key.
+    env = dict(os.environ, **CREWAI_SWITCHES)
+    env["CREWAI_STORAGE_DIR"] = str(root / "crewai-storage")
+    env["OPENAI_API_KEY"] = FAKE_OPENAI_KEY
+    env.pop("PYTEST_ADDOPTS", None)
+    return env
+
+
+def run_session(project: Path, args: list[str], n_tests: int, env: dict[str, str]) -> float:
+    """One pytest subprocess; its wall seconds. Every test must pass."""
+    started = time.perf_counter()
+    done = subprocess.run([*BASE, *args], cwd=project, env=env, capture_output=True, text=True)
+    took = time.perf_counter() - started
+    passed = re.search(r"(\d+) passed", done.stdout)
+    if done.returncode != 0 or not passed or int(passed.group(1)) != n_tests:
+        tail = "\n".join(done.stdout.splitlines()[-30:])
+        raise SystemExit(f"session failed in {project} ({done.returncode}):\n{tail}\n{done.stderr[-3000:]}")
+    return took
+
+
+def cassettes_in(project: Path) -> int:
+    return sum(1 for _ in (project / "cassettes").rglob("*.yaml"))
+
+
+def slope(seconds: dict[int, float], small: int, large: int) -> float:
+    return (seconds[large] - seconds[small]) / (large - small)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    parser.add_argument("--tests", default="1,100,500", help="suite sizes, comma-separated")
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--parallel", action="store_true", help="also -n 0 vs -n 2 on the largest suite")
+    parser.add_argument("--parallel-rounds", type=int, default=3)
+    parser.add_argument("--parallel-tests", help="suite sizes for --parallel (default: the largest)")
+    parser.add_argument("--variants", default=",".join(TESTS), help="a subset of crewguard,recording,stub")
+    parser.add_argument("--json", type=Path, help="also write the numbers here")
+    args = parser.parse_args()
+    sizes = sorted(int(n) for n in args.tests.split(","))
+    variants = [v for v in TESTS if v in args.variants.split(",")]
+    if "crewguard" not in variants:
+        raise SystemExit("--variants must include crewguard")
+    parallel_sizes = [int(n) for n in args.parallel_tests.split(",")] if args.parallel_tests else sizes[-1:]
+    if not set(parallel_sizes) <= set(sizes):
+        raise SystemExit("--parallel-tests must be among --tests")
+
+    def reply(_request: ReceivedRequest) -> Reply:
+        return Reply(text=ANSWER, input_tokens=1200, output_tokens=300)
+
+    provider = ScriptedProvider(reply).start()
+    with tempfile.TemporaryDirectory(prefix="crewguard-sessions-") as tmp:
+        root = Path(tmp)
+        env = environment(root)
+        projects = {
+            (v, n): make_project(root, v, n, provider.openai_base_url) for v in variants for n in sizes
+        }
+        try:
+            for (variant, n), project in projects.items():
+                if variant in RECORD_ARGS:
+                    took = run_session(project, RECORD_ARGS[variant], n, env)
+                    if cassettes_in(project) != n:
+                        raise SystemExit(f"{project}: {cassettes_in(project)} cassettes for {n} tests")
+                    print(f"recorded {variant} x {n}: {took:.1f} s", flush=True)
+        finally:
+            provider.stop()  # replay must not reach it: a request now fails the session
+
+        for variant in variants:  # warm the bytecode and file caches of every variant
+            run_session(projects[(variant, sizes[0])], REPLAY_ARGS[variant], sizes[0], env)
+        seconds: dict[str, dict[int, list[float]]] = {v: {n: [] for n in sizes} for v in variants}
+        for r in range(args.rounds):
+            order = variants[r % len(variants) :] + variants[: r % len(variants)]
+            for n in sizes:
+                for variant in order:
+                    took = run_session(projects[(variant, n)], REPLAY_ARGS[variant], n, env)
+                    seconds[variant][n].append(took)
+                    print(f"round {r + 1}: {variant} x {n}: {took:.2f} s", flush=True)
+
+        # size -> "-n 0" / "-n 2" -> wall seconds per round
+        parallel: dict[int, dict[str, list[float]]] = {n: {"-n 0": [], "-n 2": []} for n in parallel_sizes}
+        if args.parallel:
+            for r in range(args.parallel_rounds):
+                order = ["-n 0", "-n 2"] if r % 2 == 0 else ["-n 2", "-n 0"]
+                for n in parallel_sizes:
+                    for flag in order:
+                        took = run_session(projects[("crewguard", n)], flag.split(), n, env)
+                        parallel[n][flag].append(took)
+                        print(f"parallel round {r + 1}: {flag} x {n}: {took:.2f} s", flush=True)
+
+    print(f"\n{args.rounds} interleaved rounds, python {sys.version.split()[0]}, nproc {os.cpu_count()}")
+    print(f"{'variant':<28}" + "".join(f"{f'{n} tests':>22}" for n in sizes) + f"{'slope ms/test':>16}")
+    medians = {v: {n: statistics.median(seconds[v][n]) for n in sizes} for v in variants}
+    small, large = (sizes[-2], sizes[-1]) if len(sizes) > 1 else (sizes[0], sizes[0])
+    slopes: dict[str, float] = {}
+    for v in variants:
+        cells = "".join(
+            f"{f'{medians[v][n]:.2f} ({min(seconds[v][n]):.2f}..{max(seconds[v][n]):.2f})':>22}"
+            for n in sizes
+        )
+        if small != large:
+            slopes[v] = slope(medians[v], small, large)
+        print(f"{LABELS[v]:<28}{cells}{slopes.get(v, 0) * 1000:>16.1f}")
+    for n in sizes if "recording" in variants else []:
+        paired = statistics.median(
+            a / b for a, b in zip(seconds["crewguard"][n], seconds["recording"][n], strict=True)
+        )
+        print(f"{n} tests: a/b ratio of medians {medians['crewguard'][n] / medians['recording'][n]:.2f}, "
+              f"paired median {paired:.2f}")
+    for other, name in (("recording", "a/b"), ("stub", "a/c")):
+        if other in slopes:
+            ratio = slopes["crewguard"] / slopes[other]
+            print(f"slope between {small} and {large} tests: {name} {ratio:.2f}")
+    for n in parallel_sizes if args.parallel else []:
+        n0, n2 = (statistics.median(parallel[n][flag]) for flag in ("-n 0", "-n 2"))
+        pairs = zip(parallel[n]["-n 0"], parallel[n]["-n 2"], strict=True)
+        rounds = ", ".join(f"{a:.2f}/{b:.2f}" for a, b in pairs)
+        print(f"crewguard x {n}: -n 0 {n0:.2f} s, -n 2 {n2:.2f} s (per round {rounds}): "
+              f"speed-up {n0 / n2:.2f}x")
+    if args.json:
+        args.json.write_text(json.dumps({"seconds": seconds, "parallel": parallel}, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
