@@ -17,49 +17,12 @@ from .baseline import comparison_lines
 from .html_style import CSS
 from .limits import cost_text
 from .money import sum_usd, usd
-from .report import _cost, _plural, _seconds, _tokens, report_data
+from .report import _cost, _plural, _seconds, _tokens, report_data, table_rows
 from .session import CrewguardSession, GuardedTest
-
-HEADERS = ("test", "calls", "in tok", "out tok", "cost", "max iter", "max_iter hits", "time",
-           "projected", "verdict")
 
 
 def _e(value: Any) -> str:
     return escape("" if value is None else str(value))
-
-
-def _row_cells(record: GuardedTest) -> list[str]:
-    """The terminal table's cells of one test (see :func:`pytest_crewguard.report.table`)."""
-    return [
-        record.nodeid,
-        str(record.llm_calls),
-        _tokens(record.input_tokens, record.usage_unknown),
-        _tokens(record.output_tokens, record.usage_unknown),
-        _cost(record),
-        str(record.max_iterations),
-        str(record.max_iter_hits),
-        _seconds(record.elapsed_s),
-        _seconds(record.projected_s),
-        record.verdict,
-    ]
-
-
-def _total_cells(session: CrewguardSession, records: list[GuardedTest]) -> list[str]:
-    known = [r.projected_s for r in records if r.llm_calls]
-    unknown = session.usage_unknown
-    cost = "unknown" if session.total_cost == 0 and not session.cost_exact else None
-    return [
-        f"TOTAL ({_plural(len(records), 'test')})",
-        str(session.total("llm_calls")),
-        _tokens(session.total("input_tokens"), unknown),
-        _tokens(session.total("output_tokens"), unknown),
-        cost or cost_text(session.total_cost, exact=session.cost_exact),
-        str(max((r.max_iterations for r in records), default=0)),
-        str(session.total("max_iter_hits")),
-        _seconds(sum(r.elapsed_s for r in records)),
-        _seconds(None if None in known else sum(p or 0.0 for p in known)),
-        "",
-    ]
 
 
 def _changes(baseline: dict[str, Any] | None, current: dict[str, Any]) -> dict[str, str]:
@@ -74,10 +37,12 @@ def _changes(baseline: dict[str, Any] | None, current: dict[str, Any]) -> dict[s
 
 
 def _table(session: CrewguardSession, records: list[GuardedTest], changes: dict[str, str]) -> str:
-    head = "".join(f"<th>{_e(h)}</th>" for h in HEADERS)
+    # The terminal's own rows (report.table_rows, sorted by node id like ``records``), so the
+    # page shows exactly the numbers the terminal does.
+    headers, cells_of = table_rows(session)
+    head = "".join(f"<th>{_e(h)}</th>" for h in headers)
     rows = []
-    for i, record in enumerate(records):
-        cells = _row_cells(record)
+    for i, (record, cells) in enumerate(zip(records, cells_of, strict=False)):
         first = f'<a href="#t{i}">{_e(cells[0])}</a>'
         change = changes.get(record.nodeid)
         if change:
@@ -92,7 +57,7 @@ def _table(session: CrewguardSession, records: list[GuardedTest], changes: dict[
     # The numbers only: lists (unpriced models) and unknowns (null projected time) are not data.
     data = " ".join(f'data-{k.replace("_", "-")}="{_e(v)}"' for k, v in sorted(totals.items())
                     if isinstance(v, (int, float)))
-    total = "".join(f"<td>{_e(c)}</td>" for c in _total_cells(session, records))
+    total = "".join(f"<td>{_e(c)}</td>" for c in cells_of[-1])
     rows.append(f'<tr class="total" id="totals" {data}>{total}</tr>')
     body = "".join(rows)
     return f'<div class="wide"><table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table></div>'
