@@ -259,14 +259,15 @@ class GuardSession:
         crew_events.flush()
         self.fail_if_blind()
         found: list[Violation] = []
-        for run in self.assembly.all_runs():
+        runs = self.assembly.all_runs()
+        for run in runs:
             if id(run) not in self.checked:
                 # A request given up on in a failed kickoff may have been answered since, by the
                 # model the application fell back to.
                 run.gave_up = self.assembly.gave_up(run.kickoff_id)
                 found += run_violations(self.spec, run)
         found += total_violations(self.spec, self.assembly.calls())
-        found += tool_violations(self.spec, self.assembly.all_runs())
+        found += tool_violations(self.spec, runs)
         found += application_flow_violations(self.spec.output, self.assembly, self.settings.rootdir)
         found = self.verdict.new(found)
         if found:
