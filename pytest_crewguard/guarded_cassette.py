@@ -24,6 +24,7 @@ from vcr.record_mode import RecordMode
 from .match_config import MatchConfig
 from .request_index import RequestIndex
 from .scrubbing import secrets_fixed
+from .virtual_clock import patch_loaded
 from .wire import WireLog
 
 
@@ -121,6 +122,9 @@ class GuardedCassette(Cassette):  # type: ignore[misc]  # vcrpy ships no type hi
             return self.data[position][1]
 
     def play_response(self, request: Any) -> Any:
+        # The SDK that sent this may have been imported inside the kickoff: wrap its retry wait
+        # before it can wait, as replay must not sleep.
+        patch_loaded()
         if self.wire is not None:
             fault = self.wire.fault_for(request)  # a provider fault first, as faults= asks
             if fault is not None:

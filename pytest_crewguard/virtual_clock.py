@@ -17,8 +17,7 @@ application's own sleep still takes real time.
 from __future__ import annotations
 
 import asyncio
-import importlib
-import importlib.util
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -43,10 +42,7 @@ def _retry_timeout(client: Any, retries_taken: int, max_retries: int, options: A
     return float(client._calculate_retry_timeout(remaining, options, headers))
 
 
-def _patch_sdk(module_name: str) -> None:
-    if importlib.util.find_spec(module_name) is None:
-        return
-    module = importlib.import_module(f"{module_name}._base_client")
+def _patch_sdk(module: Any) -> None:
     sync_client, async_client = module.SyncAPIClient, module.AsyncAPIClient
     if getattr(sync_client._sleep_for_retry, _MARK, None) is _THIS_COPY:
         return
@@ -79,10 +75,7 @@ def _patch_sdk(module_name: str) -> None:
     async_client._sleep_for_retry = sleep_for_retry_async
 
 
-def _patch_rpm() -> None:
-    if importlib.util.find_spec("crewai") is None:
-        return
-    module = importlib.import_module("crewai.utilities.rpm_controller")
+def _patch_rpm(module: Any) -> None:
     controller = module.RPMController
     if getattr(controller._wait_for_next_minute, _MARK, None) is _THIS_COPY:
         return
@@ -116,11 +109,8 @@ async def _sleep_async(seconds: float) -> None:
         sink(seconds, "retry")
 
 
-def _patch_crewai_retry() -> None:
+def _patch_crewai_retry(module: Any) -> None:
     """CrewAI's retry takes its sleep as a keyword default, bound when it was defined."""
-    if importlib.util.find_spec("crewai") is None:
-        return
-    module = importlib.import_module("crewai.llms.retry")
     for name, sleep in (("run_with_rate_limit_retry", _sleep), ("arun_with_rate_limit_retry", _sleep_async)):
         function = getattr(module, name, None)
         defaults = getattr(function, "__kwdefaults__", None)
@@ -128,20 +118,38 @@ def _patch_crewai_retry() -> None:
             defaults["sleep"] = sleep
 
 
-def _install() -> None:
-    """Wrap the wait call sites (once per module import); outside a guard they wait for real."""
-    with _lock:
-        for name in ("openai", "anthropic"):
-            _patch_sdk(name)
-        _patch_rpm()
-        _patch_crewai_retry()
+_PATCHES: tuple[tuple[str, Callable[[Any], None]], ...] = (
+    ("openai._base_client", _patch_sdk),
+    ("anthropic._base_client", _patch_sdk),
+    ("crewai.utilities.rpm_controller", _patch_rpm),
+    ("crewai.llms.retry", _patch_crewai_retry),
+)
+# Each module patched, by identity: a module imported afresh is patched again.
+_patched: dict[str, Any] = {}
+
+
+def patch_loaded() -> None:
+    """Wrap the wait call sites of the modules imported so far; outside a guard they wait for real.
+
+    Only what is already imported: importing an SDK the crew does not use (``anthropic`` alone
+    costs a fifth of a second) would slow every session down. The guarded cassette calls this
+    again before it answers a request, which is always before the SDK can wait for a retry, so
+    an SDK first imported inside the kickoff is patched in time.
+    """
+    for name, patch in _PATCHES:
+        module = sys.modules.get(name)
+        if module is not None and _patched.get(name) is not module:
+            with _lock:
+                if _patched.get(name) is not module:
+                    patch(module)
+                    _patched[name] = module
 
 
 @contextmanager
 def virtual_waits(sink: Sink) -> Iterator[None]:
     """Within this block the patched waits call ``sink`` instead of sleeping."""
     global _sink
-    _install()
+    patch_loaded()
     previous, _sink = _sink, sink
     try:
         yield
