@@ -12,8 +12,12 @@ variable is built from the same frozen path.
 
 from __future__ import annotations
 
+import atexit
 import os
+import shutil
 import sys
+import tempfile
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -29,6 +33,13 @@ FROZEN_PATHS: tuple[tuple[str, str], ...] = (
     ("crewai.rag.qdrant.config", "qdrant"),
 )
 _MISSING = object()
+# CrewAI's task output database (``crewai.memory.storage.kickoff_task_outputs_storage``), made
+# at every kickoff in the storage directory. Creating it afresh (WAL mode, a table, each synced
+# to disk) costs about 2 ms; a copy of an empty one made once per process, well under one.
+TASK_OUTPUTS_MODULE = "crewai.memory.storage.kickoff_task_outputs_storage"
+TASK_OUTPUTS_DB = "latest_kickoff_task_outputs.db"
+_template_lock = threading.Lock()
+_template: list[Path | None] = []  # the empty database, made on first use (None: could not)
 
 
 def crewai_storage_path() -> str:
@@ -61,6 +72,7 @@ def storage_at(directory: Path) -> Iterator[Path]:
     """Point all of CrewAI's storage at ``directory`` (absolute) until the block ends."""
     directory = directory.resolve()
     directory.mkdir(parents=True, exist_ok=True)
+    seed_task_outputs_db(directory)
     old_env = os.environ.get(STORAGE_VARIABLE)
     os.environ[STORAGE_VARIABLE] = str(directory)
     base = crewai_storage_path()
@@ -97,3 +109,29 @@ def storage_at(directory: Path) -> Iterator[Path]:
             os.environ.pop(STORAGE_VARIABLE, None)
         else:
             os.environ[STORAGE_VARIABLE] = old_env
+
+
+def seed_task_outputs_db(directory: Path) -> None:
+    """Put an empty copy of CrewAI's task output database in a new storage ``directory``.
+
+    Only once crewai has loaded that module: a test without crews must not import it. CrewAI
+    opens the copy as its own (its schema is made by CrewAI's code, in this process); were the
+    file renamed in a later CrewAI, the copy would just go unread.
+    """
+    module = sys.modules.get(TASK_OUTPUTS_MODULE)
+    target = directory / TASK_OUTPUTS_DB
+    if module is None or target.exists():
+        return
+    with _template_lock:
+        if not _template:
+            folder = Path(tempfile.mkdtemp(prefix="crewguard-task-outputs-"))
+            atexit.register(shutil.rmtree, folder, ignore_errors=True)
+            try:
+                module.KickoffTaskOutputsSQLiteStorage(db_path=str(folder / TASK_OUTPUTS_DB))
+            except Exception:  # CrewAI changed: it makes the database itself, as before
+                _template.append(None)
+            else:
+                _template.append(folder / TASK_OUTPUTS_DB)
+    template = _template[0]
+    if template is not None and template.is_file():
+        shutil.copyfile(template, target)

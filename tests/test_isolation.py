@@ -294,3 +294,22 @@ def test_objects_used_by_an_earlier_run_are_refused(pytester, provider):
     )
     # Refused before it ran: test_b sent nothing, test_repeat's second run sent nothing.
     assert len(server.llm_requests) == 2
+
+
+def test_each_storage_directory_starts_with_an_empty_task_output_database(tmp_path: Path) -> None:
+    from crewai import Agent, Task
+    from crewai.memory.storage.kickoff_task_outputs_storage import KickoffTaskOutputsSQLiteStorage
+
+    from pytest_crewguard.storage import TASK_OUTPUTS_DB, storage_at
+
+    agent = Agent(role="Researcher", goal="Research", backstory="Expert", llm="gpt-4o-mini")
+    task = Task(description="Research", expected_output="Notes", agent=agent)
+    with storage_at(tmp_path / "first") as first:
+        storage = KickoffTaskOutputsSQLiteStorage()  # where CrewAI puts it by default
+        # The copy crewguard seeds is the very file CrewAI opens: same name, same place.
+        assert Path(storage.db_path) == first / TASK_OUTPUTS_DB
+        storage.add(task, {"raw": "first test's notes"}, task_index=0)
+        assert [row["output"] for row in storage.load()] == [{"raw": "first test's notes"}]
+    with storage_at(tmp_path / "second") as second:
+        assert (second / TASK_OUTPUTS_DB).is_file()
+        assert KickoffTaskOutputsSQLiteStorage().load() == []  # nothing of the first test
