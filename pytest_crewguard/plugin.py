@@ -121,6 +121,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             _attach_marker_fixture(item)
         if specs or "crewguard" in getattr(item, "fixturenames", ()):
             item.stash[_guarded_key] = True
+            GuardedTestHooks.register(config)
 
 
 def _attach_marker_fixture(item: pytest.Item) -> None:
@@ -166,6 +167,7 @@ def crewguard(request: pytest.FixtureRequest, crewguard_config: Any) -> Iterator
         pytest.fail(str(err), pytrace=False)
     request.node.stash[_guard_key] = guard
     request.node.stash[_guarded_key] = True  # also when asked for with getfixturevalue
+    GuardedTestHooks.register(request.config)
     try:
         yield CrewGuard(guard)
     finally:
@@ -195,66 +197,75 @@ def _failing_on_gates() -> Generator[None, Any, Any]:
         raise pytest.fail.Exception(str(failure), pytrace=False) from None
 
 
-# The wrappers below hand a test that crewguard does not guard straight on.
+class GuardedTestHooks:
+    """Hook wrappers for guarded tests, registered only once a session has one: a run of
+    plain tests never goes through them. In a mixed run they hand plain tests straight on."""
 
+    NAME = "crewguard-guarded-tests"
 
-@pytest.hookimpl(wrapper=True)
-def pytest_runtest_setup(item: pytest.Item) -> Generator[None, Any, Any]:
-    if _guarded_key not in item.stash:
-        return (yield)
-    return (yield from _failing_on_gates())  # a fixture may kick off a crew
+    @classmethod
+    def register(cls, config: pytest.Config) -> None:
+        if not config.pluginmanager.has_plugin(cls.NAME):
+            config.pluginmanager.register(cls(), cls.NAME)
 
+    @pytest.hookimpl(wrapper=True)
+    def pytest_runtest_setup(self, item: pytest.Item) -> Generator[None, Any, Any]:
+        if _guarded_key not in item.stash:
+            return (yield)
+        return (yield from _failing_on_gates())  # a fixture may kick off a crew
 
-@pytest.hookimpl(wrapper=True)
-def pytest_runtest_teardown(item: pytest.Item, nextitem: pytest.Item | None) -> Generator[None, Any, Any]:
-    if _guarded_key not in item.stash:
-        return (yield)
-    return (yield from _failing_on_gates())
+    @pytest.hookimpl(wrapper=True)
+    def pytest_runtest_teardown(
+        self, item: pytest.Item, nextitem: pytest.Item | None
+    ) -> Generator[None, Any, Any]:
+        if _guarded_key not in item.stash:
+            return (yield)
+        return (yield from _failing_on_gates())
 
-
-@pytest.hookimpl(wrapper=True)
-def pytest_runtest_call(item: pytest.Item) -> Generator[None, Any, Any]:
-    if _guarded_key not in item.stash:
-        return (yield)
-    guard = item.stash.get(_guard_key, None)
-    try:
-        result = yield
-    except GateFailure as failure:
-        raise pytest.fail.Exception(str(failure), pytrace=False) from None
-    except BaseException as err:
-        explained = guard.explain(err) if guard is not None and not isinstance(err, _OUTCOMES) else None
-        if explained is None:
-            raise
-        raise pytest.fail.Exception(str(explained), pytrace=False) from None
-    if guard is not None:
+    @pytest.hookimpl(wrapper=True)
+    def pytest_runtest_call(self, item: pytest.Item) -> Generator[None, Any, Any]:
+        if _guarded_key not in item.stash:
+            return (yield)
+        guard = item.stash.get(_guard_key, None)
         try:
-            guard.finish_call()
+            result = yield
         except GateFailure as failure:
             raise pytest.fail.Exception(str(failure), pytrace=False) from None
-    return result
+        except BaseException as err:
+            explained = guard.explain(err) if guard is not None and not isinstance(err, _OUTCOMES) else None
+            if explained is None:
+                raise
+            raise pytest.fail.Exception(str(explained), pytrace=False) from None
+        if guard is not None:
+            try:
+                guard.finish_call()
+            except GateFailure as failure:
+                raise pytest.fail.Exception(str(failure), pytrace=False) from None
+        return result
 
-
-@pytest.hookimpl(wrapper=True)
-def pytest_runtest_makereport(item: pytest.Item) -> Generator[None, pytest.TestReport, pytest.TestReport]:
-    if _guarded_key not in item.stash:
-        return (yield)
-    report = yield
-    guard = item.stash.get(_guard_key, None)
-    if guard is not None:
-        if report.skipped:
-            guard.verdict.mark("skipped")
-        elif report.failed:
-            guard.verdict.mark("failed" if report.when == "call" else "error")
-        if report.when == "teardown":
-            # The verdict is final: the test's one record, then free its bodies and events.
-            record = guard.result(item.stash.get(_notes_key, []))
-            guard.results.add(record)
-            del item.stash[_guard_key]
-            # --junitxml reads the teardown report's properties: the numbers land on the testcase.
-            properties = junit_properties(record)
-            item.user_properties.extend(properties)
-            report.user_properties = [*report.user_properties, *properties]
-    return report
+    @pytest.hookimpl(wrapper=True)
+    def pytest_runtest_makereport(
+        self, item: pytest.Item
+    ) -> Generator[None, pytest.TestReport, pytest.TestReport]:
+        if _guarded_key not in item.stash:
+            return (yield)
+        report = yield
+        guard = item.stash.get(_guard_key, None)
+        if guard is not None:
+            if report.skipped:
+                guard.verdict.mark("skipped")
+            elif report.failed:
+                guard.verdict.mark("failed" if report.when == "call" else "error")
+            if report.when == "teardown":
+                # The verdict is final: the test's one record, then free its bodies and events.
+                record = guard.result(item.stash.get(_notes_key, []))
+                guard.results.add(record)
+                del item.stash[_guard_key]
+                # --junitxml reads the teardown report's properties: the numbers land on the testcase.
+                properties = junit_properties(record)
+                item.user_properties.extend(properties)
+                report.user_properties = [*report.user_properties, *properties]
+        return report
 
 
 @pytest.hookimpl(optionalhook=True)

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import pytest
 
+# A guard imports crewai; the outer session must have it first (see conftest.crewai_loaded).
+pytestmark = pytest.mark.usefixtures("crewai_loaded")
+
 
 def test_only_guarded_tests_get_the_guard_fixture(pytester: pytest.Pytester) -> None:
     pytester.makepyfile(
@@ -25,3 +28,28 @@ def test_only_guarded_tests_get_the_guard_fixture(pytester: pytest.Pytester) -> 
         """
     )
     pytester.runpytest("-p", "no:cacheprovider").assert_outcomes(passed=2)
+
+
+def test_hook_wrappers_are_registered_only_when_a_test_is_guarded(pytester: pytest.Pytester) -> None:
+    pytester.makeconftest(
+        """
+        def pytest_sessionfinish(session):
+            registered = session.config.pluginmanager.has_plugin("crewguard-guarded-tests")
+            print(f"guarded-test hooks registered: {registered}")
+        """
+    )
+    pytester.makepyfile(test_plain="def test_plain():\n    assert True\n")
+    pytester.makepyfile(
+        test_late="""
+        def test_asks_for_the_guard_late(request):
+            guard = request.getfixturevalue("crewguard")
+            assert guard.runs == []
+        """
+    )
+    plain = pytester.runpytest("-p", "no:cacheprovider", "-s", "test_plain.py")
+    plain.assert_outcomes(passed=1)
+    plain.stdout.fnmatch_lines(["*guarded-test hooks registered: False*"])
+    # Asked for with getfixturevalue, the guard registers them itself.
+    late = pytester.runpytest("-p", "no:cacheprovider", "-s", "test_late.py")
+    late.assert_outcomes(passed=1)
+    late.stdout.fnmatch_lines(["*guarded-test hooks registered: True*"])
