@@ -12,10 +12,14 @@ from pathlib import Path
 from typing import Any
 
 from .errors import CassetteError, CrewguardError
+from .http_patches import http_patches
 from .match_config import MatchConfig
 from .matching import body_matcher_for, method_matcher, normalising
 from .persister import AtomicYamlPersister, ReadableYamlSerializer
 from .scrubbing import scrub_request, scrub_response
+
+# What vcrpy's context decorator takes for itself; no path transformation is configured here.
+_NOT_CASSETTE_ARGUMENTS = ("path_transformer", "func_path_generator", "record_on_exception")
 
 
 def make_vcr(record_mode: str, match_config: MatchConfig | None = None) -> Any:
@@ -98,7 +102,15 @@ def cassette(
     )
     merged["match_on"] = [normalising(m, config) for m in merged["match_on"]]
     loaded_filters = (scrub_request, _loaded_response)
-    with GuardedCassette.use(**merged, match_config=config, loaded_filters=loaded_filters) as opened:
-        yield opened
+    # vcrpy's `use` without its context decorator, for the patches built once (http_patches):
+    # load, patch, and on the way out save first (also after an error), then unpatch.
+    for name in _NOT_CASSETTE_ARGUMENTS:
+        merged.pop(name, None)
+    opened = GuardedCassette.load(**merged, match_config=config, loaded_filters=loaded_filters)
+    with http_patches(opened):
+        try:
+            yield opened
+        finally:
+            opened._save()
     if persister.problems:
         raise persister.problems[0]

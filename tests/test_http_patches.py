@@ -1,0 +1,48 @@
+"""vcrpy's HTTP patches: built once for every replayed cassette, each answering from its own."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import httpx
+
+from pytest_crewguard import vcr_setup
+
+from .test_matching_index import URL, _body, _interaction, _write
+
+
+def _post() -> str:
+    response = httpx.post(URL, content=_body("same question"), headers={"content-type": "application/json"})
+    answer: str = json.loads(response.text)["answer"]
+    return answer
+
+
+def _cassettes(tmp_path: Path) -> tuple[Path, Path]:
+    return (
+        _write(tmp_path / "a.yaml", [_interaction(_body("same question"), "from a")]),
+        _write(tmp_path / "b.yaml", [_interaction(_body("same question"), "from b")]),
+    )
+
+
+def test_replayed_cassettes_share_the_patches_and_answer_from_their_own(tmp_path: Path) -> None:
+    a, b = _cassettes(tmp_path)
+    unpatched = httpx.HTTPTransport.handle_request
+    with vcr_setup.cassette(a, "none"):
+        answer_a, patched_a = _post(), httpx.HTTPTransport.handle_request
+    assert httpx.HTTPTransport.handle_request is unpatched  # gone between tests
+    with vcr_setup.cassette(b, "none"):
+        answer_b, patched_b = _post(), httpx.HTTPTransport.handle_request
+    assert (answer_a, answer_b) == ("from a", "from b")
+    assert patched_a is patched_b is not unpatched  # one set of patches, not rebuilt
+
+
+def test_a_cassette_inside_another_gets_patches_of_its_own(tmp_path: Path) -> None:
+    a, b = _cassettes(tmp_path)
+    with vcr_setup.cassette(a, "none"):
+        outer = httpx.HTTPTransport.handle_request
+        with vcr_setup.cassette(b, "none"):
+            assert _post() == "from b"
+            assert httpx.HTTPTransport.handle_request is not outer
+        assert httpx.HTTPTransport.handle_request is outer
+        assert _post() == "from a"
