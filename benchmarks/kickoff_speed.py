@@ -45,11 +45,19 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any, NamedTuple
 
+import vcr
 from replay_speed import percentile, quiet
 from session_speed import ANSWER, CREW_MODULE, FAKE_OPENAI_KEY
+from vcr.serialize import deserialize
+from vcr.serializers import yamlserializer
 
 from pytest_crewguard.environment import prepare_crewai_environment
+from pytest_crewguard.guard import CrewGuard
+from pytest_crewguard.guard_session import GuardSession
+from pytest_crewguard.pricing import PriceTable
+from pytest_crewguard.session import CrewguardSession
 from pytest_crewguard.testing.scripted_provider import ReceivedRequest, Reply, ScriptedProvider
+from pytest_crewguard.tls import shared_tls_context
 
 EXAMPLE = Path(__file__).resolve().parent.parent / "fixtures" / "example"
 LOOP_STEPS, LOOP_ANSWER = 5, "Looked up all five steps."
@@ -68,9 +76,7 @@ def tool_results(messages: Any) -> int:
     return sum(1 for m in messages if isinstance(m, dict) and m.get("role") == "tool")
 
 
-class Step(NamedTuple):
-    """One recorded exchange: the tool results its request carried, the provider's answer."""
-
+class Step(NamedTuple):  # one recorded exchange: the tool results sent, the answer
     path: str
     tools_before: int
     status: int
@@ -99,7 +105,8 @@ def one_call_case(root: Path, base_url: str) -> Case:
 
 def example_case(root: Path, base_url: str) -> Case:
     os.environ["CREWGUARD_EXAMPLE_BASE_URL"] = base_url  # read when research_crew is imported
-    crew, script = load(EXAMPLE / "research_crew.py", "research_crew"), load(EXAMPLE / "conftest.py", "conf")
+    crew = load(EXAMPLE / "research_crew.py", "research_crew")
+    script = load(EXAMPLE / "conftest.py", "example_conftest")  # its scripted gpt-4o-mini
 
     def build(factory: LlmFactory) -> Any:
         real = crew._llm
@@ -196,22 +203,10 @@ def transport_replay(steps: list[Step]) -> Iterator[list[Step]]:
 
 class Bench:
     def __init__(self, root: Path) -> None:
-        import vcr
-
-        from pytest_crewguard.guard import CrewGuard
-        from pytest_crewguard.guard_session import GuardSession
-        from pytest_crewguard.pricing import PriceTable
-        from pytest_crewguard.session import CrewguardSession
-        from pytest_crewguard.tls import shared_tls_context
-
-        self.root, self.vcr, self.guard_cls, self.session_cls = root, vcr.VCR(), CrewGuard, GuardSession
-        self.results, self.shared_tls = CrewguardSession(prices=PriceTable()), shared_tls_context
-        self.stub_cls = stub_llm_class()
+        self.root, self.vcr, self.stub_cls = root, vcr.VCR(), stub_llm_class()
+        self.results = CrewguardSession(prices=PriceTable())
 
     def record(self, case: Case) -> None:
-        from vcr.serialize import deserialize
-        from vcr.serializers import yamlserializer
-
         case.nodeid = f"test_kickoffs.py::test_{case.name.replace('-', '_')}"
         case.plain = self.root / f"plain_{case.name}.yaml"
         with self.vcr.use_cassette(str(case.plain), record_mode="once"):
@@ -237,7 +232,7 @@ class Bench:
         self.check(case, crew.kickoff(inputs=case.inputs).raw, len(script[1]))
 
     def transport(self, case: Case) -> None:
-        with self.shared_tls(), transport_replay(case.steps) as served:
+        with shared_tls_context(), transport_replay(case.steps) as served:
             raw = case.build(None).kickoff(inputs=case.inputs).raw
         self.check(case, raw, len(served))
 
@@ -247,15 +242,15 @@ class Bench:
         self.check(case, raw, cassette.play_count)
 
     def crewguard(self, case: Case, record_mode: str = "none") -> Any:
-        session = self.session_cls.for_test(case.nodeid, rootdir=self.root, results=self.results,
-                                            record_mode=record_mode, storage_root=self.root / "storage")
+        session = GuardSession.for_test(case.nodeid, rootdir=self.root, results=self.results,
+                                        record_mode=record_mode, storage_root=self.root / "storage")
 
         def crew_factory() -> Any:  # named: the profile tells the crew's build from crewguard's work
             return case.build(None)
 
         session.start()
         try:
-            run = self.guard_cls(session).kickoff(crew_factory, inputs=case.inputs)
+            run = CrewGuard(session).kickoff(crew_factory, inputs=case.inputs)
         finally:
             problem = session.close()
         if problem:
@@ -282,9 +277,9 @@ def profile(bench: Bench, case: Case, kickoffs: int) -> None:
         print(f"  {label}: {(time.perf_counter() - t0) / kickoffs * 1000:.1f} ms per kickoff")
     stats: dict[Any, tuple[Any, ...]] = pstats.Stats(prof).stats  # type: ignore[attr-defined]
     per = 1000 / kickoffs
-    vcr = sum(e[3] for k, v in stats.items() if "/vcr/" in k[0] for c, e in v[4].items()
-              if "/vcr/" not in c[0])
-    print(f"    vcrpy (entered from other code): {vcr * per:.2f} ms/kickoff")
+    for part in ("/pytest_crewguard/", "/vcr/"):  # own time: the lines of these packages alone
+        own = sum(v[2] for k, v in stats.items() if part in k[0])
+        print(f"    own time in {part[1:-1]}: {own * per:.2f} ms/kickoff")
     crew = [k for k in stats if (k[0].endswith(f"crewai{os.sep}crew.py") and k[2] == "kickoff")
             or (k[0].endswith("kickoff_speed.py") and k[2] == "crew_factory")]
     around, todo = set(), list(crew)
