@@ -106,7 +106,7 @@ def one_call_case(root: Path, base_url: str) -> Case:
 
 def example_case(root: Path, base_url: str) -> Case:
     os.environ["CREWGUARD_EXAMPLE_BASE_URL"] = base_url  # read when research_crew is imported
-    crew = load(EXAMPLE / "research_crew.py", "research_crew")
+    crew: Any = load(EXAMPLE / "research_crew.py", "research_crew")
     script = load(EXAMPLE / "conftest.py", "example_conftest")  # its scripted gpt-4o-mini
 
     def build(factory: LlmFactory) -> Any:
@@ -151,7 +151,7 @@ CASES = {"one-call": one_call_case, "example": example_case, "tool-loop": tool_l
 def stub_llm_class() -> type:
     from crewai.llms.base_llm import BaseLLM
 
-    class StubLLM(BaseLLM):  # type: ignore[misc]
+    class StubLLM(BaseLLM):
         """Answers with the recorded messages in order; ``script`` is shared by a crew's LLMs."""
 
         script: Any = None
@@ -195,7 +195,7 @@ def transport_replay(steps: list[Step]) -> Iterator[list[Step]]:
         served.append(step)
         return httpx.Response(step.status, headers=step.headers, content=step.body, request=request)
 
-    httpx.HTTPTransport.handle_request = handle_request  # type: ignore[method-assign]
+    httpx.HTTPTransport.handle_request = handle_request  # type: ignore[method-assign, assignment]
     try:
         yield served
     finally:
@@ -279,7 +279,7 @@ def profiled(variant: Callable[[Case], Any], case: Case, kickoffs: int) -> tuple
         for _ in range(kickoffs):
             variant(case)
         profiles[0].disable()
-        threading.setprofile(None)  # type: ignore[arg-type]
+        threading.setprofile(None)
     return (time.perf_counter() - t0) / kickoffs, profiles
 
 
