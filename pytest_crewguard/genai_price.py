@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import genai_prices
@@ -29,9 +29,18 @@ class GenaiQuote:
     provider: Any  # genai_prices.types.Provider
     model: Any  # genai_prices.types.ModelInfo
     free: bool
+    # genai-prices works a price out in about 0.1 ms; a suite replays the same usage again and
+    # again (repeats, parametrised tests, one cassette per test of one crew).
+    _costs: dict[Usage, float] = field(default_factory=dict, compare=False, repr=False)
 
     def cost(self, usage: Usage) -> float:
         """USD cost of ``usage``, each kind of token at the price the table lists for it."""
+        known = self._costs.get(usage)
+        if known is None:
+            known = self._costs[usage] = self._price(usage)
+        return known
+
+    def _price(self, usage: Usage) -> float:
         genai_usage = genai_prices.Usage(
             input_tokens=usage.input_tokens,
             cache_read_tokens=usage.cached_tokens,

@@ -109,12 +109,24 @@ def is_secret_field(name: str) -> bool:
 _fixed = threading.local()
 
 
+_fixed_everywhere: list[list[tuple[str, str]]] = []  # innermost last
+
+
 @contextmanager
-def secrets_fixed() -> Iterator[None]:
+def secrets_fixed(every_thread: bool = False) -> Iterator[None]:
     """Read the environment's secrets once for a batch (a cassette's thousands of loaded
-    interactions), not once per request and response."""
+    interactions), not once per request and response; for the calling thread, or for
+    ``every_thread`` (a replayed test: its requests come from the crew's worker threads)."""
+    values = secret_env_values()
+    if every_thread:
+        _fixed_everywhere.append(values)
+        try:
+            yield
+        finally:
+            _fixed_everywhere.remove(values)
+        return
     previous = getattr(_fixed, "values", None)
-    _fixed.values = secret_env_values()
+    _fixed.values = values
     try:
         yield
     finally:
@@ -126,8 +138,16 @@ def secret_env_values() -> list[tuple[str, str]]:
     fixed: list[tuple[str, str]] | None = getattr(_fixed, "values", None)
     if fixed is not None:
         return fixed
+    if _fixed_everywhere:
+        return _fixed_everywhere[-1]
+    # Every request and response asks: the scan is remembered for the environment as it is.
+    return _secret_values(tuple(os.environ.items()))
+
+
+@lru_cache(maxsize=16)
+def _secret_values(environ: tuple[tuple[str, str], ...]) -> list[tuple[str, str]]:
     found = []
-    for name, value in os.environ.items():
+    for name, value in environ:
         if name in SECRET_ENV_VARIABLES or _SECRET_ENV_NAME.search(name):
             if len(value) >= MIN_SECRET_LENGTH and value not in _REPLAY_PLACEHOLDERS:
                 found.append((name, value))
@@ -135,9 +155,15 @@ def secret_env_values() -> list[tuple[str, str]]:
     return sorted(found, key=lambda item: -len(item[1]))
 
 
+@lru_cache(maxsize=256)
+def _forms(value: str) -> tuple[str, ...]:
+    """A secret as it may appear: as is, and URL-encoded both ways."""
+    return tuple(dict.fromkeys((value, quote(value, safe=""), quote_plus(value, safe=""))))
+
+
 def _scrub_text(text: str, secrets: list[tuple[str, str]]) -> str:
     for _, value in secrets:
-        for form in dict.fromkeys((value, quote(value, safe=""), quote_plus(value, safe=""))):
+        for form in _forms(value):
             if form in text:
                 text = text.replace(form, PLACEHOLDER)
     return text
@@ -194,6 +220,25 @@ def _scrub_json(value: Any) -> Any:
     return value
 
 
+def _has_secret_field(value: Any) -> bool:
+    """Whether :func:`_scrub_json` would change ``value``: a walk that builds nothing, since
+    almost no body has a credential field and every recorded and replayed body is checked."""
+    if isinstance(value, dict):
+        return any(
+            (is_secret_field(str(k)) and isinstance(v, str) and v) or _has_secret_field(v)
+            for k, v in value.items()
+        )
+    if isinstance(value, list):
+        return any(_has_secret_field(v) for v in value)
+    if isinstance(value, str) and value[:1] in ("{", "["):
+        try:
+            inner = json.loads(value)
+        except ValueError:
+            return False
+        return _has_secret_field(inner)
+    return False
+
+
 def scrub_body(body: Any, headers: Mapping[str, Any], secrets: list[tuple[str, str]]) -> Any:
     """The body with credential JSON fields and secret values replaced; same type, same encoding."""
     if not isinstance(body, (bytes, str)) or not body:
@@ -205,9 +250,8 @@ def scrub_body(body: Any, headers: Mapping[str, Any], secrets: list[tuple[str, s
     except ValueError:
         pass
     else:
-        cleaned = _scrub_json(data)
-        if cleaned != data:
-            new = json.dumps(cleaned, ensure_ascii=False, separators=(",", ":"))
+        if _has_secret_field(data):
+            new = json.dumps(_scrub_json(data), ensure_ascii=False, separators=(",", ":"))
     if new == text:
         return body
     return new if isinstance(body, str) else encode(new)

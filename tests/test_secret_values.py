@@ -1,0 +1,57 @@
+"""The scrubber's view of the environment: remembered while it is unchanged, never stale."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+
+from pytest_crewguard.genai_price import genai_quote
+from pytest_crewguard.scrubbing import PLACEHOLDER, scrub_body, secret_env_values, secrets_fixed
+from pytest_crewguard.usage import Usage
+
+FIRST = "first-value-of-the-secret-0123456789"
+SECOND = "second-value-of-the-secret-9876543210"
+
+
+def test_a_secret_set_or_changed_later_is_scrubbed_at_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MY_SERVICE_API_KEY", FIRST)
+    assert ("MY_SERVICE_API_KEY", FIRST) in secret_env_values()
+    assert scrub_body(f"uses {FIRST}", {}, secret_env_values()) == f"uses {PLACEHOLDER}"
+    monkeypatch.setenv("MY_SERVICE_API_KEY", SECOND)
+    assert ("MY_SERVICE_API_KEY", SECOND) in secret_env_values()
+    assert ("MY_SERVICE_API_KEY", FIRST) not in secret_env_values()
+    monkeypatch.delenv("MY_SERVICE_API_KEY")
+    assert all(name != "MY_SERVICE_API_KEY" for name, _ in secret_env_values())
+
+
+def test_secrets_fixed_for_every_thread_hold_until_the_block_ends(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MY_SERVICE_API_KEY", FIRST)
+    seen: list[list[tuple[str, str]]] = []
+
+    def in_a_worker() -> None:
+        seen.append(secret_env_values())
+
+    with secrets_fixed(every_thread=True):
+        monkeypatch.setenv("MY_SERVICE_API_KEY", SECOND)
+        worker = threading.Thread(target=in_a_worker)
+        worker.start()
+        worker.join()
+    assert ("MY_SERVICE_API_KEY", FIRST) in seen[0]  # the worker saw the values fixed at the start
+    assert ("MY_SERVICE_API_KEY", SECOND) in secret_env_values()  # afterwards, the environment again
+
+
+def test_a_body_without_credential_fields_comes_back_as_it_was() -> None:
+    body = b'{"messages":[{"role":"user","content":"{\\"note\\": \\"keys and tokens\\"}"}],"max_tokens":5}'
+    assert scrub_body(body, {}, []) is body
+    nested = b'{"tool":{"arguments":"{\\"apiKey\\": \\"abc\\"}"}}'
+    assert b"abc" not in scrub_body(nested, {}, [])
+
+
+def test_a_remembered_price_is_the_price_of_that_usage() -> None:
+    quote = genai_quote("openai", "gpt-4o-mini")
+    assert quote is not None
+    small, large = Usage(input_tokens=1000, output_tokens=100), Usage(input_tokens=10**6, output_tokens=10**5)
+    first = [quote.cost(small), quote.cost(large)]
+    assert first == [quote.cost(small), quote.cost(large)]
+    assert first[1] == pytest.approx(first[0] * 1000)
