@@ -14,6 +14,7 @@ import copy
 import threading
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Any
 
 
@@ -109,6 +110,25 @@ _active: EventLog | None = None
 _active_lock = threading.Lock()
 
 
+def _field(obj: Any, name: str) -> Any:
+    """``getattr(obj, name, None)``, without the exception pydantic raises for a field an event
+    type does not have: collected on CrewAI's handler thread for every event of a kickoff."""
+    fields = getattr(obj, "__dict__", None)
+    if fields is not None and name in fields:
+        return fields[name]
+    extra = getattr(obj, "__pydantic_extra__", None)
+    if extra and name in extra:
+        return extra[name]
+    kind: Any = type(obj)
+    return getattr(obj, name, None) if _class_has(kind, name) else None
+
+
+@lru_cache(maxsize=1024)
+def _class_has(cls: Any, name: str) -> bool:
+    """A class attribute or property called ``name`` (not an instance field)."""
+    return any(name in vars(klass) for klass in cls.__mro__)
+
+
 def clean(text: Any) -> str | None:
     """A role or task name as shown and used as a key: YAML folded scalars (``role: >``) end
     in a newline that CrewAI keeps; surrounding whitespace is dropped, the rest kept."""
@@ -118,18 +138,18 @@ def clean(text: Any) -> str | None:
 
 
 def _role(agent: Any) -> str | None:
-    return clean(getattr(agent, "role", None))
+    return clean(_field(agent, "role"))
 
 
 def _task_name(task: Any) -> str | None:
     if task is None:
         return None
-    return clean(getattr(task, "name", None) or getattr(task, "description", None))
+    return clean(_field(task, "name") or _field(task, "description"))
 
 
 def _lite_agent_role(event: Any) -> str | None:
     """``Agent.kickoff()`` events carry the agent as a dict, ``agent_info``."""
-    info = getattr(event, "agent_info", None)
+    info = _field(event, "agent_info")
     return clean(info.get("role")) if isinstance(info, dict) else None
 
 
@@ -139,12 +159,12 @@ _OUTPUT_EVENTS = ("crew_kickoff_completed", "task_completed", "lite_agent_execut
 
 def _output(event: Any) -> Any:
     if event.type == "flow_finished":  # what the application's flow returned to it
-        return getattr(event, "result", None)
-    return getattr(event, "output", None) if event.type in _OUTPUT_EVENTS else None
+        return _field(event, "result")
+    return _field(event, "output") if event.type in _OUTPUT_EVENTS else None
 
 
 def _timestamp(event: Any) -> float | None:
-    stamp = getattr(event, "timestamp", None)
+    stamp = _field(event, "timestamp")
     return float(stamp.timestamp()) if stamp is not None and hasattr(stamp, "timestamp") else None
 
 
@@ -159,13 +179,13 @@ def _copied(value: Any) -> Any:
 def _tool_fields(source: Any, event: Any) -> dict[str, Any]:
     if not str(event.type).startswith("tool_usage"):
         return {}
-    error = getattr(event, "error", None)
-    output = getattr(event, "output", None)
-    cache = getattr(getattr(source, "tools_handler", None), "cache", None)
+    error = _field(event, "error")
+    output = _field(event, "output")
+    cache = _field(_field(source, "tools_handler"), "cache")
     return {
-        "tool_input": _copied(getattr(event, "tool_args", None)),
+        "tool_input": _copied(_field(event, "tool_args")),
         "result": None if output is None else str(output)[:_RESULT_CHARS],
-        "from_cache": bool(getattr(event, "from_cache", False)),
+        "from_cache": bool(_field(event, "from_cache")),
         "error_type": type(error).__name__ if isinstance(error, BaseException) else None,
         "cache_id": id(cache) if cache is not None else None,
     }
@@ -178,30 +198,30 @@ def _collect(source: Any, event: Any) -> None:
     log = _active
     if log is None:
         return
-    agent = getattr(event, "agent", None)
-    task = getattr(event, "task", None)
-    args = getattr(event, "tool_args", None)
-    error = getattr(event, "error", None)
+    agent = _field(event, "agent")
+    task = _field(event, "task")
+    args = _field(event, "tool_args")
+    error = _field(event, "error")
     log.add(
         CrewEvent(
             event_id=str(event.event_id),
             type=str(event.type),
-            sequence=int(getattr(event, "emission_sequence", None) or 0),
-            parent_id=getattr(event, "parent_event_id", None),
-            agent_role=clean(getattr(event, "agent_role", None)) or _role(agent) or _lite_agent_role(event),
-            task_name=clean(getattr(event, "task_name", None)) or _task_name(task),
-            tool_name=getattr(event, "tool_name", None),
+            sequence=int(_field(event, "emission_sequence") or 0),
+            parent_id=_field(event, "parent_event_id"),
+            agent_role=clean(_field(event, "agent_role")) or _role(agent) or _lite_agent_role(event),
+            task_name=clean(_field(event, "task_name")) or _task_name(task),
+            tool_name=_field(event, "tool_name"),
             tool_args=None if args is None else str(args)[:300],
             source_id=id(source) if source is not None else None,
             error=None if error is None else str(error)[:500],
             timestamp=_timestamp(event),
-            started_id=getattr(event, "started_event_id", None),
+            started_id=_field(event, "started_event_id"),
             # Kickoffs made by application code return their output to it, not to the
             # fixture; this event is the only place the marker's output gate can see it.
             output=_output(event),
-            crew_name=clean(getattr(event, "crew_name", None)),
-            method_name=getattr(event, "method_name", None),
-            flow_name=getattr(event, "flow_name", None),
+            crew_name=clean(_field(event, "crew_name")),
+            method_name=_field(event, "method_name"),
+            flow_name=_field(event, "flow_name"),
             **_tool_fields(source, event),
         )
     )
