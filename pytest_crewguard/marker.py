@@ -12,15 +12,7 @@ from .cassette_location import check_inside
 from .errors import ConfigError
 from .faults import FaultPlan, parse_faults
 from .match_config import parse_match_on
-
-RECORD_MODES: tuple[str, ...] = ("none", "once", "new_episodes", "all", "rewrite")
-MARKER_HELP = (
-    "crewguard(cassette=None, max_cost=None, max_tokens=None, max_llm_calls=None, "
-    "max_iterations=None, allow_max_iter=False, max_seconds=None, output=None, repeat=1, "
-    "record_mode=None, max_memory_growth=None, allow_hosts=(), forbidden_tools=(), "
-    "max_tool_calls=None, allow_tool_errors=False, faults=None, max_rpm=None): replay the "
-    "test's crews from a cassette and fail it when a limit is crossed"
-)
+from .settings import RECORD_MODES
 
 
 @dataclass(frozen=True)

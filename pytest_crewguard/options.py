@@ -9,9 +9,7 @@ from typing import Any
 import pytest
 
 from .errors import ConfigError
-from .marker import RECORD_MODES
-from .match_config import parse_match_on
-from .settings import Settings
+from .settings import RECORD_MODES, Settings
 
 __all__ = ["Settings", "add_options", "settings_from_config"]
 
@@ -140,7 +138,15 @@ def settings_from_config(config: pytest.Config) -> Settings:
         compare_fail=compare_fail,
         markdown=_path(config, markdown, markdown_source, must_exist=False),
         step_summary=step_summary,
-        match_on=parse_match_on(match_on_ini, "ini crewguard_match_on") if match_on_ini else None,
+        match_on=_match_on(match_on_ini),
         allow_hosts=allow_hosts,
         html=_path(config, html, html_source, must_exist=False),
     )
+
+
+def _match_on(ini: Any) -> tuple[str, ...] | None:
+    if not ini:
+        return None
+    from .match_config import parse_match_on  # only when set: a plain run does not load it
+
+    return parse_match_on(ini, "ini crewguard_match_on")

@@ -16,24 +16,32 @@ import pytest
 
 from .environment import restore_environment
 from .errors import CrewguardError
-from .marker import MARKER_HELP, GuardSpec, spec_from_marker
 from .options import add_options, settings_from_config
 from .run_state import RunState, junit_properties
-from .verdict import GateFailure
 
 if TYPE_CHECKING:
     from .guard import CrewGuard
     from .guard_session import GuardSession
+    from .marker import GuardSpec
 
 MARKER = "crewguard"
 _OUTCOMES = (pytest.fail.Exception, pytest.skip.Exception)
 _state_key = pytest.StashKey[RunState]()
 _pytest_session_key = pytest.StashKey[pytest.Session]()
-_spec_key = pytest.StashKey[GuardSpec]()
+_spec_key: pytest.StashKey[GuardSpec] = pytest.StashKey()
 _guard_key: pytest.StashKey[GuardSession] = pytest.StashKey()  # the running test's guard
 _notes_key = pytest.StashKey[list[str]]()
 _guarded_key = pytest.StashKey[bool]()  # marked, or asks for the crewguard fixture
 MARKER_FIXTURE = "_crewguard_marker"
+# What `pytest --markers` shows. Here rather than in marker.py, which a run whose tests carry no
+# crewguard marker never has to import.
+MARKER_HELP = (
+    "crewguard(cassette=None, max_cost=None, max_tokens=None, max_llm_calls=None, "
+    "max_iterations=None, allow_max_iter=False, max_seconds=None, output=None, repeat=1, "
+    "record_mode=None, max_memory_growth=None, allow_hosts=(), forbidden_tools=(), "
+    "max_tool_calls=None, allow_tool_errors=False, faults=None, max_rpm=None): replay the "
+    "test's crews from a cassette and fail it when a limit is crossed"
+)
 VCR_NOTE = (
     "carry @pytest.mark.vcr too: crewguard's cassette answered their HTTP traffic, "
     "pytest-recording's cassette was not used"
@@ -108,12 +116,9 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     # Bad marker arguments stop the run at collection, like an unknown option would.
     settings = config.stash[_state_key].settings
     for item in items:
+        marks = list(item.iter_markers(MARKER))
         try:
-            specs = [
-                spec_from_marker(m.args, dict(m.kwargs), item.nodeid, cassette_dir=settings.cassette_dir,
-                                 rootdir=settings.rootdir)
-                for m in item.iter_markers(MARKER)
-            ]
+            specs = [_spec(m.args, dict(m.kwargs), item.nodeid, settings) for m in marks] if marks else []
         except CrewguardError as err:
             raise pytest.UsageError(f"crewguard: {err}") from None
         if specs:
@@ -122,6 +127,14 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         if specs or "crewguard" in getattr(item, "fixturenames", ()):
             item.stash[_guarded_key] = True
             GuardedTestHooks.register(config)
+
+
+def _spec(args: tuple[Any, ...], kwargs: dict[str, Any], nodeid: str, settings: Any) -> GuardSpec:
+    from .marker import spec_from_marker
+
+    return spec_from_marker(
+        args, kwargs, nodeid, cassette_dir=settings.cassette_dir, rootdir=settings.rootdir
+    )
 
 
 def _attach_marker_fixture(item: pytest.Item) -> None:
@@ -191,6 +204,8 @@ def _crewguard_marker(request: pytest.FixtureRequest) -> None:
 
 
 def _failing_on_gates() -> Generator[None, Any, Any]:
+    from .verdict import GateFailure
+
     try:
         return (yield)
     except GateFailure as failure:  # the core's verdict, as pytest's outcome with the same text
@@ -226,6 +241,8 @@ class GuardedTestHooks:
     def pytest_runtest_call(self, item: pytest.Item) -> Generator[None, Any, Any]:
         if _guarded_key not in item.stash:
             return (yield)
+        from .verdict import GateFailure
+
         guard = item.stash.get(_guard_key, None)
         try:
             result = yield

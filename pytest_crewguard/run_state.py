@@ -4,18 +4,18 @@ from __future__ import annotations
 
 import os
 import tempfile
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .environment import prepare_crewai_environment
-from .isolation import UsedObjects
-from .marker import GuardSpec
 from .settings import Settings
 
 if TYPE_CHECKING:
     from .baseline import Comparison, Threshold
     from .guard_session import GuardSession
+    from .isolation import UsedObjects
+    from .marker import GuardSpec
     from .pricing import PriceTable
     from .session import CrewguardSession, GuardedTest
 
@@ -30,7 +30,7 @@ class RunState:
     thresholds: list[Threshold]
     storage: Path
     saved_env: dict[str, str | None]
-    used: UsedObjects = field(default_factory=UsedObjects)
+    used: UsedObjects | None = None  # made at the first guarded test
     results: CrewguardSession | None = None
 
     @classmethod
@@ -67,8 +67,12 @@ class RunState:
     def guard_session(self, nodeid: str, spec: GuardSpec | None, fixture_config: Any) -> GuardSession:
         """The guard of one test, not started yet; ``CrewguardError`` for a bad ``crewguard_config``."""
         from .guard_session import GuardSession
+        from .isolation import UsedObjects
+        from .marker import GuardSpec
         from .match_config import config_from_fixture
 
+        if self.used is None:
+            self.used = UsedObjects()
         spec = spec or GuardSpec()
         match_config = config_from_fixture(fixture_config, spec.match_on or self.settings.match_on)
         return GuardSession(
