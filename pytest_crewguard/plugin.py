@@ -54,9 +54,6 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", MARKER_HELP)
-    # CrewAI 1.15 reads its own deprecated fields on every kickoff; those warnings are not the
-    # user's to fix and would bury the report. -W or the user's own filters still win.
-    config.addinivalue_line("filterwarnings", "ignore::DeprecationWarning:crewai")
     try:
         config.stash[_state_key] = RunState.load(settings_from_config(config))
     except CrewguardError as err:
@@ -222,6 +219,11 @@ class GuardedTestHooks:
     def register(cls, config: pytest.Config) -> None:
         if not config.pluginmanager.has_plugin(cls.NAME):
             config.pluginmanager.register(cls(), cls.NAME)
+            # CrewAI 1.15 reads its own deprecated fields on every kickoff; those warnings are
+            # not the user's to fix and would bury the report. -W or the user's own filters
+            # still win. Added here, not at configure: pytest applies every filter to every
+            # test, and a run without crew tests has no CrewAI warnings to hide.
+            config.addinivalue_line("filterwarnings", "ignore::DeprecationWarning:crewai")
 
     @pytest.hookimpl(wrapper=True)
     def pytest_runtest_setup(self, item: pytest.Item) -> Generator[None, Any, Any]:

@@ -53,3 +53,32 @@ def test_hook_wrappers_are_registered_only_when_a_test_is_guarded(pytester: pyte
     late = pytester.runpytest("-p", "no:cacheprovider", "-s", "test_late.py")
     late.assert_outcomes(passed=1)
     late.stdout.fnmatch_lines(["*guarded-test hooks registered: True*"])
+
+
+CREWAI_DEPRECATION = """
+import warnings
+
+def crewai_warns():
+    warnings.warn_explicit("old field", DeprecationWarning, "crewai/agent.py", 1, module="crewai.agent")
+"""
+
+
+def test_crewai_deprecations_are_hidden_once_a_test_is_guarded(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(
+        helpers=CREWAI_DEPRECATION,
+        test_plain="from helpers import crewai_warns\n\ndef test_plain():\n    crewai_warns()\n",
+        test_guarded="""
+        import pytest
+        from helpers import crewai_warns
+
+        @pytest.mark.crewguard(cassette="none.yaml")
+        def test_guarded():
+            crewai_warns()
+        """,
+    )
+    plain = pytester.runpytest("-p", "no:cacheprovider", "test_plain.py")
+    plain.assert_outcomes(passed=1)
+    assert "DeprecationWarning: old field" in plain.stdout.str()  # no crew test: pytest's filters alone
+    both = pytester.runpytest("-p", "no:cacheprovider")
+    both.assert_outcomes(passed=2)
+    assert "old field" not in both.stdout.str()  # CrewAI's own deprecations are not the user's to fix
