@@ -11,6 +11,9 @@ sessions as fresh subprocesses:
      recorded with ``--record-mode=once``, replayed with ``--record-mode=none -p no:crewguard``
   c  floor: the same crews with a stub LLM (a CrewAI ``BaseLLM`` subclass that returns the
      answer, no HTTP, no cassette), ``-p no:crewguard``
+  d  floor of any HTTP-layer replay: the real LLM and SDK, with httpx's transport answering in
+     process with the recorded response (no socket, no vcrpy, no cassette file), inside
+     crewguard's shared TLS context, ``-p no:crewguard``
 
 Sessions are interleaved round by round (every suite size, the variant order rotating each
 round) so that machine noise hits all variants alike. Reported: median wall seconds per
@@ -89,13 +92,45 @@ def test_crew_{i}():
 def test_crew_{i}():
     assert make_stub_crew().kickoff(inputs={{"topic": "topic {i}"}}).raw == ANSWER
 ''',
+    "transport": '''
+def test_crew_{i}():
+    assert make_crew().kickoff(inputs={{"topic": "topic {i}"}}).raw == ANSWER
+''',
 }
+
+# Variant d's conftest: every request answered in process with the response crewguard recorded
+# (every test's is the same answer), the TLS context shared as crewguard's replay shares it.
+TRANSPORT_CONFTEST = '''
+import json
+from pathlib import Path
+
+import httpx
+import pytest
+
+from pytest_crewguard.tls import shared_tls_context
+
+RECORDED = json.loads((Path(__file__).parent / "response.json").read_text())
+
+
+@pytest.fixture(autouse=True)
+def in_process_transport(monkeypatch):
+    def handle_request(self, request):
+        request.read()
+        return httpx.Response(RECORDED["status"], headers=RECORDED["headers"],
+                              content=RECORDED["body"].encode(), request=request)
+
+    monkeypatch.setattr(httpx.HTTPTransport, "handle_request", handle_request)
+    with shared_tls_context():
+        yield
+'''
+
 
 BASE = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider"]
 REPLAY_ARGS = {
     "crewguard": [],
     "recording": ["-p", "no:crewguard", "--record-mode=none"],
     "stub": ["-p", "no:crewguard"],
+    "transport": ["-p", "no:crewguard"],
 }
 RECORD_ARGS = {
     "crewguard": ["--crewguard-record-mode=once"],
@@ -105,6 +140,7 @@ LABELS = {
     "crewguard": "a crewguard replay",
     "recording": "b pytest-recording replay",
     "stub": "c stub LLM, no HTTP",
+    "transport": "d SDK, in-process HTTP",
 }
 
 
@@ -117,7 +153,24 @@ def make_project(root: Path, variant: str, n_tests: int, base_url: str) -> Path:
     for start in range(0, n_tests, PER_FILE):
         body = [TESTS[variant].format(i=i) for i in range(start, min(start + PER_FILE, n_tests))]
         (project / f"test_crews_{start // PER_FILE}.py").write_text(header + "\n".join(body))
+    if variant == "transport":
+        (project / "conftest.py").write_text(TRANSPORT_CONFTEST)
     return project
+
+
+def write_recorded_response(cassette: Path, project: Path) -> None:
+    """Variant d's answer: the response of a cassette crewguard recorded."""
+    from pytest_crewguard.cassette_yaml import ReadableYamlSerializer
+
+    response = ReadableYamlSerializer.deserialize(cassette.read_text())["interactions"][0]["response"]
+    body = response["body"]["string"]
+    recorded = {
+        "status": response["status"]["code"],
+        "headers": [(name, value) for name, values in response["headers"].items() for value in values
+                    if name.lower() not in ("content-encoding", "content-length")],
+        "body": body.decode() if isinstance(body, bytes) else body,
+    }
+    (project / "response.json").write_text(json.dumps(recorded))
 
 
 def environment(root: Path) -> dict[str, str]:
@@ -157,7 +210,7 @@ def main() -> int:
     parser.add_argument("--parallel", action="store_true", help="also -n 0 vs -n 2 on the largest suite")
     parser.add_argument("--parallel-rounds", type=int, default=3)
     parser.add_argument("--parallel-tests", help="suite sizes for --parallel (default: the largest)")
-    parser.add_argument("--variants", default=",".join(TESTS), help="a subset of crewguard,recording,stub")
+    parser.add_argument("--variants", default=",".join(TESTS), help="a subset of crewguard,recording,stub,transport")
     parser.add_argument("--json", type=Path, help="also write the numbers here")
     args = parser.parse_args()
     sizes = sorted(int(n) for n in args.tests.split(","))
@@ -185,6 +238,10 @@ def main() -> int:
                     if cassettes_in(project) != n:
                         raise SystemExit(f"{project}: {cassettes_in(project)} cassettes for {n} tests")
                     print(f"recorded {variant} x {n}: {took:.1f} s", flush=True)
+            for (variant, n), project in projects.items():
+                if variant == "transport":
+                    recorded = next((projects[("crewguard", n)] / "cassettes").rglob("*.yaml"))
+                    write_recorded_response(recorded, project)
         finally:
             provider.stop()  # replay must not reach it: a request now fails the session
 
@@ -229,7 +286,7 @@ def main() -> int:
         )
         print(f"{n} tests: a/b ratio of medians {medians['crewguard'][n] / medians['recording'][n]:.2f}, "
               f"paired median {paired:.2f}")
-    for other, name in (("recording", "a/b"), ("stub", "a/c")):
+    for other, name in (("recording", "a/b"), ("stub", "a/c"), ("transport", "a/d")):
         if other in slopes:
             ratio = slopes["crewguard"] / slopes[other]
             print(f"slope between {small} and {large} tests: {name} {ratio:.2f}")
