@@ -17,6 +17,7 @@ calls (gRPC, uvloop, libpq); nor send/recv on a bare ``_socket.socket`` connecte
 
 from __future__ import annotations
 
+import _socket
 import ipaddress
 import socket
 import sys
@@ -35,6 +36,10 @@ _refused: list[str] = []
 _hook_installed = False
 _saved_methods: list[tuple[type, str, Any]] = []
 _IP = (socket.AF_INET, socket.AF_INET6)
+# The socket's family as the C socket stores it: `socket.socket.family` converts it to an enum
+# on every read, and the data methods below run for every send and receive of the process
+# while a block is active (asyncio's self-pipe included).
+_raw_family = _socket.socket.family.__get__
 # Kept for code that checks the block is undone: connect itself is never replaced.
 _original_connect = socket.socket.connect
 _original_connect_ex = socket.socket.connect_ex
@@ -183,7 +188,7 @@ def _check_peer(sock: Any) -> None:
 
 def _checked(original: Callable[..., Any]) -> Callable[..., Any]:
     def method(self: Any, *args: Any, **kwargs: Any) -> Any:
-        if _blocks and self.family in _IP:
+        if _blocks and _raw_family(self) in _IP:
             _check_peer(self)
         return original(self, *args, **kwargs)
 
