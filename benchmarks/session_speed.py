@@ -210,7 +210,7 @@ def main() -> int:
     parser.add_argument("--parallel", action="store_true", help="also -n 0 vs -n 2 on the largest suite")
     parser.add_argument("--parallel-rounds", type=int, default=3)
     parser.add_argument("--parallel-tests", help="suite sizes for --parallel (default: the largest)")
-    parser.add_argument("--variants", default=",".join(TESTS), help="a subset of crewguard,recording,stub,transport")
+    parser.add_argument("--variants", default=",".join(TESTS), help="a subset of " + ",".join(TESTS))
     parser.add_argument("--json", type=Path, help="also write the numbers here")
     args = parser.parse_args()
     sizes = sorted(int(n) for n in args.tests.split(","))
