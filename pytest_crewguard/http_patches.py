@@ -1,13 +1,13 @@
-"""vcrpy's HTTP patches around one cassette, built once per process for replay.
+"""vcrpy's HTTP patches around one cassette, built once per process.
 
 Entering a cassette, vcrpy builds about forty patchers (classes and methods of http.client,
 urllib3, requests, httpx, aiohttp, ...), trying again to import each library that is not
-installed: half a millisecond per test, for the same patchers every time. In replay they never
-reach a library's real send (a replay cassette answers every request, from the recording or a
-stand-in), so one set, bound to a stand-in that forwards to the running test's cassette, serves
-every replayed test. Each test still enters and leaves them around its own cassette, at the
-same moment vcrpy would. Recording builds them per test, as vcrpy does: a recording's real send
-must be whatever is current when the test starts (another tool's patch included).
+installed: half a millisecond per test, for the same patchers every time. What they call to
+really send (when recording) are the libraries' own functions as vcrpy saved them when it was
+imported, not whatever is patched when a cassette opens; so one set, bound to a stand-in that
+forwards to the running test's cassette, serves every test. Each test still enters and leaves
+them around its own cassette, at the moment vcrpy would. A cassette opened inside another (an
+in-process pytest run inside a test) gets patchers of its own, as vcrpy gives it.
 """
 
 from __future__ import annotations
@@ -73,7 +73,7 @@ def http_patches(cassette: Any) -> Iterator[None]:
     """vcrpy's patches, answering from ``cassette`` until the block ends."""
     from vcr.patch import CassettePatcherBuilder
 
-    shared = _take_shared(cassette) if cassette.write_protected else None
+    shared = _take_shared(cassette)
     patchers = shared.patchers if shared is not None else CassettePatcherBuilder(cassette).build()
     try:
         with contextlib.ExitStack() as stack:

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 
 import httpx
 
 from pytest_crewguard import vcr_setup
+from pytest_crewguard.testing.scripted_provider import Reply, ScriptedProvider
 
 from .test_matching_index import URL, _body, _interaction, _write
 
@@ -46,3 +48,24 @@ def test_a_cassette_inside_another_gets_patches_of_its_own(tmp_path: Path) -> No
             assert httpx.HTTPTransport.handle_request is not outer
         assert httpx.HTTPTransport.handle_request is outer
         assert _post() == "from a"
+
+
+def test_recording_goes_through_the_same_patches_and_reaches_the_provider(
+    tmp_path: Path, provider: Callable[..., ScriptedProvider]
+) -> None:
+    a, _ = _cassettes(tmp_path)
+    with vcr_setup.cassette(a, "none"):
+        replaying = httpx.HTTPTransport.handle_request
+    server = provider(lambda request: Reply(text="from the provider", input_tokens=3, output_tokens=2))
+    url, body = f"{server.openai_base_url}/chat/completions", {"model": "gpt-4o-mini", "messages": []}
+    recorded = tmp_path / "recorded.yaml"
+    with vcr_setup.cassette(recorded, "new_episodes"):
+        assert httpx.HTTPTransport.handle_request is replaying
+        sent = httpx.post(url, json=body).json()
+    assert sent["choices"][0]["message"]["content"] == "from the provider"
+    assert len(server.llm_requests) == 1  # really sent, and recorded
+    server.stop()
+    with vcr_setup.cassette(recorded, "none"):
+        again = httpx.post(url, json=body).json()
+    assert again["choices"][0]["message"]["content"] == "from the provider"
+    assert len(server.llm_requests) == 1
