@@ -10,12 +10,21 @@ per process (the bus is a singleton), when a log is first activated, and write t
 
 from __future__ import annotations
 
-import copy
 import threading
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from functools import lru_cache
 from typing import Any
+
+from .event_fields import (
+    agent_role,
+    clean,
+    field_of,
+    lite_agent_role,
+    output_of,
+    task_name,
+    timestamp_of,
+    tool_fields,
+)
 
 
 @dataclass(frozen=True)
@@ -110,119 +119,35 @@ _active: EventLog | None = None
 _active_lock = threading.Lock()
 
 
-def _field(obj: Any, name: str) -> Any:
-    """``getattr(obj, name, None)``, without the exception pydantic raises for a field an event
-    type does not have: collected on CrewAI's handler thread for every event of a kickoff."""
-    fields = getattr(obj, "__dict__", None)
-    if fields is not None and name in fields:
-        return fields[name]
-    extra = getattr(obj, "__pydantic_extra__", None)
-    if extra and name in extra:
-        return extra[name]
-    kind: Any = type(obj)
-    return getattr(obj, name, None) if _class_has(kind, name) else None
-
-
-@lru_cache(maxsize=1024)
-def _class_has(cls: Any, name: str) -> bool:
-    """A class attribute or property called ``name`` (not an instance field)."""
-    return any(name in vars(klass) for klass in cls.__mro__)
-
-
-def clean(text: Any) -> str | None:
-    """A role or task name as shown and used as a key: YAML folded scalars (``role: >``) end
-    in a newline that CrewAI keeps; surrounding whitespace is dropped, the rest kept."""
-    if text is None:
-        return None
-    return str(text).strip() or None
-
-
-def _role(agent: Any) -> str | None:
-    return clean(_field(agent, "role"))
-
-
-def _task_name(task: Any) -> str | None:
-    if task is None:
-        return None
-    return clean(_field(task, "name") or _field(task, "description"))
-
-
-def _lite_agent_role(event: Any) -> str | None:
-    """``Agent.kickoff()`` events carry the agent as a dict, ``agent_info``."""
-    info = _field(event, "agent_info")
-    return clean(info.get("role")) if isinstance(info, dict) else None
-
-
-# Events whose ``output`` is kept: application kickoffs return theirs to the application only.
-_OUTPUT_EVENTS = ("crew_kickoff_completed", "task_completed", "lite_agent_execution_completed")
-
-
-def _output(event: Any) -> Any:
-    if event.type == "flow_finished":  # what the application's flow returned to it
-        return _field(event, "result")
-    return _field(event, "output") if event.type in _OUTPUT_EVENTS else None
-
-
-def _timestamp(event: Any) -> float | None:
-    stamp = _field(event, "timestamp")
-    return float(stamp.timestamp()) if stamp is not None and hasattr(stamp, "timestamp") else None
-
-
-def _copied(value: Any) -> Any:
-    """A copy the application cannot change afterwards (arguments are plain JSON values)."""
-    try:
-        return copy.deepcopy(value)
-    except Exception:  # an argument that cannot be copied is kept as its text
-        return str(value)
-
-
-def _tool_fields(source: Any, event: Any) -> dict[str, Any]:
-    if not str(event.type).startswith("tool_usage"):
-        return {}
-    error = _field(event, "error")
-    output = _field(event, "output")
-    cache = _field(_field(source, "tools_handler"), "cache")
-    return {
-        "tool_input": _copied(_field(event, "tool_args")),
-        "result": None if output is None else str(output)[:_RESULT_CHARS],
-        "from_cache": bool(_field(event, "from_cache")),
-        "error_type": type(error).__name__ if isinstance(error, BaseException) else None,
-        "cache_id": id(cache) if cache is not None else None,
-    }
-
-
-_RESULT_CHARS = 100_000  # a tool result kept for assertions; messages shorten it further
-
-
 def _collect(source: Any, event: Any) -> None:
     log = _active
     if log is None:
         return
-    agent = _field(event, "agent")
-    task = _field(event, "task")
-    args = _field(event, "tool_args")
-    error = _field(event, "error")
+    agent = field_of(event, "agent")
+    task = field_of(event, "task")
+    args = field_of(event, "tool_args")
+    error = field_of(event, "error")
     log.add(
         CrewEvent(
             event_id=str(event.event_id),
             type=str(event.type),
-            sequence=int(_field(event, "emission_sequence") or 0),
-            parent_id=_field(event, "parent_event_id"),
-            agent_role=clean(_field(event, "agent_role")) or _role(agent) or _lite_agent_role(event),
-            task_name=clean(_field(event, "task_name")) or _task_name(task),
-            tool_name=_field(event, "tool_name"),
+            sequence=int(field_of(event, "emission_sequence") or 0),
+            parent_id=field_of(event, "parent_event_id"),
+            agent_role=clean(field_of(event, "agent_role")) or agent_role(agent) or lite_agent_role(event),
+            task_name=clean(field_of(event, "task_name")) or task_name(task),
+            tool_name=field_of(event, "tool_name"),
             tool_args=None if args is None else str(args)[:300],
             source_id=id(source) if source is not None else None,
             error=None if error is None else str(error)[:500],
-            timestamp=_timestamp(event),
-            started_id=_field(event, "started_event_id"),
+            timestamp=timestamp_of(event),
+            started_id=field_of(event, "started_event_id"),
             # Kickoffs made by application code return their output to it, not to the
             # fixture; this event is the only place the marker's output gate can see it.
-            output=_output(event),
-            crew_name=clean(_field(event, "crew_name")),
-            method_name=_field(event, "method_name"),
-            flow_name=_field(event, "flow_name"),
-            **_tool_fields(source, event),
+            output=output_of(event),
+            crew_name=clean(field_of(event, "crew_name")),
+            method_name=field_of(event, "method_name"),
+            flow_name=field_of(event, "flow_name"),
+            **tool_fields(source, event),
         )
     )
 

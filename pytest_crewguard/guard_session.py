@@ -33,7 +33,7 @@ from .pricing import PriceTable
 from .repeat import Repeats
 from .run import GuardedRun
 from .run_assembly import RunAssembly
-from .scrubbing import secrets_fixed
+from .secret_values import secrets_fixed
 from .session import CrewguardSession, GuardedTest
 from .settings import Settings
 from .storage import storage_at
@@ -151,7 +151,7 @@ class GuardSession:
             self._stack.enter_context(network_blocked(self.settings.allow_hosts + self.spec.allow_hosts))
             self._stack.enter_context(placeholder_keys())
             # Replay writes nothing: the secrets to match requests without are the ones set now.
-            self._stack.enter_context(secrets_fixed(every_thread=True))
+            self._stack.enter_context(secrets_fixed())
             self._stack.enter_context(shared_tls_context())
 
     def _replay_faults_and_waits(self, wire: WireLog) -> None:

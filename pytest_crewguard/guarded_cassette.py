@@ -23,7 +23,7 @@ from vcr.record_mode import RecordMode
 
 from .match_config import MatchConfig
 from .request_index import RequestIndex
-from .scrubbing import secrets_fixed
+from .secret_values import secrets_fixed
 from .virtual_clock import patch_loaded
 from .wire import WireLog
 

@@ -15,7 +15,8 @@ from .commands.conversation import Message, reply_of, request_messages
 from .events import CrewEvent, EventLog
 from .ledger import LLMCall
 from .run import GuardedRun
-from .scrubbing import scrub_body, secret_env_values
+from .scrubbing import scrub_body
+from .secret_values import secret_env_values
 from .usage.decoding import as_text, parse_json
 from .wire import HttpExchange
 

@@ -39,13 +39,11 @@ class _SharedPatches:
         self.running.target = cassette  # the builder reads the cassette's own patch options
         self.options = _options(cassette)
         self.patchers = list(CassettePatcherBuilder(self.running).build())
-        self.running.target = None
-        self.lock = threading.Lock()
-        self.busy = False
+        self.running.target = None  # in use while a cassette is its target
 
 
 _shared: _SharedPatches | None = None
-_shared_lock = threading.Lock()
+_lock = threading.Lock()
 
 
 def _options(cassette: Any) -> tuple[Any, ...]:
@@ -56,16 +54,13 @@ def _take_shared(cassette: Any) -> _SharedPatches | None:
     """The shared patchers for ``cassette``, or ``None`` when they are in use (a cassette inside
     another, as in an in-process pytest run inside a test) or do not fit its patch options."""
     global _shared
-    with _shared_lock:
+    with _lock:
         if _shared is None:
             _shared = _SharedPatches(cassette)
-        shared = _shared
-    with shared.lock:
-        if shared.busy or shared.options != _options(cassette):
+        if _shared.running.target is not None or _shared.options != _options(cassette):
             return None
-        shared.busy = True
-        shared.running.target = cassette
-    return shared
+        _shared.running.target = cassette
+        return _shared
 
 
 @contextlib.contextmanager
@@ -82,6 +77,5 @@ def http_patches(cassette: Any) -> Iterator[None]:
             yield
     finally:
         if shared is not None:
-            with shared.lock:
+            with _lock:
                 shared.running.target = None
-                shared.busy = False

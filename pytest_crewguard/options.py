@@ -30,6 +30,17 @@ OPTIONS: tuple[tuple[str, str], ...] = (
 )
 
 
+# What `pytest --markers` shows. Here rather than in marker.py, which a run whose tests carry no
+# crewguard marker never has to import.
+MARKER_HELP = (
+    "crewguard(cassette=None, max_cost=None, max_tokens=None, max_llm_calls=None, "
+    "max_iterations=None, allow_max_iter=False, max_seconds=None, output=None, repeat=1, "
+    "record_mode=None, max_memory_growth=None, allow_hosts=(), forbidden_tools=(), "
+    "max_tool_calls=None, allow_tool_errors=False, faults=None, max_rpm=None): replay the "
+    "test's crews from a cassette and fail it when a limit is crossed"
+)
+
+
 def add_options(parser: pytest.Parser) -> None:
     group = parser.getgroup("crewguard", "crewguard: CrewAI regression gates")
     for name, help_text in OPTIONS:

@@ -16,7 +16,7 @@ import pytest
 
 from .environment import restore_environment
 from .errors import CrewguardError
-from .options import add_options, settings_from_config
+from .options import MARKER_HELP, add_options, settings_from_config
 from .run_state import RunState, junit_properties
 
 if TYPE_CHECKING:
@@ -33,15 +33,6 @@ _guard_key: pytest.StashKey[GuardSession] = pytest.StashKey()  # the running tes
 _notes_key = pytest.StashKey[list[str]]()
 _guarded_key = pytest.StashKey[bool]()  # marked, or asks for the crewguard fixture
 MARKER_FIXTURE = "_crewguard_marker"
-# What `pytest --markers` shows. Here rather than in marker.py, which a run whose tests carry no
-# crewguard marker never has to import.
-MARKER_HELP = (
-    "crewguard(cassette=None, max_cost=None, max_tokens=None, max_llm_calls=None, "
-    "max_iterations=None, allow_max_iter=False, max_seconds=None, output=None, repeat=1, "
-    "record_mode=None, max_memory_growth=None, allow_hosts=(), forbidden_tools=(), "
-    "max_tool_calls=None, allow_tool_errors=False, faults=None, max_rpm=None): replay the "
-    "test's crews from a cassette and fail it when a limit is crossed"
-)
 VCR_NOTE = (
     "carry @pytest.mark.vcr too: crewguard's cassette answered their HTTP traffic, "
     "pytest-recording's cassette was not used"

@@ -10,20 +10,15 @@ byte. A key-shaped string that is still there afterwards refuses the write.
 from __future__ import annotations
 
 import json
-import os
 import re
-import threading
-from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Mapping
 from functools import lru_cache
 from typing import Any
-from urllib.parse import parse_qsl, quote, quote_plus, urlencode, urlsplit, urlunsplit
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from .body_codec import decoded, interaction_bodies
-from .environment import REPLAY_KEY_VARIABLES, REPLAY_PLACEHOLDER_KEY
 from .errors import CassetteError
-
-PLACEHOLDER = "crewguard-scrubbed"
+from .secret_values import MIN_SECRET_LENGTH, PLACEHOLDER, secret_env_values, secret_forms
 
 # Request headers that are dropped outright (credentials or account identity). Lower-case.
 SECRET_HEADERS: frozenset[str] = frozenset(
@@ -70,25 +65,6 @@ KEY_SHAPED = re.compile(
     r"(?<![A-Za-z0-9_-])"
     r"(?:sk-(?:proj-|ant-[a-z0-9]+-|ant-)?[A-Za-z0-9_-]{20,}|AIza[0-9A-Za-z_-]{35}|AKIA[0-9A-Z]{16})"
 )
-# Environment variables whose values are scrubbed wherever they appear: these by name, and
-# any variable named like a credential (DEEPSEEK_API_KEY, GITHUB_TOKEN, DB_PASSWORD...).
-SECRET_ENV_VARIABLES: tuple[str, ...] = (
-    *REPLAY_KEY_VARIABLES,
-    "AZURE_OPENAI_API_KEY",
-    "AWS_SECRET_ACCESS_KEY",
-    "AWS_SESSION_TOKEN",
-    "GROQ_API_KEY",
-    "MISTRAL_API_KEY",
-)
-_SECRET_ENV_NAME = re.compile(
-    r"(?:API_?KEY|ACCESS_KEY|SECRET_KEY|PRIVATE_KEY|SUBSCRIPTION_KEY|TOKEN|SECRET|PASSWORD|PASSWD)$",
-    re.IGNORECASE,
-)
-# Shorter values ("1", "true", "prod") would be replaced all over ordinary text.
-MIN_SECRET_LENGTH = 8
-_REPLAY_PLACEHOLDERS = frozenset({REPLAY_PLACEHOLDER_KEY, PLACEHOLDER})
-
-
 def _words(name: str) -> list[str]:
     return [w for w in re.split(r"[^a-z0-9]+", name.lower()) if w]
 
@@ -106,64 +82,9 @@ def is_secret_field(name: str) -> bool:
     return flat.endswith(_FIELD_SUFFIXES)
 
 
-_fixed = threading.local()
-
-
-_fixed_everywhere: list[list[tuple[str, str]]] = []  # innermost last
-
-
-@contextmanager
-def secrets_fixed(every_thread: bool = False) -> Iterator[None]:
-    """Read the environment's secrets once for a batch (a cassette's thousands of loaded
-    interactions), not once per request and response; for the calling thread, or for
-    ``every_thread`` (a replayed test: its requests come from the crew's worker threads)."""
-    values = secret_env_values()
-    if every_thread:
-        _fixed_everywhere.append(values)
-        try:
-            yield
-        finally:
-            _fixed_everywhere.remove(values)
-        return
-    previous = getattr(_fixed, "values", None)
-    _fixed.values = values
-    try:
-        yield
-    finally:
-        _fixed.values = previous
-
-
-def secret_env_values() -> list[tuple[str, str]]:
-    """``(name, value)`` of every credential-named environment variable worth scrubbing."""
-    fixed: list[tuple[str, str]] | None = getattr(_fixed, "values", None)
-    if fixed is not None:
-        return fixed
-    if _fixed_everywhere:
-        return _fixed_everywhere[-1]
-    # Every request and response asks: the scan is remembered for the environment as it is.
-    return _secret_values(tuple(os.environ.items()))
-
-
-@lru_cache(maxsize=16)
-def _secret_values(environ: tuple[tuple[str, str], ...]) -> list[tuple[str, str]]:
-    found = []
-    for name, value in environ:
-        if name in SECRET_ENV_VARIABLES or _SECRET_ENV_NAME.search(name):
-            if len(value) >= MIN_SECRET_LENGTH and value not in _REPLAY_PLACEHOLDERS:
-                found.append((name, value))
-    # Longest first, so a value that contains another is replaced whole.
-    return sorted(found, key=lambda item: -len(item[1]))
-
-
-@lru_cache(maxsize=256)
-def _forms(value: str) -> tuple[str, ...]:
-    """A secret as it may appear: as is, and URL-encoded both ways."""
-    return tuple(dict.fromkeys((value, quote(value, safe=""), quote_plus(value, safe=""))))
-
-
 def _scrub_text(text: str, secrets: list[tuple[str, str]]) -> str:
     for _, value in secrets:
-        for form in _forms(value):
+        for form in secret_forms(value):
             if form in text:
                 text = text.replace(form, PLACEHOLDER)
     return text

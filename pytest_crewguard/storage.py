@@ -17,9 +17,9 @@ import os
 import shutil
 import sys
 import tempfile
-import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
+from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -38,8 +38,6 @@ _MISSING = object()
 # to disk) costs about 2 ms; a copy of an empty one made once per process, well under one.
 TASK_OUTPUTS_MODULE = "crewai.memory.storage.kickoff_task_outputs_storage"
 TASK_OUTPUTS_DB = "latest_kickoff_task_outputs.db"
-_template_lock = threading.Lock()
-_template: list[Path | None] = []  # the empty database, made on first use (None: could not)
 
 
 def crewai_storage_path() -> str:
@@ -122,16 +120,18 @@ def seed_task_outputs_db(directory: Path) -> None:
     target = directory / TASK_OUTPUTS_DB
     if module is None or target.exists():
         return
-    with _template_lock:
-        if not _template:
-            folder = Path(tempfile.mkdtemp(prefix="crewguard-task-outputs-"))
-            atexit.register(shutil.rmtree, folder, ignore_errors=True)
-            try:
-                module.KickoffTaskOutputsSQLiteStorage(db_path=str(folder / TASK_OUTPUTS_DB))
-            except Exception:  # CrewAI changed: it makes the database itself, as before
-                _template.append(None)
-            else:
-                _template.append(folder / TASK_OUTPUTS_DB)
-    template = _template[0]
+    template = _empty_task_outputs_db(module.KickoffTaskOutputsSQLiteStorage)
     if template is not None and template.is_file():
         shutil.copyfile(template, target)
+
+
+@cache
+def _empty_task_outputs_db(storage_class: Any) -> Path | None:
+    """The database as CrewAI makes it, once per process (``None``: CrewAI changed)."""
+    folder = Path(tempfile.mkdtemp(prefix="crewguard-task-outputs-"))
+    atexit.register(shutil.rmtree, folder, ignore_errors=True)
+    try:
+        storage_class(db_path=str(folder / TASK_OUTPUTS_DB))
+    except Exception:  # CrewAI makes the database itself, as before
+        return None
+    return folder / TASK_OUTPUTS_DB

@@ -30,10 +30,6 @@ Sink = Callable[[float, str], None]  # (seconds, kind: "retry" | "rpm")
 
 _sink: Sink | None = None
 _lock = threading.Lock()
-# Set on the wrappers: a module imported afresh is patched again, and a fresh copy of this module
-# (pytester's in-process runs re-import it) wraps again, since the old wrappers read the old sink.
-_MARK = "_crewguard_virtual"
-_THIS_COPY = object()
 
 
 def _retry_timeout(client: Any, retries_taken: int, max_retries: int, options: Any, response: Any) -> float:
@@ -44,8 +40,6 @@ def _retry_timeout(client: Any, retries_taken: int, max_retries: int, options: A
 
 def _patch_sdk(module: Any) -> None:
     sync_client, async_client = module.SyncAPIClient, module.AsyncAPIClient
-    if getattr(sync_client._sleep_for_retry, _MARK, None) is _THIS_COPY:
-        return
     real_sync, real_async = sync_client._sleep_for_retry, async_client._sleep_for_retry
 
     def sleep_for_retry(
@@ -70,15 +64,12 @@ def _patch_sdk(module: Any) -> None:
             return
         sink(_retry_timeout(self, retries_taken, max_retries, options, response), "retry")
 
-    setattr(sleep_for_retry, _MARK, _THIS_COPY)
     sync_client._sleep_for_retry = sleep_for_retry
     async_client._sleep_for_retry = sleep_for_retry_async
 
 
 def _patch_rpm(module: Any) -> None:
     controller = module.RPMController
-    if getattr(controller._wait_for_next_minute, _MARK, None) is _THIS_COPY:
-        return
     real_wait = controller._wait_for_next_minute
 
     def wait_for_next_minute(self: Any) -> None:
@@ -89,7 +80,6 @@ def _patch_rpm(module: Any) -> None:
         sink(RPM_WAIT_S, "rpm")
         self._current_rpm = 0
 
-    setattr(wait_for_next_minute, _MARK, _THIS_COPY)
     controller._wait_for_next_minute = wait_for_next_minute
 
 
@@ -124,7 +114,9 @@ _PATCHES: tuple[tuple[str, Callable[[Any], None]], ...] = (
     ("crewai.utilities.rpm_controller", _patch_rpm),
     ("crewai.llms.retry", _patch_crewai_retry),
 )
-# Each module patched, by identity: a module imported afresh is patched again.
+# Each module patched, by identity: a module imported afresh is patched again, and so is every
+# module by a fresh copy of this one (pytester's in-process runs re-import it), since the old
+# wrappers read the old copy's sink.
 _patched: dict[str, Any] = {}
 
 

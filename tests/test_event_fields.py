@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 from pydantic import BaseModel, ConfigDict
 
-from pytest_crewguard.events import _field
+from pytest_crewguard.event_fields import field_of
 
 
 class Event(BaseModel):
@@ -42,4 +42,4 @@ class Plain:
     ],
 )
 def test_field_reads_what_getattr_reads(obj: Any, name: str) -> None:
-    assert _field(obj, name) == getattr(obj, name, None)
+    assert field_of(obj, name) == getattr(obj, name, None)

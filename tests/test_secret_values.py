@@ -7,7 +7,8 @@ import threading
 import pytest
 
 from pytest_crewguard.genai_price import genai_quote
-from pytest_crewguard.scrubbing import PLACEHOLDER, scrub_body, secret_env_values, secrets_fixed
+from pytest_crewguard.scrubbing import scrub_body
+from pytest_crewguard.secret_values import PLACEHOLDER, secret_env_values, secrets_fixed
 from pytest_crewguard.usage import Usage
 
 FIRST = "first-value-of-the-secret-0123456789"
@@ -32,7 +33,7 @@ def test_secrets_fixed_for_every_thread_hold_until_the_block_ends(monkeypatch: p
     def in_a_worker() -> None:
         seen.append(secret_env_values())
 
-    with secrets_fixed(every_thread=True):
+    with secrets_fixed():
         monkeypatch.setenv("MY_SERVICE_API_KEY", SECOND)
         worker = threading.Thread(target=in_a_worker)
         worker.start()

@@ -1,0 +1,77 @@
+"""Which values are secrets: credential environment variables, read once per environment.
+
+The scrubber replaces these values wherever they appear, and refuses to write a cassette that
+still holds one.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Iterator
+from contextlib import contextmanager
+from functools import lru_cache
+from urllib.parse import quote, quote_plus
+
+from .environment import REPLAY_KEY_VARIABLES, REPLAY_PLACEHOLDER_KEY
+
+PLACEHOLDER = "crewguard-scrubbed"  # what a secret is replaced with
+
+# Environment variables whose values are scrubbed wherever they appear: these by name, and
+# any variable named like a credential (DEEPSEEK_API_KEY, GITHUB_TOKEN, DB_PASSWORD...).
+SECRET_ENV_VARIABLES: tuple[str, ...] = (
+    *REPLAY_KEY_VARIABLES,
+    "AZURE_OPENAI_API_KEY",
+    "AWS_SECRET_ACCESS_KEY",
+    "AWS_SESSION_TOKEN",
+    "GROQ_API_KEY",
+    "MISTRAL_API_KEY",
+)
+_SECRET_ENV_NAME = re.compile(
+    r"(?:API_?KEY|ACCESS_KEY|SECRET_KEY|PRIVATE_KEY|SUBSCRIPTION_KEY|TOKEN|SECRET|PASSWORD|PASSWD)$",
+    re.IGNORECASE,
+)
+# Shorter values ("1", "true", "prod") would be replaced all over ordinary text.
+MIN_SECRET_LENGTH = 8
+_REPLAY_PLACEHOLDERS = frozenset({REPLAY_PLACEHOLDER_KEY, PLACEHOLDER})
+
+
+_fixed: list[list[tuple[str, str]]] = []  # the values fixed by each open block, innermost last
+
+
+@contextmanager
+def secrets_fixed() -> Iterator[None]:
+    """Read the environment's secrets once for a batch, not once per request and response: a
+    cassette's thousands of loaded interactions, or a replayed test, whose requests come from
+    the crew's worker threads (so the values hold for every thread)."""
+    values = secret_env_values()
+    _fixed.append(values)
+    try:
+        yield
+    finally:
+        _fixed.remove(values)
+
+
+def secret_env_values() -> list[tuple[str, str]]:
+    """``(name, value)`` of every credential-named environment variable worth scrubbing."""
+    if _fixed:
+        return _fixed[-1]
+    # Every request and response asks: the scan is remembered for the environment as it is.
+    return _secret_values(tuple(os.environ.items()))
+
+
+@lru_cache(maxsize=16)
+def _secret_values(environ: tuple[tuple[str, str], ...]) -> list[tuple[str, str]]:
+    found = []
+    for name, value in environ:
+        if name in SECRET_ENV_VARIABLES or _SECRET_ENV_NAME.search(name):
+            if len(value) >= MIN_SECRET_LENGTH and value not in _REPLAY_PLACEHOLDERS:
+                found.append((name, value))
+    # Longest first, so a value that contains another is replaced whole.
+    return sorted(found, key=lambda item: -len(item[1]))
+
+
+@lru_cache(maxsize=256)
+def secret_forms(value: str) -> tuple[str, ...]:
+    """A secret as it may appear: as is, and URL-encoded both ways."""
+    return tuple(dict.fromkeys((value, quote(value, safe=""), quote_plus(value, safe=""))))
