@@ -19,6 +19,11 @@ def _header(headers: Mapping[str, Any], wanted: str) -> str:
     return ""
 
 
+def content_encoding(headers: Mapping[str, Any]) -> str:
+    """The ``Content-Encoding`` header's value, lower-case (``""`` when there is none)."""
+    return _header(headers, "content-encoding")
+
+
 def _same(data: bytes) -> bytes:
     return data
 
@@ -54,7 +59,7 @@ def _decompressed(body: bytes, encoding: str) -> tuple[bytes, Callable[[bytes], 
 
 def decoded(body: bytes, headers: Mapping[str, Any]) -> tuple[str, Callable[[str], bytes]]:
     """``body`` as text (decompressed; bytes read as Latin-1 when not UTF-8), and the way back."""
-    raw, recompress = _decompressed(body, _header(headers, "content-encoding"))
+    raw, recompress = _decompressed(body, content_encoding(headers))
     try:
         text, codec = raw.decode("utf-8"), "utf-8"
     except UnicodeDecodeError:  # binary: every byte maps to one character, ASCII keys stay intact

@@ -93,6 +93,11 @@ class FaultLog:
             kickoff = run_of(scope)
             self._pending.setdefault(key, []).append(_Pending(None, seconds, kickoff, None))
 
+    def pending(self) -> bool:
+        """Whether any sender has faults or waits not yet taken by an answer."""
+        with self._lock:
+            return bool(self._pending)
+
     def take(self, scope: Scope, model: str | None) -> tuple[tuple[str, ...], float]:
         """The faults and waits the calling sender met since its last answer, for this answer.
 

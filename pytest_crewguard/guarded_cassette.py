@@ -13,6 +13,7 @@ with vcrpy's semantics: recorded order among identical requests, each interactio
 
 from __future__ import annotations
 
+import copy
 import threading
 from collections.abc import Callable
 from typing import Any
@@ -82,7 +83,7 @@ class GuardedCassette(Cassette):  # type: ignore[misc]  # vcrpy ships no type hi
             return bool(super().can_play_response_for(request))
         if self.record_mode == RecordMode.ALL or not (self.rewound or self.allow_playback_repeats):
             return False
-        filtered = self._before_record_request(request)
+        filtered = self._live_filtered(request)
         if not filtered:
             return False
         with self._index_lock:
@@ -105,8 +106,17 @@ class GuardedCassette(Cassette):  # type: ignore[misc]  # vcrpy ships no type hi
     def _recorded(self, position: int) -> Any:
         return self.data[position][0]
 
+    def _live_filtered(self, request: Any) -> Any:
+        # vcrpy's before_record_request deep-copies the request first (a hundred copy calls
+        # for a crew's request, a third of its replay) so that no filter changes what is sent.
+        # crewguard's filter replaces the request's attributes and never changes them in place,
+        # so a shallow copy leaves the request as sent just as well.
+        if self._loaded_filters is None:
+            return self._before_record_request(request)
+        return self._loaded_filters[0](copy.copy(request))
+
     def _play_indexed(self, index: RequestIndex, request: Any) -> Any:
-        filtered = self._before_record_request(request)
+        filtered = self._live_filtered(request)
         if not filtered:
             return None
         key = index.key(filtered)

@@ -25,6 +25,7 @@ from .match_config import MatchConfig
 from .matching import normalised_body
 
 KeyPart = Callable[[Any], Any]
+_KEYS_KEPT = 100_000  # requests whose key is remembered, per cassette (recorded ones first)
 
 
 def _body_part(ignored: frozenset[str]) -> KeyPart:
@@ -73,6 +74,9 @@ class RequestIndex:
         self._normalise: Callable[[Any], Any] = _normaliser(config)
         self._unplayed: dict[tuple[Any, ...], deque[int]] = {}
         self._all: dict[tuple[Any, ...], list[int]] = {}
+        # Keys by the request as sent: a replayed request is byte for byte a recorded one, and
+        # its key then needs no JSON parsing, normalising and hashing of the body again.
+        self._keys: dict[tuple[str, str, bytes | str | None], tuple[Any, ...]] = {}
 
     @property
     def exact(self) -> bool:
@@ -81,8 +85,19 @@ class RequestIndex:
 
     def key(self, request: Any) -> tuple[Any, ...]:
         """The key of a (scrubbed) request: its plain parts after the project's URL rules."""
+        body = request.body
+        # Method, URI and body decide every part (the project's matchers are applied apart).
+        sent = None
+        if body is None or isinstance(body, (bytes, str)):
+            sent = (str(request.method), str(request.uri), body)
+            known = self._keys.get(sent)
+            if known is not None:
+                return known
         normalised = self._normalise(request)
-        return tuple(part(normalised) for part in self._parts)
+        key = tuple(part(normalised) for part in self._parts)
+        if sent is not None and len(self._keys) < _KEYS_KEPT:
+            self._keys[sent] = key
+        return key
 
     def add(self, position: int, request: Any) -> None:
         """Index the recorded request at ``position`` in the cassette."""

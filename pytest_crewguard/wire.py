@@ -16,6 +16,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any
 
 from .fault_log import FaultLog
@@ -63,7 +64,11 @@ class HttpExchange:
     exchange: Exchange
     faults: tuple[str, ...] = ()  # fault answers this call met before its answer (replay)
     waited_s: float = 0.0  # virtual seconds waited before its answer (backoff, max_rpm)
-    request_model: str | None = None  # the model the request asked for (the answer may name a version)
+
+    @cached_property
+    def request_model(self) -> str | None:
+        """The model the request asked for (the answer may name a version)."""
+        return requested_model(self.method, self.uri, self.request_body)
 
     def scope_id(self, event_type: str) -> str | None:
         """The innermost scope of ``event_type`` (e.g. ``"task_started"``) this call ran in."""
@@ -71,6 +76,11 @@ class HttpExchange:
             if kind == event_type:
                 return event_id
         return None
+
+
+def requested_model(method: str, uri: str, request_body: Any) -> str | None:
+    """The model a request asks for, from its URL or body."""
+    return classify_exchange(method, uri, request_body, 0, {}, None).model
 
 
 def _body(response: dict[str, Any]) -> Any:
@@ -249,8 +259,11 @@ class WireLog:
             request.method, request.uri, request.body, status, headers, _body(response)
         )
         scope = current_scope()
-        asked = classify_exchange(request.method, request.uri, request.body, 0, {}, None).model
-        faults, waited = self.fault_log.take(scope, asked) if exchange.kind == "llm" else ((), 0.0)
+        faults: tuple[str, ...] = ()
+        waited = 0.0
+        if exchange.kind == "llm" and self.fault_log.pending():  # parsing the request costs
+            asked = requested_model(request.method, request.uri, request.body)
+            faults, waited = self.fault_log.take(scope, asked)
         with self._lock:
             self.calls.append(
                 HttpExchange(
@@ -267,6 +280,5 @@ class WireLog:
                     exchange=exchange,
                     faults=faults,
                     waited_s=waited,
-                    request_model=asked,
                 )
             )

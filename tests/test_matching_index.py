@@ -106,6 +106,24 @@ def test_a_hit_does_not_scan_the_cassette(tmp_path: Path, monkeypatch: pytest.Mo
         assert _ask(cassette, _body("prompt 3")) == "answer 3"
 
 
+def test_a_request_sent_as_recorded_is_keyed_without_parsing_its_body(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    recorded = _body("hello", temperature=0)
+    reordered = json.dumps({"temperature": 0, **json.loads(_body("hello"))})
+    path = _write(tmp_path / "c.yaml", [_interaction(recorded, "first"), _interaction(recorded, "second")])
+    with _opened(path) as cassette:
+        from pytest_crewguard import request_index
+
+        parsed: list[Any] = []
+        real = request_index.normalised_body
+        monkeypatch.setattr(request_index, "normalised_body", lambda *a: parsed.append(a) or real(*a))
+        assert _ask(cassette, recorded) == "first"
+        assert parsed == []  # the bytes were the recording's: its key, remembered from loading
+        assert _ask(cassette, reordered) == "second"  # other bytes, same JSON: parsed, same key
+        assert len(parsed) == 1
+
+
 def test_the_index_keys_on_the_scrubbed_request(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("MY_SERVICE_API_KEY", "s3cret-value-123456")
     recorded_uri = "https://generativelanguage.googleapis.com/v1/models/m:generate?key=crewguard-scrubbed"
@@ -166,3 +184,23 @@ def test_a_cassette_is_parsed_once_until_the_file_changes(
     with _opened(path) as cassette:
         assert _ask(cassette, _body("a")) == "rewritten answer"
     assert len(parsed) == 2
+
+
+def test_a_live_request_matches_scrubbed_and_is_left_as_sent(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Recorded scrubbed; the live request carries the key in a header and in its body.
+    secret = "sk-live-" + "x" * 40
+    monkeypatch.setenv("OPENAI_API_KEY", secret)
+    recorded = json.dumps({"model": "gpt-4o-mini", "note": "PLACEHOLDER"})
+    scrubbed = recorded.replace("PLACEHOLDER", "crewguard-scrubbed")
+    path = _write(tmp_path / "c.yaml", [_interaction(scrubbed, "ok")])
+    live_body = recorded.replace("PLACEHOLDER", secret).encode()
+    headers = {"authorization": f"Bearer {secret}", "content-type": "application/json"}
+    request = Request("POST", URL, live_body, headers)
+    with _opened(path) as cassette:
+        answer = cassette.play_response(request)["body"]["string"]
+        assert json.loads(answer)["answer"] == "ok"
+    # What the client sends must not change because the cassette compared a scrubbed copy.
+    assert request.body == live_body
+    assert request.headers["authorization"] == f"Bearer {secret}"

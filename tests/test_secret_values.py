@@ -49,6 +49,13 @@ def test_a_body_without_credential_fields_comes_back_as_it_was() -> None:
     assert b"abc" not in scrub_body(nested, {}, [])
 
 
+def test_a_body_found_clean_is_checked_again_under_other_secrets() -> None:
+    body = f'{{"content": "uses {FIRST}"}}'.encode()
+    assert scrub_body(body, {}, []) is body  # clean while nothing is secret, and remembered so
+    assert scrub_body(body, {}, []) is body
+    assert FIRST.encode() not in scrub_body(body, {}, [("MY_SERVICE_API_KEY", FIRST)])
+
+
 def test_a_remembered_price_is_the_price_of_that_usage() -> None:
     quote = genai_quote("openai", "gpt-4o-mini")
     assert quote is not None
