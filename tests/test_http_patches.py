@@ -69,3 +69,24 @@ def test_recording_goes_through_the_same_patches_and_reaches_the_provider(
         again = httpx.post(url, json=body).json()
     assert again["choices"][0]["message"]["content"] == "from the provider"
     assert len(server.llm_requests) == 1
+
+
+def test_leaving_restores_each_patched_attribute_as_it_was(tmp_path: Path) -> None:
+    import http.client
+
+    import urllib3.connectionpool as pools
+
+    a, _ = _cassettes(tmp_path)
+
+    def state() -> tuple[object, ...]:
+        return (
+            http.client.HTTPConnection,  # a module's own attribute
+            vars(pools.HTTPConnectionPool)["_get_conn"],
+            "_get_conn" in vars(pools.HTTPSConnectionPool),  # inherited: patched on the subclass
+        )
+
+    before = state()
+    assert before[2] is False
+    with vcr_setup.cassette(a, "none"):
+        assert state()[0] is not before[0] and state()[2] is True
+    assert state() == before
