@@ -13,6 +13,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Any
 
 from .event_fields import (
@@ -152,11 +153,12 @@ def _collect(source: Any, event: Any) -> None:
     )
 
 
-def _event_classes() -> list[type[Any]]:
+@lru_cache(maxsize=1)
+def _event_classes() -> tuple[type[Any], ...]:
     from crewai.events.types import agent_events, crew_events, flow_events, llm_events, task_events
     from crewai.events.types import tool_usage_events as tools
 
-    return [
+    return (
         # CrewAI's agent executor is a Flow: LLM and tool events are children of its
         # flow_started scope, so without these the parent chain stops short of the kickoff.
         flow_events.FlowStartedEvent,
@@ -180,23 +182,25 @@ def _event_classes() -> list[type[Any]]:
         tools.ToolUsageStartedEvent,
         tools.ToolUsageFinishedEvent,
         tools.ToolUsageErrorEvent,
-    ]
+    )
 
 
 def activate(log: EventLog | None) -> None:
     """Send CrewAI's events to ``log`` (``None`` stops collecting).
 
-    The handlers are (re-)registered every time a log is activated: a project's fixture may
-    have cleared the bus since (CrewAI's own test suite does after every test). The bus keeps
-    handlers in sets, so registering one again is harmless.
+    Missing handlers are registered again every time a log is activated: a project's fixture
+    may have cleared the bus since (CrewAI's own test suite does after every test).
     """
     global _active
     with _active_lock:
         if log is not None:
             from crewai.events import crewai_event_bus
 
+            registered = getattr(crewai_event_bus, "_sync_handlers", None)
             for event_class in _event_classes():
-                crewai_event_bus.on(event_class)(_collect)
+                # Registering takes the bus's write lock and drops its plans: only when missing.
+                if not isinstance(registered, dict) or _collect not in registered.get(event_class, ()):
+                    crewai_event_bus.on(event_class)(_collect)
         _active = log
 
 

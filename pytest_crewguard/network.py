@@ -9,7 +9,7 @@ in replay. These ways out are closed, in every thread:
   ``_socket.socket`` is refused like a ``socket.socket``;
 - sending or receiving on an IP socket connected before the block began, to a peer that is
   neither loopback nor allowed: the methods of ``socket.socket`` and ``ssl.SSLSocket`` check
-  their peer while the block lasts.
+  their peer while a block lasts (wrapped at the first block, for the rest of the process).
 
 Not seen: Unix sockets, DNS lookups, subprocesses, and C libraries that make their own system
 calls (gRPC, uvloop, libpq); nor send/recv on a bare ``_socket.socket`` connected before.
@@ -34,7 +34,7 @@ _blocks: list[frozenset[tuple[str, int | None]]] = []  # the allow-list of each 
 _allowed: frozenset[tuple[str, int | None]] = frozenset()  # their union
 _refused: list[str] = []
 _hook_installed = False
-_saved_methods: list[tuple[type, str, Any]] = []
+_wrapped_classes: set[type] = set()
 _IP = (socket.AF_INET, socket.AF_INET6)
 # The socket's family as the C socket stores it: `socket.socket.family` converts it to an enum
 # on every read, and the data methods below run for every send and receive of the process
@@ -198,26 +198,25 @@ def _checked(original: Callable[..., Any]) -> Callable[..., Any]:
 
 
 def _wrap_methods() -> None:
+    """Wrap the data methods of the socket classes loaded so far, once per process.
+
+    They stay wrapped (outside a block the check is one comparison): replacing attributes of
+    the socket classes at every test made CPython drop what it had specialised for sockets
+    (asyncio's self-pipe included), half a millisecond per replayed test.
+    """
     classes: list[type] = [socket.socket]
     ssl = sys.modules.get("ssl")  # no SSL socket can exist before ssl is imported
     if ssl is not None:
         classes.append(ssl.SSLSocket)
     for cls in classes:
+        if cls in _wrapped_classes:
+            continue
+        _wrapped_classes.add(cls)
         for name in _DATA_METHODS:
             original = getattr(cls, name, None)
             if original is None or (cls is not socket.socket and name not in vars(cls)):
                 continue  # an SSL socket inherits the wrapped socket.socket method
-            _saved_methods.append((cls, name, vars(cls).get(name)))
             setattr(cls, name, _checked(original))
-
-
-def _restore_methods() -> None:
-    while _saved_methods:
-        cls, name, saved = _saved_methods.pop()
-        if saved is None:
-            delattr(cls, name)  # it was inherited from _socket.socket
-        else:
-            setattr(cls, name, saved)
 
 
 @contextmanager
@@ -233,8 +232,7 @@ def network_blocked(allow_hosts: Iterable[str] = ()) -> Iterator[list[str]]:
         if not _hook_installed:
             sys.addaudithook(_audit)
             _hook_installed = True
-        if not _blocks:
-            _wrap_methods()
+        _wrap_methods()
         _blocks.append(allowed)
         _allowed = frozenset().union(*_blocks)
         start = len(_refused)
@@ -247,5 +245,4 @@ def network_blocked(allow_hosts: Iterable[str] = ()) -> Iterator[list[str]]:
             _blocks.remove(allowed)
             _allowed = frozenset().union(*_blocks)
             if not _blocks:
-                _restore_methods()
                 _refused.clear()
