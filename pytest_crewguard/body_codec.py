@@ -13,6 +13,10 @@ from typing import Any
 
 
 def _header(headers: Mapping[str, Any], wanted: str) -> str:
+    lower_items = getattr(headers, "lower_items", None)  # vcrpy's case-insensitive headers
+    if callable(lower_items):
+        value = headers.get(wanted)
+        return "" if value is None else str(value[0] if isinstance(value, list) and value else value).lower()
     for name, value in headers.items():
         if name.lower() == wanted:
             return str(value[0] if isinstance(value, list) and value else value).lower()

@@ -30,9 +30,14 @@ class CrewTimeout(BaseException):
     """Raised inside a crew thread that outlived ``max_seconds`` (best effort)."""
 
 
-# Frames of the machinery every thread runs on: they say nothing about where a crew is stuck.
+# Frames of the machinery every thread runs on: they say nothing about where a crew is stuck
+# (crewguard's own socket check included: it wraps every send and receive).
 _PLUMBING = tuple(
-    f"{os.sep}{name}" for name in ("threading.py", "selectors.py", f"asyncio{os.sep}", f"concurrent{os.sep}")
+    f"{os.sep}{name}"
+    for name in (
+        "threading.py", "selectors.py", f"asyncio{os.sep}", f"concurrent{os.sep}",
+        f"pytest_crewguard{os.sep}network.py",
+    )
 )
 
 

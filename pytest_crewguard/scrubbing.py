@@ -107,8 +107,14 @@ def scrub_uri(uri: str, secrets: list[tuple[str, str]] | None = None) -> str:
 
 def scrub_headers(
     headers: Mapping[str, Any], drop: frozenset[str], secrets: list[tuple[str, str]]
-) -> dict[str, Any]:
-    """Drop the ``drop`` headers, replace other credential headers, scrub secret values."""
+) -> Mapping[str, Any]:
+    """Drop the ``drop`` headers, replace other credential headers, scrub secret values.
+
+    ``headers`` itself comes back when nothing in it needs scrubbing (a recorded request or
+    response, scrubbed when it was written), otherwise a new ``dict``.
+    """
+    if not _needs_scrubbing(headers, drop, secrets):
+        return headers
     scrubbed: dict[str, Any] = {}
     for name, value in headers.items():
         if name.lower() in drop:
@@ -121,6 +127,26 @@ def scrub_headers(
             value = _scrub_text(value, secrets)
         scrubbed[name] = value
     return scrubbed
+
+
+def _needs_scrubbing(
+    headers: Mapping[str, Any], drop: frozenset[str], secrets: list[tuple[str, str]]
+) -> bool:
+    # vcrpy's case-insensitive headers list their lower-case names without a lookup per item.
+    lower_items = getattr(headers, "lower_items", None)
+    items = lower_items() if callable(lower_items) else headers.items()
+    texts: list[str] = []
+    for name, value in items:
+        if name.lower() in drop or is_secret_header(name):
+            return True
+        if isinstance(value, list):
+            texts.extend(v for v in value if isinstance(v, str))
+        elif isinstance(value, str):
+            texts.append(value)
+    if not secrets:
+        return False
+    joined = "\0".join(texts)  # one search per secret; no value holds a NUL to join across
+    return _scrub_text(joined, secrets) is not joined
 
 
 def _scrub_json(value: Any) -> Any:
@@ -210,8 +236,12 @@ def scrub_request(request: Any) -> Any:
     """vcrpy ``before_record_request``: applied to recorded and live requests alike, so a
     scrubbed request still matches its recording."""
     secrets = secret_env_values()
-    request.headers = scrub_headers(request.headers, SECRET_HEADERS, secrets)
-    request.uri = scrub_uri(request.uri, secrets)
+    headers = scrub_headers(request.headers, SECRET_HEADERS, secrets)
+    if headers is not request.headers:
+        request.headers = headers
+    uri = scrub_uri(request.uri, secrets)
+    if uri != request.uri:
+        request.uri = uri
     body = request.body_bytes if hasattr(request, "body_bytes") else request.body
     cleaned = scrub_body(body, request.headers, secrets)
     if cleaned is not body:

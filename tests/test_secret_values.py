@@ -7,7 +7,7 @@ import threading
 import pytest
 
 from pytest_crewguard.genai_price import genai_quote
-from pytest_crewguard.scrubbing import scrub_body
+from pytest_crewguard.scrubbing import SECRET_HEADERS, scrub_body, scrub_headers
 from pytest_crewguard.secret_values import PLACEHOLDER, secret_env_values, secrets_fixed
 from pytest_crewguard.usage import Usage
 
@@ -54,6 +54,22 @@ def test_a_body_found_clean_is_checked_again_under_other_secrets() -> None:
     assert scrub_body(body, {}, []) is body  # clean while nothing is secret, and remembered so
     assert scrub_body(body, {}, []) is body
     assert FIRST.encode() not in scrub_body(body, {}, [("MY_SERVICE_API_KEY", FIRST)])
+
+
+def test_headers_come_back_as_they_were_only_when_clean() -> None:
+    from vcr.request import HeadersDict
+
+    secrets = [("MY_SERVICE_API_KEY", FIRST)]
+    clean = HeadersDict({"Content-Type": "application/json", "X-Trace": ["a", "b"]})
+    assert scrub_headers(clean, SECRET_HEADERS, secrets) is clean
+    for headers in (
+        HeadersDict({"Content-Type": "application/json", "AUTHORIZATION": "Bearer x"}),  # any case
+        {"content-type": "application/json", "X-Echo": ["a", f"k={FIRST}"]},  # a secret in a value
+    ):
+        scrubbed = scrub_headers(headers, SECRET_HEADERS, secrets)
+        assert scrubbed is not headers
+        assert "AUTHORIZATION" not in scrubbed and FIRST not in str(scrubbed)
+        assert "application/json" in scrubbed.values()
 
 
 def test_a_remembered_price_is_the_price_of_that_usage() -> None:

@@ -137,6 +137,30 @@ def test_a_connection_to_loopback_made_before_the_block_still_works(loopback: Se
     sock.close()
 
 
+def test_a_thread_stuck_in_a_receive_is_shown_where_it_waits_not_in_the_check() -> None:
+    # The checked socket methods stay in place after a block: a hang report must not blame them.
+    from pytest_crewguard.deadline import stack_of
+
+    with network_blocked():
+        pass
+    quiet, other = socket.socketpair()
+    waiting = threading.Thread(target=lambda: quiet.recv(1), name="stuck")
+    waiting.start()
+    try:
+        for _ in range(200):
+            if "recv" in stack_of(waiting):
+                break
+            threading.Event().wait(0.01)
+        stack = stack_of(waiting)
+        assert "quiet.recv(1)" in stack.splitlines()[-1]  # the innermost frame is the caller's
+        assert "pytest_crewguard/network.py" not in stack
+    finally:
+        other.send(b"x")
+        waiting.join()
+        quiet.close()
+        other.close()
+
+
 def test_allowed_hosts_are_reached_and_nothing_else(loopback: Server, remote: Server) -> None:
     other = Server("127.0.0.1")
     try:
