@@ -66,12 +66,24 @@ def secret_env_values() -> list[tuple[str, str]]:
 
 @lru_cache(maxsize=16)
 def _secret_values(environ: tuple[tuple[Any, Any], ...]) -> list[tuple[str, str]]:
+    # Each test changes a few variables (its storage directory, the replay placeholders), so
+    # this misses once per test: the names are classified once, only credentials are decoded.
+    return _credential_values(tuple(item for item in environ if _is_credential_name(item[0])))
+
+
+@lru_cache(maxsize=1024)
+def _is_credential_name(raw_name: Any) -> bool:
+    name = _text(raw_name)
+    return name in SECRET_ENV_VARIABLES or _SECRET_ENV_NAME.search(name) is not None
+
+
+@lru_cache(maxsize=16)
+def _credential_values(named: tuple[tuple[Any, Any], ...]) -> list[tuple[str, str]]:
     found = []
-    for raw_name, raw_value in environ:
+    for raw_name, raw_value in named:
         name, value = _text(raw_name), _text(raw_value)
-        if name in SECRET_ENV_VARIABLES or _SECRET_ENV_NAME.search(name):
-            if len(value) >= MIN_SECRET_LENGTH and value not in _REPLAY_PLACEHOLDERS:
-                found.append((name, value))
+        if len(value) >= MIN_SECRET_LENGTH and value not in _REPLAY_PLACEHOLDERS:
+            found.append((name, value))
     # Longest first, so a value that contains another is replaced whole.
     return sorted(found, key=lambda item: -len(item[1]))
 
