@@ -24,6 +24,7 @@ from vcr.record_mode import RecordMode
 
 from .match_config import MatchConfig
 from .request_index import RequestIndex
+from .scrubbing import scrub_request
 from .secret_values import secrets_fixed
 from .virtual_clock import patch_loaded
 from .wire import WireLog
@@ -83,7 +84,7 @@ class GuardedCassette(Cassette):  # type: ignore[misc]  # vcrpy ships no type hi
             return bool(super().can_play_response_for(request))
         if self.record_mode == RecordMode.ALL or not (self.rewound or self.allow_playback_repeats):
             return False
-        filtered = self._live_filtered(request)
+        filtered = self._live_filtered(request, index)
         if not filtered:
             return False
         with self._index_lock:
@@ -106,17 +107,20 @@ class GuardedCassette(Cassette):  # type: ignore[misc]  # vcrpy ships no type hi
     def _recorded(self, position: int) -> Any:
         return self.data[position][0]
 
-    def _live_filtered(self, request: Any) -> Any:
+    def _live_filtered(self, request: Any, index: RequestIndex) -> Any:
+        """The sent request as it is compared with the recordings: scrubbed, on a copy."""
         # vcrpy's before_record_request deep-copies the request first (a hundred copy calls
         # for a crew's request, a third of its replay) so that no filter changes what is sent.
         # crewguard's filter replaces the request's attributes and never changes them in place,
         # so a shallow copy leaves the request as sent just as well.
         if self._loaded_filters is None:
             return self._before_record_request(request)
+        if index.exact:  # compared by method, URL and body only: the headers need no scrubbing
+            return scrub_request(copy.copy(request), headers=False)
         return self._loaded_filters[0](copy.copy(request))
 
     def _play_indexed(self, index: RequestIndex, request: Any) -> Any:
-        filtered = self._live_filtered(request)
+        filtered = self._live_filtered(request, index)
         if not filtered:
             return None
         key = index.key(filtered)

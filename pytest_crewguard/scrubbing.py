@@ -232,13 +232,18 @@ def _scrubbed(body: bytes | str, headers: Mapping[str, Any], secrets: list[tuple
     return new if isinstance(body, str) else encode(new)
 
 
-def scrub_request(request: Any) -> Any:
+def scrub_request(request: Any, *, headers: bool = True) -> Any:
     """vcrpy ``before_record_request``: applied to recorded and live requests alike, so a
-    scrubbed request still matches its recording."""
+    scrubbed request still matches its recording.
+
+    ``headers=False`` leaves the headers as they are, for a copy that is only compared with the
+    recordings by method, URL and body.
+    """
     secrets = secret_env_values()
-    headers = scrub_headers(request.headers, SECRET_HEADERS, secrets)
-    if headers is not request.headers:
-        request.headers = headers
+    if headers:
+        scrubbed = scrub_headers(request.headers, SECRET_HEADERS, secrets)
+        if scrubbed is not request.headers:
+            request.headers = scrubbed
     uri = scrub_uri(request.uri, secrets)
     if uri != request.uri:
         request.uri = uri

@@ -164,6 +164,16 @@ def test_vcrpys_own_body_matcher_falls_back_to_comparing(tmp_path: Path) -> None
         assert not cassette.can_play_response_for(Request("POST", URL, _body("c"), {}))
 
 
+def test_a_headers_matcher_compares_the_scrubbed_headers(tmp_path: Path) -> None:
+    # Recorded without its credential header (scrubbed when written); sent with one.
+    body = _body("q")
+    path = _write(tmp_path / "c.yaml", [_interaction(body, "ok")])
+    config = config_from_fixture({"match_on": ["method", "uri", "headers"]}, None)
+    with _opened(path, config) as cassette:
+        sent = {"authorization": "Bearer sk-live-0123456789abcdef"}
+        assert _ask(cassette, body, headers=sent) == "ok"
+
+
 def test_a_cassette_is_parsed_once_until_the_file_changes(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
