@@ -27,7 +27,8 @@ from vcr.serialize import CASSETTE_FORMAT_VERSION, serialize
 from . import cassette_writers as writers
 from .cassette_yaml import ReadableYamlSerializer, _ReadableDumper
 from .errors import CassetteError
-from .scrubbing import refuse_secrets, scrub_interaction
+from .scrubbing import scrub_interaction
+from .secret_refusal import refuse_secrets
 
 __all__ = [
     "AtomicYamlPersister", "ReadableYamlSerializer", "_ReadableDumper", "atomic_write", "interaction_problem",

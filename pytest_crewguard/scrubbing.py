@@ -4,7 +4,7 @@ Scrubbed (the value replaced by ``PLACEHOLDER``, so recording goes on): credenti
 headers, query parameters and JSON fields, whatever the value looks like, and the value of every
 credential-named environment variable wherever it appears. Bodies are scrubbed and scanned in
 decoded form: compressed bodies are decompressed, bodies that are not UTF-8 are read byte for
-byte. A key-shaped string that is still there afterwards refuses the write.
+byte. What is still there afterwards is for :mod:`.secret_refusal` to find.
 """
 
 from __future__ import annotations
@@ -17,9 +17,8 @@ from functools import lru_cache
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
-from .body_codec import content_encoding, decoded, interaction_bodies
-from .errors import CassetteError
-from .secret_values import MIN_SECRET_LENGTH, PLACEHOLDER, secret_env_values, secret_forms
+from .body_codec import content_encoding, decoded
+from .secret_values import PLACEHOLDER, secret_env_values, secret_forms
 
 # Request headers that are dropped outright (credentials or account identity). Lower-case.
 SECRET_HEADERS: frozenset[str] = frozenset(
@@ -60,12 +59,6 @@ _FIELD_SUFFIXES = (
     "subscriptionkey", "authorization",
 )
 
-# Shapes of provider keys: OpenAI (sk-, sk-proj-), Anthropic (sk-ant-), Google (AIza), AWS (AKIA).
-# Not inside a longer word: "risk-assessment-calculator" holds "sk-" but is no key.
-KEY_SHAPED = re.compile(
-    r"(?<![A-Za-z0-9_-])"
-    r"(?:sk-(?:proj-|ant-[a-z0-9]+-|ant-)?[A-Za-z0-9_-]{20,}|AIza[0-9A-Za-z_-]{35}|AKIA[0-9A-Z]{16})"
-)
 def _words(name: str) -> list[str]:
     return [w for w in re.split(r"[^a-z0-9]+", name.lower()) if w]
 
@@ -278,43 +271,3 @@ def scrub_interaction(interaction: dict[str, Any]) -> dict[str, Any]:
     if isinstance(interaction.get("response"), dict):
         scrub_response(interaction["response"])
     return interaction
-
-
-def mask(secret: str) -> str:
-    """At most the first 4 characters of a secret, enough to tell which key it is."""
-    return f"{secret[:4]}…" if len(secret) >= MIN_SECRET_LENGTH else "…"
-
-
-def find_secret(text: str) -> tuple[str, int] | None:
-    """The first key-shaped string or known secret value in ``text`` (masked) and its offset."""
-    for name, value in secret_env_values():
-        if value in text:
-            return f"the value of ${name} ({mask(value)})", text.index(value)
-    match = KEY_SHAPED.search(text)
-    if match:
-        return f"a key-shaped string ({mask(match.group(0))})", match.start()
-    return None
-
-
-def refuse_secrets(path: str, serialized: str, interactions: list[Any] | None = None) -> None:
-    """Raise when a cassette still holds a secret, in its text or in any decoded body."""
-    found = find_secret(serialized)
-    where = ""
-    if found is not None:
-        what, offset = found
-        where = f"at line {serialized.count(chr(10), 0, offset) + 1}"
-    else:
-        for place, text in interaction_bodies(interactions or []):
-            found = find_secret(text)
-            if found is not None:
-                what, where = found[0], f"in {place} (decoded)"
-                break
-    if found is None:
-        return
-    raise CassetteError(
-        f"crewguard refused to write cassette {path}: it contains {what} {where}. "
-        "Credential headers, query parameters and JSON fields, and the values of credential "
-        "environment variables, are scrubbed automatically; this one is elsewhere (prompt text, "
-        "a tool result). Remove it from the request (use an environment variable the SDK "
-        "reads), then record again. Nothing was written."
-    )

@@ -1,0 +1,63 @@
+"""Refusing a cassette write that still holds a secret after scrubbing.
+
+:mod:`.scrubbing` replaces what it recognises (credential headers, query parameters and JSON
+fields, the values of credential environment variables). A key-shaped string or a secret value
+still in the file's text, or in any body once decoded, stops the write with a message that
+names where it is, masked.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from .body_codec import interaction_bodies
+from .errors import CassetteError
+from .secret_values import MIN_SECRET_LENGTH, secret_env_values
+
+# Shapes of provider keys: OpenAI (sk-, sk-proj-), Anthropic (sk-ant-), Google (AIza), AWS (AKIA).
+# Not inside a longer word: "risk-assessment-calculator" holds "sk-" but is no key.
+KEY_SHAPED = re.compile(
+    r"(?<![A-Za-z0-9_-])"
+    r"(?:sk-(?:proj-|ant-[a-z0-9]+-|ant-)?[A-Za-z0-9_-]{20,}|AIza[0-9A-Za-z_-]{35}|AKIA[0-9A-Z]{16})"
+)
+
+
+def mask(secret: str) -> str:
+    """At most the first 4 characters of a secret, enough to tell which key it is."""
+    return f"{secret[:4]}…" if len(secret) >= MIN_SECRET_LENGTH else "…"
+
+
+def find_secret(text: str) -> tuple[str, int] | None:
+    """The first key-shaped string or known secret value in ``text`` (masked) and its offset."""
+    for name, value in secret_env_values():
+        if value in text:
+            return f"the value of ${name} ({mask(value)})", text.index(value)
+    match = KEY_SHAPED.search(text)
+    if match:
+        return f"a key-shaped string ({mask(match.group(0))})", match.start()
+    return None
+
+
+def refuse_secrets(path: str, serialized: str, interactions: list[Any] | None = None) -> None:
+    """Raise when a cassette still holds a secret, in its text or in any decoded body."""
+    found = find_secret(serialized)
+    where = ""
+    if found is not None:
+        what, offset = found
+        where = f"at line {serialized.count(chr(10), 0, offset) + 1}"
+    else:
+        for place, text in interaction_bodies(interactions or []):
+            found = find_secret(text)
+            if found is not None:
+                what, where = found[0], f"in {place} (decoded)"
+                break
+    if found is None:
+        return
+    raise CassetteError(
+        f"crewguard refused to write cassette {path}: it contains {what} {where}. "
+        "Credential headers, query parameters and JSON fields, and the values of credential "
+        "environment variables, are scrubbed automatically; this one is elsewhere (prompt text, "
+        "a tool result). Remove it from the request (use an environment variable the SDK "
+        "reads), then record again. Nothing was written."
+    )
