@@ -11,6 +11,7 @@ import hashlib
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
+from functools import lru_cache
 from pathlib import Path
 
 from .cassette_location import file_safe
@@ -53,13 +54,19 @@ def restore_environment(saved: dict[str, str | None]) -> None:
 
 
 def storage_dir_for(session_storage: Path, nodeid: str) -> Path:
-    """The storage directory of one test: a sub-directory of the session's, named for it."""
+    """The storage directory of one test: a sub-directory of the session's, named for it
+    (absolute, symbolic links resolved; created by :func:`~pytest_crewguard.storage.storage_at`)."""
     safe = file_safe(nodeid)[:100]
     # Distinct node ids can sanitise to one name (`t[a/b]`, `t[a b]`): the hash keeps them apart.
     digest = hashlib.sha1(nodeid.encode()).hexdigest()[:8]
-    path = (session_storage / f"{safe}-{digest}").resolve()
-    path.mkdir(parents=True, exist_ok=True)
-    return path
+    return _resolved(session_storage) / f"{safe}-{digest}"
+
+
+@lru_cache(maxsize=64)
+def _resolved(path: Path) -> Path:
+    # The session's directory is resolved once, not again for each test's (one lstat per
+    # component of the path): the name under it is a plain directory of crewguard's own.
+    return path.resolve()
 
 
 # Provider SDKs refuse to build a client without a key, even when every request will be

@@ -67,8 +67,9 @@ def _client_path(context: Any) -> str | None:
 
 @contextmanager
 def storage_at(directory: Path) -> Iterator[Path]:
-    """Point all of CrewAI's storage at ``directory`` (absolute) until the block ends."""
-    directory = directory.resolve()
+    """Point all of CrewAI's storage at ``directory`` until the block ends."""
+    if not directory.is_absolute():
+        directory = directory.resolve()
     directory.mkdir(parents=True, exist_ok=True)
     seed_task_outputs_db(directory)
     old_env = os.environ.get(STORAGE_VARIABLE)
