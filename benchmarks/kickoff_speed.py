@@ -17,6 +17,10 @@ then one kickoff of each variant is timed:
   b   plain vcrpy: ``vcr.VCR().use_cassette(path, record_mode="none")``, as users run it
   c   crewguard: ``GuardSession.for_test`` start / ``CrewGuard.kickoff`` / close; checks the ledger
 
+CrewAI's storage (it commits a SQLite row per kickoff) is, for every variant, under the
+directory crewguard's plugin chooses (``/dev/shm`` when it has room, else the temp dir); c's
+test directory is made afresh at every kickoff and removed at close, as for a test.
+
 Every kickoff checks the final answer and the number of LLM calls. One process (crewai imported
 once), warm-up first, variants interleaved with the order rotating each round. Reported: median
 ms per kickoff (p10..p90), medians of the per-round ratios c/a2 (target <= 1.05) and c/b (target
@@ -33,6 +37,7 @@ import json
 import logging
 import os
 import pstats
+import shutil
 import statistics
 import sys
 import tempfile
@@ -49,7 +54,7 @@ from session_speed import FAKE_OPENAI_KEY
 from vcr.serialize import deserialize
 from vcr.serializers import yamlserializer
 
-from pytest_crewguard.environment import prepare_crewai_environment
+from pytest_crewguard.environment import prepare_crewai_environment, session_storage_parent
 from pytest_crewguard.guard import CrewGuard
 from pytest_crewguard.guard_session import GuardSession
 from pytest_crewguard.pricing import PriceTable
@@ -59,8 +64,8 @@ from pytest_crewguard.tls import shared_tls_context
 
 
 class Bench:
-    def __init__(self, root: Path) -> None:
-        self.root, self.vcr, self.stub_cls = root, vcr.VCR(), stub_llm_class()
+    def __init__(self, root: Path, storage: Path) -> None:
+        self.root, self.storage, self.vcr, self.stub_cls = root, storage, vcr.VCR(), stub_llm_class()
         self.results = CrewguardSession(prices=PriceTable())
 
     def record(self, case: Case) -> None:
@@ -100,7 +105,7 @@ class Bench:
 
     def crewguard(self, case: Case, record_mode: str = "none") -> Any:
         session = GuardSession.for_test(case.nodeid, rootdir=self.root, results=self.results,
-                                        record_mode=record_mode, storage_root=self.root / "storage")
+                                        record_mode=record_mode, storage_root=self.storage / "guarded")
 
         def crew_factory() -> Any:  # named: the profile tells the crew's build from crewguard's work
             return case.build(None)
@@ -187,9 +192,12 @@ def main() -> int:
     tmp = tempfile.TemporaryDirectory(prefix="crewguard-kickoff-")
     root = Path(tmp.name)
     os.environ.setdefault("OPENAI_API_KEY", FAKE_OPENAI_KEY)
-    prepare_crewai_environment(root / "crewai-storage")
+    # Every variant's CrewAI storage where crewguard's plugin puts it (in memory when there is
+    # room, see environment.session_storage_parent): CrewAI syncs a SQLite commit per kickoff.
+    storage = Path(tempfile.mkdtemp(prefix="crewguard-kickoff-storage-", dir=session_storage_parent()))
+    prepare_crewai_environment(storage / "crewai-storage")
     logging.getLogger("crewai").setLevel(logging.ERROR)  # its per-call warnings would bury the table
-    bench = Bench(root)
+    bench = Bench(root, storage)
     cases: list[Case] = []  # the last one is being recorded
     provider = ScriptedProvider(lambda request: cases[-1].responder(request)).start()
     try:
@@ -235,6 +243,7 @@ def main() -> int:
     if args.profile:
         profile(bench, cases[0], args.profile)
     tmp.cleanup()
+    shutil.rmtree(storage, ignore_errors=True)
     return 0
 
 

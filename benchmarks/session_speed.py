@@ -15,6 +15,10 @@ sessions as fresh subprocesses:
      process with the recorded response (no socket, no vcrpy, no cassette file), inside
      crewguard's shared TLS context, ``-p no:crewguard``
 
+CrewAI commits a SQLite row per kickoff to its storage, synced to disk: every variant keeps that
+storage in the same kind of place, by default where crewguard's plugin puts it (``/dev/shm`` when
+it has room; ``--crewai-storage temp``: the temp dir, for every variant).
+
 Sessions are interleaved round by round (every suite size, the variant order rotating each
 round) so that machine noise hits all variants alike. Reported: median wall seconds per
 session, the per-test slope between the two largest sizes, and the ratios a/b and
@@ -27,9 +31,11 @@ and ``-n 2`` (pytest-xdist), interleaved the same way.
 from __future__ import annotations
 
 import argparse
+import atexit
 import json
 import os
 import re
+import shutil
 import statistics
 import subprocess
 import sys
@@ -37,7 +43,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from pytest_crewguard.environment import CREWAI_SWITCHES
+from pytest_crewguard.environment import CREWAI_SWITCHES, session_storage_parent
 from pytest_crewguard.testing.scripted_provider import ReceivedRequest, Reply, ScriptedProvider
 
 ANSWER = "AI agents plan, act and remember."
@@ -173,11 +179,18 @@ def write_recorded_response(cassette: Path, project: Path) -> None:
     (project / "response.json").write_text(json.dumps(recorded))
 
 
-def environment(root: Path) -> dict[str, str]:
+def environment(root: Path, storage: str = "memory") -> dict[str, str]:
     # The same CrewAI switches for every variant (crewguard sets them itself; without the
     # plugin CrewAI would try telemetry and its version check), and a placeholder key.
     env = dict(os.environ, **CREWAI_SWITCHES)
-    env["CREWAI_STORAGE_DIR"] = str(root / "crewai-storage")
+    # CrewAI's storage in the same kind of place for every variant: where crewguard's plugin
+    # puts it by default (memory, when /dev/shm has room), or all in the temp dir (TMPDIR
+    # tells crewguard's plugin to use it).
+    env.pop("TMPDIR", None)
+    parent = session_storage_parent() if storage == "memory" else None
+    if parent is None:
+        env["TMPDIR"] = str(root)
+    env["CREWAI_STORAGE_DIR"] = tempfile.mkdtemp(prefix="crewai-storage-", dir=parent or root)
     env["OPENAI_API_KEY"] = FAKE_OPENAI_KEY
     env.pop("PYTEST_ADDOPTS", None)
     return env
@@ -212,6 +225,8 @@ def main() -> int:
     parser.add_argument("--parallel-tests", help="suite sizes for --parallel (default: the largest)")
     parser.add_argument("--variants", default=",".join(TESTS), help="a subset of " + ",".join(TESTS))
     parser.add_argument("--json", type=Path, help="also write the numbers here")
+    parser.add_argument("--crewai-storage", choices=("memory", "temp"), default="memory",
+                        help="where every variant keeps CrewAI's storage (memory: /dev/shm when it has room)")
     args = parser.parse_args()
     sizes = sorted(int(n) for n in args.tests.split(","))
     variants = [v for v in TESTS if v in args.variants.split(",")]
@@ -227,7 +242,8 @@ def main() -> int:
     provider = ScriptedProvider(reply).start()
     with tempfile.TemporaryDirectory(prefix="crewguard-sessions-") as tmp:
         root = Path(tmp)
-        env = environment(root)
+        env = environment(root, args.crewai_storage)
+        atexit.register(shutil.rmtree, env["CREWAI_STORAGE_DIR"], ignore_errors=True)
         projects = {
             (v, n): make_project(root, v, n, provider.openai_base_url) for v in variants for n in sizes
         }

@@ -53,6 +53,27 @@ def restore_environment(saved: dict[str, str | None]) -> None:
             os.environ[name] = value
 
 
+# CrewAI commits its task outputs to SQLite at every kickoff, and every commit is synced to
+# disk: in a test's throwaway directory that durability buys nothing, and on disk the syncs
+# were a tenth of a replayed crew test. Memory-backed storage is used when it has room to spare.
+MEMORY_DIR = "/dev/shm"
+MEMORY_MIN_FREE = 1 << 30
+
+
+def session_storage_parent() -> str | None:
+    """Where a run's CrewAI storage goes: ``$TMPDIR`` when it is set, else ``/dev/shm`` when it
+    is a writable memory file system with 1 GiB free, else ``None`` (the system's temp dir)."""
+    if os.environ.get("TMPDIR"):
+        return None
+    try:
+        free = os.statvfs(MEMORY_DIR)
+    except (OSError, AttributeError):  # no /dev/shm, or no statvfs (Windows)
+        return None
+    if free.f_bavail * free.f_frsize < MEMORY_MIN_FREE or not os.access(MEMORY_DIR, os.W_OK | os.X_OK):
+        return None
+    return MEMORY_DIR
+
+
 def storage_dir_for(session_storage: Path, nodeid: str) -> Path:
     """The storage directory of one test: a sub-directory of the session's, named for it
     (absolute, symbolic links resolved; created by :func:`~pytest_crewguard.storage.storage_at`)."""

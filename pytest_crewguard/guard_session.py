@@ -7,6 +7,7 @@ nothing of pytest: a failed gate is raised as :class:`~pytest_crewguard.verdict.
 
 from __future__ import annotations
 
+import shutil
 import sys
 import tempfile
 from collections.abc import Callable
@@ -19,7 +20,7 @@ from . import interception
 from .blind_spots import blind_spots
 from .cassette_location import cassette_path
 from .cassette_writers import writing_as
-from .environment import placeholder_keys, storage_dir_for
+from .environment import placeholder_keys, session_storage_parent, storage_dir_for
 from .errors import CrewguardError
 from .events import EventLog
 from .isolation import ReusedObjectError, UsedObjects
@@ -90,16 +91,24 @@ class GuardSession:
         match_config: MatchConfig | None = None,
     ) -> GuardSession:
         """A guard for one test outside pytest, with the plugin's defaults: replay only,
-        cassettes under ``rootdir/cassettes``, built-in prices."""
-        return cls(
+        cassettes under ``rootdir/cassettes``, built-in prices, CrewAI storage of its own
+        (removed by :meth:`close`) unless ``storage_root`` is given."""
+        own_root = storage_root is None
+        root = storage_root or Path(
+            tempfile.mkdtemp(prefix="crewguard-storage-", dir=session_storage_parent())
+        )
+        session = cls(
             spec=spec or GuardSpec(),
             nodeid=nodeid,
             settings=Settings.defaults(rootdir, record_mode, cassette_dir),
             results=results or CrewguardSession(prices=PriceTable()),
             used=used or UsedObjects(),
-            storage_root=storage_root or Path(tempfile.mkdtemp(prefix="crewguard-storage-")),
+            storage_root=root,
             match_config=match_config,
         )
+        if own_root:
+            session._stack.callback(shutil.rmtree, root, ignore_errors=True)
+        return session
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -114,9 +123,11 @@ class GuardSession:
     def _enter(self) -> None:
         from . import vcr_setup
 
-        self.storage_dir = self._stack.enter_context(
-            storage_at(storage_dir_for(self._storage_root, self.nodeid))
-        )
+        directory = storage_dir_for(self._storage_root, self.nodeid)
+        # Removed when the test ends, after CrewAI's storage is pointed back: a suite's
+        # storage, in memory or on disk, is never more than its running tests'.
+        self._stack.callback(shutil.rmtree, directory, ignore_errors=True)
+        self.storage_dir = self._stack.enter_context(storage_at(directory))
         if "crewai" in sys.modules or _crewai_available():
             # Attached at every test, not once per process: a project's fixture may have
             # cleared CrewAI's event bus after the previous test.

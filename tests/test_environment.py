@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import pytest
 
@@ -30,3 +31,22 @@ def test_a_run_leaves_the_environment_as_it_found_it(pytester: pytest.Pytester, 
     )
     pytester.runpytest_inprocess().assert_outcomes(passed=1)
     assert {name: os.environ.get(name) for name in CHANGED} == before
+
+
+def test_storage_goes_to_memory_only_when_it_has_room_and_tmpdir_is_not_set(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from pytest_crewguard import environment
+
+    monkeypatch.delenv("TMPDIR", raising=False)
+    monkeypatch.setattr(environment, "MEMORY_DIR", str(tmp_path))
+    monkeypatch.setattr(environment, "MEMORY_MIN_FREE", 1)
+    assert environment.session_storage_parent() == str(tmp_path)
+    monkeypatch.setattr(environment, "MEMORY_MIN_FREE", 1 << 62)  # not that much free
+    assert environment.session_storage_parent() is None
+    monkeypatch.setattr(environment, "MEMORY_MIN_FREE", 1)
+    monkeypatch.setattr(environment, "MEMORY_DIR", str(tmp_path / "absent"))
+    assert environment.session_storage_parent() is None
+    monkeypatch.setattr(environment, "MEMORY_DIR", str(tmp_path))
+    monkeypatch.setenv("TMPDIR", str(tmp_path / "mine"))  # the user's choice wins
+    assert environment.session_storage_parent() is None

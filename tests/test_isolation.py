@@ -118,8 +118,10 @@ def test_repeated(crewguard):
 @pytest.mark.crewguard
 def test_second(crewguard):
     # A provider of its own, so the outer test sees exactly what this test sent.
+    with open(os.path.join(os.path.dirname(__file__), "first.json")) as f:
+        first_dir = json.load(f)["fixture_dir"]
     run = crewguard.kickoff(lambda: storage(crewguard, lambda: make_memory_crew(
-        "What is the secret codeword?", SECOND_URL), "second"))
+        "What is the secret codeword?", SECOND_URL), "second", first_left=os.path.exists(first_dir)))
     assert run.output.raw == "I do not know any codeword."
 """
 
@@ -153,6 +155,7 @@ def test_memory_of_one_test_is_not_recalled_in_the_next(pytester, provider, stor
         assert info["memory_dir"] == str(Path(info["fixture_dir"]) / "memory")
         assert info["task_db"] == str(Path(info["fixture_dir"]) / "latest_kickoff_task_outputs.db")
     assert first["fixture_dir"] != second["fixture_dir"]
+    assert second["first_left"] is False  # a test's storage is removed when it ends
     # Named for the test, plus a short hash of its node id.
     assert Path(first["fixture_dir"]).name.startswith("test_crew.py_test_first-")
     assert Path(second["fixture_dir"]).name.startswith("test_crew.py_test_second-")
