@@ -7,7 +7,6 @@ nothing of pytest: a failed gate is raised as :class:`~pytest_crewguard.verdict.
 
 from __future__ import annotations
 
-import shutil
 import sys
 import tempfile
 from collections.abc import Callable
@@ -37,7 +36,7 @@ from .run_assembly import RunAssembly
 from .secret_values import secrets_fixed
 from .session import CrewguardSession, GuardedTest
 from .settings import Settings
-from .storage import storage_at
+from .storage import remove_if_disposable, storage_at
 from .tls import shared_tls_context
 from .verdict import Gate, GateFailure, Verdict, Violation
 from .wire import WireLog
@@ -92,7 +91,7 @@ class GuardSession:
     ) -> GuardSession:
         """A guard for one test outside pytest, with the plugin's defaults: replay only,
         cassettes under ``rootdir/cassettes``, built-in prices, CrewAI storage of its own
-        (removed by :meth:`close`) unless ``storage_root`` is given."""
+        (removed by :meth:`close` when nothing in it must stay) unless ``storage_root`` is given."""
         own_root = storage_root is None
         root = storage_root or Path(
             tempfile.mkdtemp(prefix="crewguard-storage-", dir=session_storage_parent())
@@ -106,8 +105,8 @@ class GuardSession:
             storage_root=root,
             match_config=match_config,
         )
-        if own_root:
-            session._stack.callback(shutil.rmtree, root, ignore_errors=True)
+        if own_root:  # removed once empty: stores left for later tests' cached clients stay
+            session._stack.callback(_remove_if_empty, root)
         return session
 
     # -- lifecycle -------------------------------------------------------------------------
@@ -124,9 +123,9 @@ class GuardSession:
         from . import vcr_setup
 
         directory = storage_dir_for(self._storage_root, self.nodeid)
-        # Removed when the test ends, after CrewAI's storage is pointed back: a suite's
-        # storage, in memory or on disk, is never more than its running tests'.
-        self._stack.callback(shutil.rmtree, directory, ignore_errors=True)
+        # Removed when the test ends (after CrewAI's storage is pointed back) unless it holds
+        # memory or knowledge stores, so a suite's storage in memory stays small.
+        self._stack.callback(remove_if_disposable, directory)
         self.storage_dir = self._stack.enter_context(storage_at(directory))
         if "crewai" in sys.modules or _crewai_available():
             # Attached at every test, not once per process: a project's fixture may have
@@ -304,3 +303,10 @@ def _crewai_available() -> bool:
     import importlib.util
 
     return importlib.util.find_spec("crewai") is not None
+
+
+def _remove_if_empty(directory: Path) -> None:
+    try:
+        directory.rmdir()
+    except OSError:
+        pass

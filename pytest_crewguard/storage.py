@@ -136,3 +136,20 @@ def _empty_task_outputs_db(storage_class: Any) -> Path | None:
     except Exception:  # CrewAI makes the database itself, as before
         return None
     return folder / TASK_OUTPUTS_DB
+
+
+def remove_if_disposable(directory: Path) -> None:
+    """Remove a test's storage ``directory`` if it holds nothing but CrewAI's task output
+    database (the usual case); leave it otherwise, for the end of the session.
+
+    Memory and knowledge stores stay: CrewAI and ChromaDB cache clients across tests by path,
+    and a client whose files were removed fails the next test that reaches it ("attempt to
+    write a readonly database"). The task output database is opened and closed per write.
+    """
+    try:
+        for _folder, _dirs, files in os.walk(directory):
+            if any(not name.startswith(TASK_OUTPUTS_DB) for name in files):
+                return
+    except OSError:
+        return
+    shutil.rmtree(directory, ignore_errors=True)

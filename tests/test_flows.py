@@ -260,7 +260,7 @@ def test_kickoff_refuses_a_flow_and_says_which_method_runs_it(lancedb_loaded: No
         def go(self) -> str:
             return "done"
 
-    guard = CrewGuard(GuardSession.for_test("t.py::t", rootdir=tmp_path))
+    guard = CrewGuard(GuardSession.for_test("t.py::t", rootdir=tmp_path, storage_root=tmp_path / "storage"))
     with pytest.raises(TypeError, match=r"gave OneStep; for a Flow use crewguard.kickoff_flow\(\)"):
         guard.kickoff(lambda: OneStep())
     assert isinstance(build_flow(OneStep), OneStep)  # the class itself is a factory

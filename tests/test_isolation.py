@@ -155,7 +155,7 @@ def test_memory_of_one_test_is_not_recalled_in_the_next(pytester, provider, stor
         assert info["memory_dir"] == str(Path(info["fixture_dir"]) / "memory")
         assert info["task_db"] == str(Path(info["fixture_dir"]) / "latest_kickoff_task_outputs.db")
     assert first["fixture_dir"] != second["fixture_dir"]
-    assert second["first_left"] is False  # a test's storage is removed when it ends
+    assert second["first_left"] is True  # memory stores stay (cached clients) until the session ends
     # Named for the test, plus a short hash of its node id.
     assert Path(first["fixture_dir"]).name.startswith("test_crew.py_test_first-")
     assert Path(second["fixture_dir"]).name.startswith("test_crew.py_test_second-")
@@ -316,3 +316,26 @@ def test_each_storage_directory_starts_with_an_empty_task_output_database(tmp_pa
     with storage_at(tmp_path / "second") as second:
         assert (second / TASK_OUTPUTS_DB).is_file()
         assert KickoffTaskOutputsSQLiteStorage().load() == []  # nothing of the first test
+
+
+def test_a_tests_storage_goes_when_it_ends_unless_it_holds_stores(tmp_path: Path) -> None:
+    import crewai.memory.storage.kickoff_task_outputs_storage  # noqa: F401  (seeded once loaded)
+
+    from pytest_crewguard.guard_session import GuardSession
+    from pytest_crewguard.storage import TASK_OUTPUTS_DB
+
+    def run(nodeid: str, store: str | None) -> Path:
+        session = GuardSession.for_test(nodeid, rootdir=tmp_path, storage_root=tmp_path / "storage")
+        session.start()
+        directory = session.storage_dir
+        assert (directory / TASK_OUTPUTS_DB).is_file()  # what every kickoff writes to
+        (directory / f"{TASK_OUTPUTS_DB}-wal").write_bytes(b"")
+        if store:  # a memory or knowledge store: clients of it outlive the test, by path
+            (directory / store).mkdir(parents=True)
+            (directory / store / "chroma.sqlite3").write_bytes(b"")
+        assert session.close() is None
+        return directory
+
+    assert not run("t.py::test_plain", None).exists()
+    kept = run("t.py::test_knowledge", "knowledge")
+    assert (kept / "knowledge" / "chroma.sqlite3").is_file()
