@@ -339,3 +339,15 @@ def test_a_tests_storage_goes_when_it_ends_unless_it_holds_stores(tmp_path: Path
     assert not run("t.py::test_plain", None).exists()
     kept = run("t.py::test_knowledge", "knowledge")
     assert (kept / "knowledge" / "chroma.sqlite3").is_file()
+
+    from pytest_crewguard.storage import remove_if_disposable
+
+    repeated = tmp_path / "repeated"
+    for number in (1, 2):  # a repeated test's runs: each run's own database, nothing else
+        (repeated / f"run-{number}").mkdir(parents=True)
+        (repeated / f"run-{number}" / TASK_OUTPUTS_DB).write_bytes(b"")
+    remove_if_disposable(repeated)
+    assert not repeated.exists()
+    (tmp_path / "empty_store" / "memory").mkdir(parents=True)  # a store's folder, still empty
+    remove_if_disposable(tmp_path / "empty_store")
+    assert (tmp_path / "empty_store" / "memory").is_dir()
