@@ -54,7 +54,7 @@ from session_speed import FAKE_OPENAI_KEY
 from vcr.serialize import deserialize
 from vcr.serializers import yamlserializer
 
-from pytest_crewguard.environment import prepare_crewai_environment, session_storage_parent
+from pytest_crewguard.environment import new_storage_root, prepare_crewai_environment
 from pytest_crewguard.guard import CrewGuard
 from pytest_crewguard.guard_session import GuardSession
 from pytest_crewguard.pricing import PriceTable
@@ -193,8 +193,8 @@ def main() -> int:
     root = Path(tmp.name)
     os.environ.setdefault("OPENAI_API_KEY", FAKE_OPENAI_KEY)
     # Every variant's CrewAI storage where crewguard's plugin puts it (in memory when there is
-    # room, see environment.session_storage_parent): CrewAI syncs a SQLite commit per kickoff.
-    storage = Path(tempfile.mkdtemp(prefix="crewguard-kickoff-storage-", dir=session_storage_parent()))
+    # room, see environment.new_storage_root): CrewAI syncs a SQLite commit per kickoff.
+    storage = new_storage_root(prefix="crewguard-kickoff-storage-")
     prepare_crewai_environment(storage / "crewai-storage")
     logging.getLogger("crewai").setLevel(logging.ERROR)  # its per-call warnings would bury the table
     bench = Bench(root, storage)

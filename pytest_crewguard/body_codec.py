@@ -13,14 +13,13 @@ from typing import Any
 
 
 def _header(headers: Mapping[str, Any], wanted: str) -> str:
-    lower_items = getattr(headers, "lower_items", None)  # vcrpy's case-insensitive headers
-    if callable(lower_items):
+    if callable(getattr(headers, "lower_items", None)):  # vcrpy's case-insensitive headers
         value = headers.get(wanted)
-        return "" if value is None else str(value[0] if isinstance(value, list) and value else value).lower()
-    for name, value in headers.items():
-        if name.lower() == wanted:
-            return str(value[0] if isinstance(value, list) and value else value).lower()
-    return ""
+    else:
+        value = next((v for name, v in headers.items() if name.lower() == wanted), None)
+    if value is None:
+        return ""
+    return str(value[0] if isinstance(value, list) and value else value).lower()
 
 
 def content_encoding(headers: Mapping[str, Any]) -> str:

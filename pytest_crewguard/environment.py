@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from functools import lru_cache
@@ -72,6 +73,11 @@ def session_storage_parent() -> str | None:
     if free.f_bavail * free.f_frsize < MEMORY_MIN_FREE or not os.access(MEMORY_DIR, os.W_OK | os.X_OK):
         return None
     return MEMORY_DIR
+
+
+def new_storage_root(prefix: str = "crewguard-storage-") -> Path:
+    """A new directory for a run's CrewAI storage, under :func:`session_storage_parent`."""
+    return Path(tempfile.mkdtemp(prefix=prefix, dir=session_storage_parent()))
 
 
 def storage_dir_for(session_storage: Path, nodeid: str) -> Path:

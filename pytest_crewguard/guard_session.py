@@ -8,7 +8,6 @@ nothing of pytest: a failed gate is raised as :class:`~pytest_crewguard.verdict.
 from __future__ import annotations
 
 import sys
-import tempfile
 from collections.abc import Callable
 from contextlib import ExitStack
 from pathlib import Path
@@ -19,7 +18,7 @@ from . import interception
 from .blind_spots import blind_spots
 from .cassette_location import cassette_path
 from .cassette_writers import writing_as
-from .environment import placeholder_keys, session_storage_parent, storage_dir_for
+from .environment import new_storage_root, placeholder_keys, storage_dir_for
 from .errors import CrewguardError
 from .events import EventLog
 from .isolation import ReusedObjectError, UsedObjects
@@ -36,7 +35,7 @@ from .run_assembly import RunAssembly
 from .secret_values import secrets_fixed
 from .session import CrewguardSession, GuardedTest
 from .settings import Settings
-from .storage import remove_if_disposable, storage_at
+from .storage import remove_if_disposable, remove_if_empty, storage_at
 from .tls import shared_tls_context
 from .verdict import Gate, GateFailure, Verdict, Violation
 from .wire import WireLog
@@ -93,9 +92,7 @@ class GuardSession:
         cassettes under ``rootdir/cassettes``, built-in prices, CrewAI storage of its own
         (removed by :meth:`close` when nothing in it must stay) unless ``storage_root`` is given."""
         own_root = storage_root is None
-        root = storage_root or Path(
-            tempfile.mkdtemp(prefix="crewguard-storage-", dir=session_storage_parent())
-        )
+        root = storage_root or new_storage_root()
         session = cls(
             spec=spec or GuardSpec(),
             nodeid=nodeid,
@@ -106,7 +103,7 @@ class GuardSession:
             match_config=match_config,
         )
         if own_root:  # removed once empty: stores left for later tests' cached clients stay
-            session._stack.callback(_remove_if_empty, root)
+            session._stack.callback(remove_if_empty, root)
         return session
 
     # -- lifecycle -------------------------------------------------------------------------
@@ -304,9 +301,3 @@ def _crewai_available() -> bool:
 
     return importlib.util.find_spec("crewai") is not None
 
-
-def _remove_if_empty(directory: Path) -> None:
-    try:
-        directory.rmdir()
-    except OSError:
-        pass

@@ -115,9 +115,8 @@ class GuardedCassette(Cassette):  # type: ignore[misc]  # vcrpy ships no type hi
         # so a shallow copy leaves the request as sent just as well.
         if self._loaded_filters is None:
             return self._before_record_request(request)
-        if index.exact:  # compared by method, URL and body only: the headers need no scrubbing
-            return scrub_request(copy.copy(request), headers=False)
-        return self._loaded_filters[0](copy.copy(request))
+        # Compared by method, URL and body only (an exact index): the headers need no scrubbing.
+        return scrub_request(copy.copy(request), headers=not index.exact)
 
     def _play_indexed(self, index: RequestIndex, request: Any) -> Any:
         filtered = self._live_filtered(request, index)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import shutil
 import sys
 from collections.abc import Generator, Iterator
+from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
 import pytest
@@ -191,11 +192,12 @@ def _crewguard_marker(request: pytest.FixtureRequest) -> None:
     request.getfixturevalue("crewguard")
 
 
-def _failing_on_gates() -> Generator[None, Any, Any]:
+@contextmanager
+def _gates_fail_the_test() -> Iterator[None]:
     from .verdict import GateFailure
 
     try:
-        return (yield)
+        yield
     except GateFailure as failure:  # the core's verdict, as pytest's outcome with the same text
         raise pytest.fail.Exception(str(failure), pytrace=False) from None
 
@@ -220,7 +222,8 @@ class GuardedTestHooks:
     def pytest_runtest_setup(self, item: pytest.Item) -> Generator[None, Any, Any]:
         if _guarded_key not in item.stash:
             return (yield)
-        return (yield from _failing_on_gates())  # a fixture may kick off a crew
+        with _gates_fail_the_test():  # a fixture may kick off a crew
+            return (yield)
 
     @pytest.hookimpl(wrapper=True)
     def pytest_runtest_teardown(
@@ -228,29 +231,25 @@ class GuardedTestHooks:
     ) -> Generator[None, Any, Any]:
         if _guarded_key not in item.stash:
             return (yield)
-        return (yield from _failing_on_gates())
+        with _gates_fail_the_test():
+            return (yield)
 
     @pytest.hookimpl(wrapper=True)
     def pytest_runtest_call(self, item: pytest.Item) -> Generator[None, Any, Any]:
         if _guarded_key not in item.stash:
             return (yield)
-        from .verdict import GateFailure
-
         guard = item.stash.get(_guard_key, None)
         try:
-            result = yield
-        except GateFailure as failure:
-            raise pytest.fail.Exception(str(failure), pytrace=False) from None
+            with _gates_fail_the_test():
+                result = yield
         except BaseException as err:
             explained = guard.explain(err) if guard is not None and not isinstance(err, _OUTCOMES) else None
             if explained is None:
                 raise
             raise pytest.fail.Exception(str(explained), pytrace=False) from None
         if guard is not None:
-            try:
+            with _gates_fail_the_test():
                 guard.finish_call()
-            except GateFailure as failure:
-                raise pytest.fail.Exception(str(failure), pytrace=False) from None
         return result
 
     @pytest.hookimpl(wrapper=True)

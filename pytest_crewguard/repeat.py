@@ -22,7 +22,7 @@ from .leaks import compare_runs, report
 from .marker import GuardSpec
 from .run import GuardedRun
 from .sent_requests import SentRequest, run_calls
-from .storage import storage_at
+from .storage import run_storage, storage_at
 from .verdict import Gate, Violation
 from .wire import HttpExchange, WireLog
 
@@ -56,7 +56,7 @@ class Repeats:
             with nullcontext(self.storage_dir) as path:
                 yield path
             return
-        with storage_at(self.storage_dir / f"run-{number}") as path:
+        with storage_at(run_storage(self.storage_dir, number)) as path:
             yield path
 
     def finished(self, run: GuardedRun | None, exchanges: list[HttpExchange] | None = None) -> None:

@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .environment import prepare_crewai_environment, session_storage_parent
+from .environment import new_storage_root, prepare_crewai_environment
 from .settings import Settings
 
 if TYPE_CHECKING:
@@ -50,7 +49,7 @@ class RunState:
             from .baseline import load_comparison
 
             baseline, thresholds = load_comparison(settings.baseline, settings.compare_fail)
-        storage = Path(tempfile.mkdtemp(prefix="crewguard-storage-", dir=session_storage_parent()))
+        storage = new_storage_root()
         return cls(settings, prices, baseline, thresholds, storage, prepare_crewai_environment(storage))
 
     def session(self) -> CrewguardSession:

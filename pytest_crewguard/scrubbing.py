@@ -143,13 +143,26 @@ def _needs_scrubbing(
 
 
 def _scrub_json(value: Any) -> Any:
+    """``value`` with credential fields replaced; ``value`` itself when nothing is (almost no
+    body has a credential field, and every recorded and replayed body comes here): containers
+    are copied only from their first change on."""
     if isinstance(value, dict):
-        return {
-            k: PLACEHOLDER if is_secret_field(str(k)) and isinstance(v, str) and v else _scrub_json(v)
-            for k, v in value.items()
-        }
+        changed: dict[Any, Any] | None = None
+        for k, v in value.items():
+            secret = is_secret_field(str(k)) and isinstance(v, str) and v and v != PLACEHOLDER
+            new = PLACEHOLDER if secret else _scrub_json(v)
+            if new is not v:
+                changed = changed if changed is not None else dict(value)
+                changed[k] = new
+        return value if changed is None else changed
     if isinstance(value, list):
-        return [_scrub_json(v) for v in value]
+        items: list[Any] | None = None
+        for n, v in enumerate(value):
+            new = _scrub_json(v)
+            if new is not v:
+                items = items if items is not None else list(value)
+                items[n] = new
+        return value if items is None else items
     if isinstance(value, str) and value[:1] in ("{", "["):
         # JSON inside a string: a tool call's "arguments" carry the tool's own fields.
         try:
@@ -157,27 +170,8 @@ def _scrub_json(value: Any) -> Any:
         except ValueError:
             return value
         cleaned = _scrub_json(inner)
-        return value if cleaned == inner else json.dumps(cleaned, ensure_ascii=False)
+        return value if cleaned is inner else json.dumps(cleaned, ensure_ascii=False)
     return value
-
-
-def _has_secret_field(value: Any) -> bool:
-    """Whether :func:`_scrub_json` would change ``value``: a walk that builds nothing, since
-    almost no body has a credential field and every recorded and replayed body is checked."""
-    if isinstance(value, dict):
-        return any(
-            (is_secret_field(str(k)) and isinstance(v, str) and v) or _has_secret_field(v)
-            for k, v in value.items()
-        )
-    if isinstance(value, list):
-        return any(_has_secret_field(v) for v in value)
-    if isinstance(value, str) and value[:1] in ("{", "["):
-        try:
-            inner = json.loads(value)
-        except ValueError:
-            return False
-        return _has_secret_field(inner)
-    return False
 
 
 # Bodies that scrub_body gave back unchanged (by digest, so no body is kept alive), with what
@@ -218,8 +212,9 @@ def _scrubbed(body: bytes | str, headers: Mapping[str, Any], secrets: list[tuple
     except ValueError:
         pass
     else:
-        if _has_secret_field(data):
-            new = json.dumps(_scrub_json(data), ensure_ascii=False, separators=(",", ":"))
+        cleaned = _scrub_json(data)
+        if cleaned is not data:
+            new = json.dumps(cleaned, ensure_ascii=False, separators=(",", ":"))
     if new == text:
         return body
     return new if isinstance(body, str) else encode(new)

@@ -7,6 +7,7 @@ from pathlib import Path
 
 RECORD_MODES: tuple[str, ...] = ("none", "once", "new_episodes", "all", "rewrite")
 
+
 @dataclass(frozen=True)
 class Settings:
     """The session's crewguard settings, from the command line (which wins) or the ini file."""

@@ -139,6 +139,14 @@ def _empty_task_outputs_db(storage_class: Any) -> Path | None:
     return folder / TASK_OUTPUTS_DB
 
 
+def run_storage(directory: Path, number: int) -> Path:
+    """The storage of run ``number`` of a repeated test, inside the test's ``directory``."""
+    return directory / f"run-{number}"
+
+
+_RUN_STORAGE = re.compile(r"run-\d+")
+
+
 def remove_if_disposable(directory: Path) -> None:
     """Remove a test's storage ``directory`` if it holds nothing but CrewAI's task output
     database (the usual case); leave it otherwise, for the end of the session.
@@ -151,7 +159,15 @@ def remove_if_disposable(directory: Path) -> None:
         # Only the database's files, and the run-N folders of a repeated test: a store's
         # folder counts even while empty (a client may already hold its path).
         if any(not name.startswith(TASK_OUTPUTS_DB) for name in files) or any(
-            not re.fullmatch(r"run-\d+", name) for name in folders
+            not _RUN_STORAGE.fullmatch(name) for name in folders
         ):
             return
     shutil.rmtree(directory, ignore_errors=True)
+
+
+def remove_if_empty(directory: Path) -> None:
+    """Remove ``directory`` if it is empty (a run's own storage root, once its tests' went)."""
+    try:
+        directory.rmdir()
+    except OSError:
+        pass
