@@ -57,6 +57,11 @@ def add_options(parser: pytest.Parser) -> None:
         "set (default true)", type="bool", default=True,
     )
     parser.addini(
+        "crewguard_gc_freeze", "after the first crew test, freeze the imported heap (gc.freeze) so "
+        "that the garbage collector's full passes skip CrewAI's modules (default true)",
+        type="bool", default=True,
+    )
+    parser.addini(
         "crewguard_match_on",
         "vcrpy matcher names for cassettes recorded by other tools, e.g. method, scheme, host, port, "
         "path (default: method, URL and crewguard's normalised JSON body)",
@@ -126,10 +131,11 @@ def settings_from_config(config: pytest.Config) -> Settings:
     baseline, baseline_source = _value(config, "baseline")
     compare_fail, _ = _value(config, "compare-fail")
     markdown, markdown_source = _value(config, "markdown")
-    step_summary = not config.getoption("crewguard_no_step_summary") and bool(
-        config.getini("crewguard_step_summary")
+    step_summary = not config.getoption("crewguard_no_step_summary") and _ini_bool(
+        config, "crewguard_step_summary"
     )
     match_on_ini = config.getini("crewguard_match_on")
+    gc_freeze = _ini_bool(config, "crewguard_gc_freeze")
     allow_raw, allow_source = _value(config, "allow-hosts")
     allow_hosts: tuple[str, ...] = ()
     if allow_raw is not None:
@@ -152,7 +158,15 @@ def settings_from_config(config: pytest.Config) -> Settings:
         match_on=_match_on(match_on_ini),
         allow_hosts=allow_hosts,
         html=_path(config, html, html_source, must_exist=False),
+        gc_freeze=gc_freeze,
     )
+
+
+def _ini_bool(config: pytest.Config, key: str) -> bool:
+    try:
+        return bool(config.getini(key))
+    except (ValueError, pytest.UsageError) as err:  # pytest's message names neither the key nor the fix
+        raise ConfigError(f"ini {key}: {err}; expected true or false") from None
 
 
 def _match_on(ini: Any) -> tuple[str, ...] | None:

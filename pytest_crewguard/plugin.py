@@ -231,8 +231,14 @@ class GuardedTestHooks:
     ) -> Generator[None, Any, Any]:
         if _guarded_key not in item.stash:
             return (yield)
-        with _gates_fail_the_test():
-            return (yield)
+        try:
+            with _gates_fail_the_test():
+                return (yield)
+        finally:
+            if item.config.stash[_state_key].settings.gc_freeze:
+                from .gc_freeze import freeze_imported_heap
+
+                freeze_imported_heap()
 
     @pytest.hookimpl(wrapper=True)
     def pytest_runtest_call(self, item: pytest.Item) -> Generator[None, Any, Any]:
