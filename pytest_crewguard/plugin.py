@@ -101,6 +101,20 @@ def _end_without_stuck_crews(config: pytest.Config) -> None:
         end_without_stuck_crews(reporter, int(session.exitstatus), program=_pytest_is_the_program())
 
 
+@pytest.hookimpl(wrapper=True)
+def pytest_collection(session: pytest.Session) -> Generator[None, Any, Any]:
+    state = session.config.stash[_state_key]
+    if not state.settings.gc_freeze:
+        return (yield)
+    from .gc_freeze import AFTER_COLLECTION, freeze_heap, paused_while_collecting
+
+    with paused_while_collecting():
+        result = yield
+    if session.config.pluginmanager.has_plugin(GuardedTestHooks.NAME):  # the session has crew tests
+        freeze_heap(AFTER_COLLECTION)
+    return result
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     # Bad marker arguments stop the run at collection, like an unknown option would.
     settings = config.stash[_state_key].settings
@@ -236,9 +250,9 @@ class GuardedTestHooks:
                 return (yield)
         finally:
             if item.config.stash[_state_key].settings.gc_freeze:
-                from .gc_freeze import freeze_imported_heap
+                from .gc_freeze import AFTER_FIRST_TEST, freeze_heap
 
-                freeze_imported_heap()
+                freeze_heap(AFTER_FIRST_TEST)
 
     @pytest.hookimpl(wrapper=True)
     def pytest_runtest_call(self, item: pytest.Item) -> Generator[None, Any, Any]:
