@@ -25,6 +25,8 @@ Every kickoff checks the final answer and the number of LLM calls. One process (
 once), warm-up first, variants interleaved with the order rotating each round. Reported: median
 ms per kickoff (p10..p90), medians of the per-round ratios c/a2 (target <= 1.05) and c/b (target
 <= 0.5). ``--profile N`` profiles N kickoffs of a2 and c of the first crew: crewguard's functions.
+``--busy-core`` keeps another core busy with a spinning process while the rounds run, as a second
+pytest-xdist worker would on a 2-core machine.
 
     .venv/bin/python benchmarks/kickoff_speed.py [--rounds 30] [--crews one-call,example] [--json f]
 """
@@ -39,6 +41,7 @@ import os
 import pstats
 import shutil
 import statistics
+import subprocess
 import sys
 import tempfile
 import threading
@@ -184,6 +187,8 @@ def main() -> int:
     parser.add_argument("--crews", default=",".join(CASES), help="a subset of " + ",".join(CASES))
     parser.add_argument("--profile", type=int, default=0, metavar="N", help="profile N kickoffs of a2, c")
     parser.add_argument("--json", type=Path, help="also write the per-kickoff milliseconds here")
+    parser.add_argument("--busy-core", action="store_true",
+                        help="keep another core busy meanwhile, as a second pytest-xdist worker does")
     args = parser.parse_args()
     names = [n for n in CASES if n in args.crews.split(",")]
     if not names:
@@ -212,18 +217,26 @@ def main() -> int:
     variants = {"a": bench.stub, "a2": bench.transport, "b": bench.plain_vcr, "c": bench.crewguard}
     order = list(variants)
     ms: dict[str, dict[str, list[float]]] = {c.name: {v: [] for v in order} for c in cases}
-    with quiet():
-        for r in range(-args.warmup, args.rounds):
-            turn = order[r % len(order):] + order[: r % len(order)]
-            for case in cases:
-                for v in turn:
-                    t0 = time.perf_counter()
-                    variants[v](case)
-                    if r >= 0:
-                        ms[case.name][v].append((time.perf_counter() - t0) * 1000)
-
+    # A second process spinning on another core: what a kickoff costs next to another worker.
+    # CrewAI hands events to its own threads, which then wait for a core instead of finding one idle.
+    busy = subprocess.Popen([sys.executable, "-c", "while True: pass"]) if args.busy_core else None
+    try:
+        with quiet():
+            for r in range(-args.warmup, args.rounds):
+                turn = order[r % len(order):] + order[: r % len(order)]
+                for case in cases:
+                    for v in turn:
+                        t0 = time.perf_counter()
+                        variants[v](case)
+                        if r >= 0:
+                            ms[case.name][v].append((time.perf_counter() - t0) * 1000)
+    finally:
+        if busy is not None:
+            busy.kill()
+            busy.wait()
     print(f"\n{args.rounds} interleaved rounds after {args.warmup} warm-up rounds, python "
-          f"{sys.version.split()[0]}, nproc {os.cpu_count()}")
+          f"{sys.version.split()[0]}, nproc {os.cpu_count()}"
+          + (", another core kept busy" if busy is not None else ""))
     print(f"{'crew':<11}{'LLM calls':>10}" + "".join(f"{v + ' ms (p10..p90)':>24}" for v in order)
           + f"{'c/a2':>7}{'c/b':>7}")
     summary: dict[str, Any] = {}
