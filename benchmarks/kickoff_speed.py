@@ -217,8 +217,8 @@ def main() -> int:
     variants = {"a": bench.stub, "a2": bench.transport, "b": bench.plain_vcr, "c": bench.crewguard}
     order = list(variants)
     ms: dict[str, dict[str, list[float]]] = {c.name: {v: [] for v in order} for c in cases}
-    # A second process spinning on another core: what a kickoff costs next to another worker.
-    # CrewAI hands events to its own threads, which then wait for a core instead of finding one idle.
+    # A second process spinning on another core: does a kickoff, whose events CrewAI hands to
+    # threads of its own, slow down when no core is idle (as next to a second xdist worker)?
     busy = subprocess.Popen([sys.executable, "-c", "while True: pass"]) if args.busy_core else None
     try:
         with quiet():

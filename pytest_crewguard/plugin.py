@@ -7,7 +7,6 @@ the one module that turns crewguard's verdicts into pytest outcomes.
 
 from __future__ import annotations
 
-import shutil
 import sys
 from collections.abc import Generator, Iterator
 from contextlib import contextmanager
@@ -57,7 +56,9 @@ def pytest_configure(config: pytest.Config) -> None:
 def pytest_unconfigure(config: pytest.Config) -> None:
     state = config.stash.get(_state_key, None)
     if state is not None:
-        shutil.rmtree(state.storage, ignore_errors=True)
+        from .storage import remove_storage
+
+        remove_storage(state.storage)
         restore_environment(state.saved_env)
 
 

@@ -13,6 +13,7 @@ variable is built from the same frozen path.
 from __future__ import annotations
 
 import atexit
+import hashlib
 import os
 import re
 import shutil
@@ -132,6 +133,7 @@ def _empty_task_outputs_db(storage_class: Any) -> Path | None:
     """The database as CrewAI makes it, once per process (``None``: CrewAI changed)."""
     folder = Path(tempfile.mkdtemp(prefix="crewguard-task-outputs-"))
     atexit.register(shutil.rmtree, folder, ignore_errors=True)
+    atexit.register(_remove_lock_file, folder / TASK_OUTPUTS_DB)
     try:
         storage_class(db_path=str(folder / TASK_OUTPUTS_DB))
     except Exception:  # CrewAI makes the database itself, as before
@@ -162,7 +164,33 @@ def remove_if_disposable(directory: Path) -> None:
             not _RUN_STORAGE.fullmatch(name) for name in folders
         ):
             return
+    remove_storage(directory)
+
+
+def remove_storage(directory: Path) -> None:
+    """Remove a storage ``directory``, and the lock files CrewAI made for its task output
+    databases (see ``_remove_lock_file``)."""
+    for folder, _folders, files in os.walk(directory):
+        if TASK_OUTPUTS_DB in files:
+            _remove_lock_file(Path(folder) / TASK_OUTPUTS_DB)
     shutil.rmtree(directory, ignore_errors=True)
+
+
+def _remove_lock_file(database: Path) -> None:
+    """Remove the file lock CrewAI made in the temp dir for ``database``, now gone with its test.
+
+    ``crewai_core.lock_store`` (without Redis or a lock backend of the application's) locks the
+    database through an empty file named after the database's path, and never removes it: one
+    file per test and session would pile up in the temp dir. Named as ``lock_store.lock`` names
+    it; a file that is not there (another backend, another naming) is simply not found.
+    """
+    channel = hashlib.md5(f"sqlite:{os.path.realpath(database)}".encode(), usedforsecurity=False)
+    lock_file = Path(tempfile.gettempdir()) / f"crewai:{channel.hexdigest()}.lock"
+    try:
+        if lock_file.stat().st_size == 0:  # a lock file holds nothing; anything else is not it
+            lock_file.unlink()
+    except OSError:
+        pass
 
 
 def remove_if_empty(directory: Path) -> None:

@@ -351,3 +351,30 @@ def test_a_tests_storage_goes_when_it_ends_unless_it_holds_stores(tmp_path: Path
     (tmp_path / "empty_store" / "memory").mkdir(parents=True)  # a store's folder, still empty
     remove_if_disposable(tmp_path / "empty_store")
     assert (tmp_path / "empty_store" / "memory").is_dir()
+
+
+def test_the_file_lock_crewai_made_for_a_tests_database_goes_with_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import tempfile
+
+    from crewai import Agent, Task
+    from crewai.memory.storage.kickoff_task_outputs_storage import KickoffTaskOutputsSQLiteStorage
+
+    from pytest_crewguard.storage import remove_if_disposable, storage_at
+
+    temp = tmp_path / "temp"
+    temp.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(temp))  # where CrewAI's file locks go
+    agent = Agent(role="Researcher", goal="Research", backstory="Expert", llm="gpt-4o-mini")
+    task = Task(description="Research", expected_output="Notes", agent=agent)
+    (temp / "crewai:someone-elses.lock").write_bytes(b"")
+    with storage_at(tmp_path / "test") as directory:
+        before = set(temp.glob("crewai:*.lock"))
+        KickoffTaskOutputsSQLiteStorage().add(task, {"raw": "notes"}, task_index=0)  # takes the lock
+    made = set(temp.glob("crewai:*.lock")) - before
+    assert len(made) == 1  # the database's lock file, left behind by CrewAI
+    remove_if_disposable(directory)
+    assert not directory.exists()
+    assert not made & set(temp.glob("crewai:*.lock"))
+    assert (temp / "crewai:someone-elses.lock").is_file()
