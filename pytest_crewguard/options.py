@@ -57,8 +57,9 @@ def add_options(parser: pytest.Parser) -> None:
         "set (default true)", type="bool", default=True,
     )
     parser.addini(
-        "crewguard_gc_freeze", "after the first crew test, freeze the imported heap (gc.freeze) so "
-        "that the garbage collector's full passes skip CrewAI's modules (default true)",
+        "crewguard_gc_freeze", "pause the garbage collector while pytest collects, and in a session "
+        "with crew tests freeze the imported heap (gc.freeze), so that full collections skip "
+        "CrewAI's modules (default true)",
         type="bool", default=True,
     )
     parser.addini(

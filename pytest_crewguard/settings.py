@@ -26,7 +26,7 @@ class Settings:
     markdown: Path | None = None
     step_summary: bool = True  # append the Markdown summary to $GITHUB_STEP_SUMMARY when set
     html: Path | None = None  # where the HTML report goes
-    gc_freeze: bool = True  # freeze the imported heap after the first crew test (gc_freeze.py)
+    gc_freeze: bool = True  # pause the collector while collecting, freeze the heap (gc_freeze.py)
 
     @classmethod
     def defaults(cls, rootdir: Path, record_mode: str = "none", cassette_dir: Path | None = None) -> Settings:
