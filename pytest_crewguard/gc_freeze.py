@@ -14,8 +14,10 @@ collector skips; everything later tests create is collected as before. What is f
 never collected as a cycle: at the end of collection that is about 5,000 objects of import-time
 garbage (finding them would take a full collection, the very cost avoided), after the first
 test its young garbage is collected first; each freeze happens once per process, so what they
-keep is bounded. The ini key ``crewguard_gc_freeze = false`` leaves the collector alone, and
-a disabled collector (``gc.disable()``) is left as it is.
+keep is bounded. Frozen objects are not listed by ``gc.get_objects()`` or
+``gc.get_referrers()`` either (heap-walking leak checks see only later objects). The ini key
+``crewguard_gc_freeze = false`` leaves the collector alone, and a disabled collector
+(``gc.disable()``) is left as it is.
 """
 
 from __future__ import annotations
