@@ -300,4 +300,3 @@ def _crewai_available() -> bool:
     import importlib.util
 
     return importlib.util.find_spec("crewai") is not None
-

@@ -66,40 +66,13 @@ def pytest_sessionstart(session: pytest.Session) -> None:
     session.config.stash[_pytest_session_key] = session
 
 
-def _pytest_is_the_program() -> bool:
-    """True when this session is pytest run as the program (``pytest``, ``python -m pytest``).
-
-    Not for ``pytest.main()`` called by another program (an IDE runner, a notebook) nor for a
-    session run inside another one (pytester's in-process runs): their process goes on.
-    """
-    try:
-        import _pytest.config
-        from _pytest.main import wrap_session
-
-        main = sys.modules.get("__main__")
-        spec = getattr(main, "__spec__", None)
-        names = ("console_main", "_console_main")  # what pytest's console script calls
-        entries = [f for f in (getattr(_pytest.config, n, None) for n in names) if f is not None]
-        is_pytest = (spec is not None and spec.name == "pytest.__main__") or any(
-            getattr(main, n, None) in entries for n in names
-        )
-        frame = sys._getframe()
-        sessions = 0
-        while frame is not None:
-            sessions += frame.f_code is wrap_session.__code__
-            frame = frame.f_back  # type: ignore[assignment]
-        return is_pytest and sessions == 1
-    except Exception:  # pytest's internals moved: do not end a process we cannot be sure of
-        return False
-
-
 def _end_without_stuck_crews(config: pytest.Config) -> None:
     session = config.stash.get(_pytest_session_key, None)
     if session is not None and "pytest_crewguard.deadline" in sys.modules:
         from .stuck_exit import end_without_stuck_crews
 
         reporter = config.pluginmanager.get_plugin("terminalreporter")
-        end_without_stuck_crews(reporter, int(session.exitstatus), program=_pytest_is_the_program())
+        end_without_stuck_crews(reporter, int(session.exitstatus))
 
 
 @pytest.hookimpl(wrapper=True)

@@ -157,22 +157,31 @@ def remove_if_disposable(directory: Path) -> None:
     and a client whose files were removed fails the next test that reaches it ("attempt to
     write a readonly database"). The task output database is opened and closed per write.
     """
-    for _folder, folders, files in os.walk(directory):
+    databases = []
+    for folder, folders, files in os.walk(directory):
         # Only the database's files, and the run-N folders of a repeated test: a store's
         # folder counts even while empty (a client may already hold its path).
         if any(not name.startswith(TASK_OUTPUTS_DB) for name in files) or any(
             not _RUN_STORAGE.fullmatch(name) for name in folders
         ):
             return
-    remove_storage(directory)
+        if TASK_OUTPUTS_DB in files:
+            databases.append(Path(folder) / TASK_OUTPUTS_DB)
+    _remove(directory, databases)
 
 
 def remove_storage(directory: Path) -> None:
     """Remove a storage ``directory``, and the lock files CrewAI made for its task output
     databases (see ``_remove_lock_file``)."""
-    for folder, _folders, files in os.walk(directory):
-        if TASK_OUTPUTS_DB in files:
-            _remove_lock_file(Path(folder) / TASK_OUTPUTS_DB)
+    databases = [
+        Path(folder) / TASK_OUTPUTS_DB for folder, _, files in os.walk(directory) if TASK_OUTPUTS_DB in files
+    ]
+    _remove(directory, databases)
+
+
+def _remove(directory: Path, databases: list[Path]) -> None:
+    for database in databases:
+        _remove_lock_file(database)
     shutil.rmtree(directory, ignore_errors=True)
 
 

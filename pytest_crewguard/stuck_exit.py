@@ -13,14 +13,15 @@ import sys
 from typing import Any
 
 
-def end_without_stuck_crews(reporter: Any, status: int, *, program: bool) -> None:
-    """Tell which threads are stuck and, when ``program`` (pytest is the process), exit now."""
+def end_without_stuck_crews(reporter: Any, status: int) -> None:
+    """Tell which threads are stuck and, when pytest is the process, exit now."""
     deadline = sys.modules.get("pytest_crewguard.deadline")
     if deadline is None:  # no crew ran under a deadline
         return
     left = deadline.left_behind(grace=1.0)
     if not left:
         return
+    program = pytest_is_the_program()
     lines = deadline.left_behind_lines(left, status if program else None)
     if reporter is not None:
         reporter.write_line(lines[0], red=True)
@@ -33,3 +34,30 @@ def end_without_stuck_crews(reporter: Any, status: int, *, program: bool) -> Non
         sys.stdout.flush()
         sys.stderr.flush()
         os._exit(status)
+
+
+def pytest_is_the_program() -> bool:
+    """True when this session is pytest run as the program (``pytest``, ``python -m pytest``).
+
+    Not for ``pytest.main()`` called by another program (an IDE runner, a notebook) nor for a
+    session run inside another one (pytester's in-process runs): their process goes on.
+    """
+    try:
+        import _pytest.config
+        from _pytest.main import wrap_session
+
+        main = sys.modules.get("__main__")
+        spec = getattr(main, "__spec__", None)
+        names = ("console_main", "_console_main")  # what pytest's console script calls
+        entries = [f for f in (getattr(_pytest.config, n, None) for n in names) if f is not None]
+        is_pytest = (spec is not None and spec.name == "pytest.__main__") or any(
+            getattr(main, n, None) in entries for n in names
+        )
+        frame = sys._getframe()
+        sessions = 0
+        while frame is not None:
+            sessions += frame.f_code is wrap_session.__code__
+            frame = frame.f_back  # type: ignore[assignment]
+        return is_pytest and sessions == 1
+    except Exception:  # pytest's internals moved: do not end a process we cannot be sure of
+        return False
