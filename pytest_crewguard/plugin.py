@@ -272,6 +272,14 @@ class GuardedTestHooks:
 
 
 @pytest.hookimpl(optionalhook=True)
+def pytest_xdist_setupnodes(config: pytest.Config, specs: Any) -> None:
+    # Every worker imports crewai at once; on a machine's first run CrewAI makes a key racily.
+    from .crewai_key import ensure_crewai_key
+
+    ensure_crewai_key()
+
+
+@pytest.hookimpl(optionalhook=True)
 def pytest_testnodedown(node: Any) -> None:
     # pytest-xdist controller: merge each worker's records, so the table and the session
     # budget cover the whole run rather than one worker's share.
