@@ -42,17 +42,22 @@ _RECORD_AGAIN = (
 )
 
 
+def _a(value: Any) -> str:
+    name = type(value).__name__
+    return f"an {name}" if name[0] in "aeiou" else f"a {name}"
+
+
 def _mapping_problem(part: str, value: Any, fields: dict[str, tuple[type, ...]]) -> str | None:
     if value is None:
         return f"has no {part}"
     if not isinstance(value, dict):
-        return f"has a {part} that is a {type(value).__name__}, not a mapping"
+        return f"has a {part} that is {_a(value)}, not a mapping"
     for field, types in fields.items():
         if field not in value:
             return f"has no {part} {field}"
         if not isinstance(value[field], types):
             expected = "a mapping" if dict in types else "a string"
-            return f"has a {part} field '{field}' that is a {type(value[field]).__name__}, not {expected}"
+            return f"has a {part} field '{field}' that is {_a(value[field])}, not {expected}"
     return None
 
 
@@ -78,6 +83,30 @@ def interaction_problem(interaction: Any) -> str | None:
         return "has a response status without a message"
     if "string" not in response["body"] or not isinstance(response["body"]["string"], (str, bytes)):
         return "has a response body without a string"
+    request_headers = interaction["request"]["headers"]
+    return _headers_problem("request", request_headers, _REQUEST_HEADER) or _headers_problem(
+        "response", response["headers"], _RESPONSE_HEADER
+    )
+
+
+# What vcrpy's stubs accept as header values: a request's may be one value (vcrpy keeps the
+# first of a list), bytes included; a response's are always a list, each value written out as
+# text. Anything else fails inside the HTTP client when the answer is played, where the SDK
+# takes it for a connection error and retries: the test would then fail on a later request.
+_HeaderRule = tuple[tuple[type, ...], bool, str]  # value types, one value allowed, what to say
+_REQUEST_HEADER: _HeaderRule = ((str, bytes), True, "a string or a list of strings")
+_RESPONSE_HEADER: _HeaderRule = ((str,), False, "a list of strings")
+
+
+def _headers_problem(side: str, headers: dict[Any, Any], rule: _HeaderRule) -> str | None:
+    types, single_allowed, expected = rule
+    for name, value in headers.items():
+        if not isinstance(name, str):
+            return f"has a {side} header name that is {_a(name)} ({name!r}), not a string"
+        values = [value] if single_allowed and isinstance(value, types) else value
+        if not isinstance(values, list) or not all(isinstance(v, types) for v in values):
+            shown = f"a list holding {value!r}"[:80] if isinstance(value, list) else _a(value)
+            return f"has a {side} header '{name}' that is {shown}, not {expected}"
     return None
 
 

@@ -150,11 +150,11 @@ def crewguard(request: pytest.FixtureRequest, crewguard_config: Any) -> Iterator
     try:
         guard = state.guard_session(request.node.nodeid, spec, crewguard_config)
     except CrewguardError as err:
-        pytest.fail(f"crewguard: {err}", pytrace=False)
+        raise pytest.fail.Exception(f"crewguard: {err}", pytrace=False) from None
     try:
         guard.start()
-    except CrewguardError as err:
-        pytest.fail(str(err), pytrace=False)
+    except CrewguardError as err:  # the message says it all: no second copy as its context
+        raise pytest.fail.Exception(str(err), pytrace=False) from None
     request.node.stash[_guard_key] = guard
     request.node.stash[_guarded_key] = True  # also when asked for with getfixturevalue
     GuardedTestHooks.register(request.config)

@@ -150,6 +150,14 @@ def _without(mapping: dict[str, Any], key: str) -> dict[str, Any]:
          "has a response status without a numeric code"),
         ({"request": GOOD_REQUEST, "response": {**GOOD_RESPONSE, "body": {"text": "{}"}}},
          "has a response body without a string"),
+        ({"request": GOOD_REQUEST, "response": {**GOOD_RESPONSE, "headers": {"date": "Mon, 30 Nov"}}},
+         "has a response header 'date' that is a str, not a list of strings"),
+        ({"request": GOOD_REQUEST, "response": {**GOOD_RESPONSE, "headers": {"date": [["a"]]}}},
+         "has a response header 'date' that is a list holding [['a']], not a list of strings"),
+        ({"request": {**GOOD_REQUEST, "headers": {"accept": 1}}, "response": GOOD_RESPONSE},
+         "has a request header 'accept' that is an int, not a string or a list of strings"),
+        ({"request": {**GOOD_REQUEST, "headers": {7: "x"}}, "response": GOOD_RESPONSE},
+         "has a request header name that is an int (7), not a string"),
         ("just a string", "is not a mapping with request and response"),
     ],
 )
@@ -222,18 +230,24 @@ def test_research(crewguard):
 
 
 def test_a_malformed_cassette_fails_the_test_with_the_message_not_a_key_error(pytester, provider):
+    # A hand-edited header once reached the HTTP client as it stood: the SDK took the failure
+    # for a connection error, retried, and the test failed on a cassette miss naming another
+    # request. Now the load names the header, once.
     server = provider([answer("ok")])
     pytester.makepyfile(test_crew=crew_test_file(server.openai_base_url, MALFORMED))
     path = Path(pytester.path) / "cassettes" / "test_crew" / "test_research.yaml"
     path.parent.mkdir(parents=True)
-    text = yaml.safe_dump(
-        {"interactions": [{"request": GOOD_REQUEST, "response": _without(GOOD_RESPONSE, "status")}]}
-    )
+    response = {**GOOD_RESPONSE, "headers": {"content-type": ["application/json"], "x-count": 5}}
+    text = yaml.safe_dump({"interactions": [{"request": GOOD_REQUEST, "response": response}]})
     path.write_text(text)
     result = pytester.runpytest()
     result.assert_outcomes(errors=1)
     result.stdout.fnmatch_lines(
-        ["*cannot load cassette *test_research.yaml: interaction 1 has no response status*"]
+        ["*cannot load cassette *test_research.yaml: interaction 1 has a response header 'x-count' "
+         "that is an int, not a list of strings*"]
     )
+    assert sum(line.startswith("crewguard cannot load cassette") for line in result.outlines) == 1
+    result.stdout.no_fnmatch_line("*During handling of the above exception*")
     result.stdout.no_fnmatch_line("*KeyError*")
+    result.stdout.no_fnmatch_line("*no recorded response*")
     assert path.read_text() == text and server.requests == []
