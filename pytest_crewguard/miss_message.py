@@ -31,24 +31,59 @@ def miss_message(wire: WireLog, request: Any) -> str:
     # An interaction already answered cannot answer again: the nearest one still unplayed
     # is what this request was meant to be, and its diff names the field that changed.
     counts = getattr(wire.cassette, "play_counts", {})
+    ignored = wire.match_config.ignore_body_fields
+    played = [r for i, r in enumerate(recorded) if counts.get(i)]
     unplayed = [r for i, r in enumerate(recorded) if not counts.get(i)]
-    nearest = nearest_request(request, unplayed) or nearest_request(request, recorded)
+    again = nearest_request(request, played)
+    if again is not None and not _same(again, request, ignored):
+        again = None
+    if again is not None:
+        # Sent again after its answer: an SDK retries when it could not use an answer, so the
+        # cause is in what happened to that answer, not in the request.
+        lines.append(
+            f"  The same request was recorded (interaction {_number(recorded, again)} of "
+            f"{len(recorded)}) and already answered: this run sent it again. An SDK sends a request "
+            "again when it could not use the answer (an error while reading it counts as a "
+            "connection error, and is retried); otherwise the run asked more often than the "
+            "recording did."
+        )
+    nearest = nearest_request(request, unplayed)
+    if nearest is None and again is None:  # all answered: the nearest still shows what changed
+        nearest = nearest_request(request, recorded)
     if nearest is not None:
-        position = recorded.index(nearest) + 1
-        diff = body_diff(nearest, request, wire.match_config.ignore_body_fields)
-        if diff.startswith("(bodies are equal"):
+        position = _number(recorded, nearest)
+        diff = body_diff(nearest, request, ignored)
+        if nearest.method != request.method:
+            method = f"- method: {nearest.method}\n+ method: {request.method}"
+            diff = method if _equal(diff) else f"{method}\n{diff}"
+        state = "not yet answered" if any(nearest is r for r in unplayed) else "(already answered)"
+        if _equal(diff):
+            names = ", ".join(wire.match_config.match_on)
             lines.append(
-                f"  The same request was recorded (interaction {position} of {len(recorded)}) "
-                "and already answered: this run sent it more often than the recording did."
+                f"  Nearest recorded request {state}: interaction {position} of {len(recorded)}, with "
+                f"the same method, URL and body; the cassette also compares what differs ({names})."
             )
         else:
-            lines.append(
-                f"  Nearest recorded request not yet answered: interaction {position} of "
-                f"{len(recorded)}; what changed:"
-            )
+            where = f"interaction {position} of {len(recorded)}"
+            lines.append(f"  Nearest recorded request {state}: {where}; what changed:")
             lines += ["    " + line for line in diff.splitlines()]
     lines += [
         "  If the change is intended, record this test again (this calls the real provider):",
         f"    pytest '{wire.nodeid}' --crewguard-record-mode=rewrite",
     ]
     return "\n".join(lines)
+
+
+def _number(recorded: list[Any], request: Any) -> int:
+    """The interaction's number in the cassette, counted from 1 (by identity: requests that
+    compare equal may be recorded more than once)."""
+    return next(i for i, r in enumerate(recorded, 1) if r is request)
+
+
+def _same(recorded: Any, request: Any, ignored: frozenset[str]) -> bool:
+    """Whether ``request`` was sent exactly as ``recorded`` (method, URL, normalised body)."""
+    return bool(recorded.method == request.method and _equal(body_diff(recorded, request, ignored)))
+
+
+def _equal(diff: str) -> bool:
+    return diff.startswith("(bodies are equal")

@@ -1,0 +1,83 @@
+"""What a cassette miss says, in-process: the request sent again after its answer is told
+apart from a request that changed, and the diff names what changed."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from vcr.request import Request
+
+from pytest_crewguard import vcr_setup
+from pytest_crewguard.cassette_yaml import ReadableYamlSerializer
+from pytest_crewguard.wire import WireLog
+
+URL = "https://api.openai.com/v1/chat/completions"
+
+
+def _body(prompt: str) -> str:
+    return json.dumps({"model": "gpt-4o-mini", "messages": [{"role": "user", "content": prompt}]})
+
+
+def _request(prompt: str, method: str = "POST") -> Any:
+    return Request(method, URL, _body(prompt), {"content-type": "application/json"})
+
+
+def _misses(tmp_path: Path, recorded: list[str], sent: list[Any]) -> list[str]:
+    """Replay ``sent`` against a cassette of ``recorded`` prompts; the miss messages."""
+    interactions = [
+        {
+            "request": {"method": "POST", "uri": URL, "body": _body(prompt),
+                        "headers": {"content-type": ["application/json"]}},
+            "response": {"status": {"code": 200, "message": "OK"}, "headers": {},
+                         "body": {"string": json.dumps({"answer": prompt})}},
+        }
+        for prompt in recorded
+    ]
+    path = tmp_path / "c.yaml"
+    path.write_text(ReadableYamlSerializer.serialize({"version": 1, "interactions": interactions}))
+    with vcr_setup.cassette(path, "none") as cassette:
+        wire = WireLog(cassette, nodeid="t.py::test_x", record_mode="none", cassette_path="c.yaml",
+                       cassette_exists=True)
+        cassette.wire = wire
+        for request in sent:
+            cassette.play_response(request)
+    return wire.misses
+
+
+def test_a_request_sent_again_after_its_answer_says_so_before_the_diff(tmp_path: Path) -> None:
+    # An SDK that could not use the first answer sends the request again: the cause is there,
+    # not in the third interaction the run never reached.
+    [message] = _misses(tmp_path, ["plan", "search", "answer"], [_request("plan"), _request("plan")])
+    lines = message.splitlines()
+    assert lines[0] == f"crewguard: no recorded response for POST {URL}"
+    expected = "The same request was recorded (interaction 1 of 3) and already answered: this run sent it"
+    assert expected in message
+    assert "could not use the answer" in message
+    again = next(i for i, line in enumerate(lines) if "already answered: this run sent it again" in line)
+    nearest = next(i for i, line in enumerate(lines) if "Nearest recorded request not yet answered" in line)
+    assert again < nearest and "interaction 2 of 3" in lines[nearest]
+
+
+def test_a_changed_request_gets_the_diff_against_the_nearest_unanswered_one(tmp_path: Path) -> None:
+    [message] = _misses(tmp_path, ["plan", "search"], [_request("plan"), _request("search harder")])
+    assert "sent it again" not in message
+    assert "Nearest recorded request not yet answered: interaction 2 of 2; what changed:" in message
+    assert "-messages[0].content: search" in message and "+messages[0].content: search harder" in message
+
+
+def test_once_everything_is_answered_a_repeat_is_named_and_a_change_is_diffed(tmp_path: Path) -> None:
+    repeat, changed = _misses(
+        tmp_path, ["plan"], [_request("plan"), _request("plan"), _request("plan more")]
+    )
+    assert "interaction 1 of 1) and already answered: this run sent it again" in repeat
+    assert "Nearest" not in repeat
+    assert "Nearest recorded request (already answered): interaction 1 of 1; what changed:" in changed
+    assert "+messages[0].content: plan more" in changed
+
+
+def test_a_different_method_is_shown_as_what_changed(tmp_path: Path) -> None:
+    [message] = _misses(tmp_path, ["plan"], [_request("plan", method="PUT")])
+    assert "sent it again" not in message
+    assert "- method: POST" in message and "+ method: PUT" in message
