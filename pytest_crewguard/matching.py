@@ -8,6 +8,7 @@ answer. Headers never take part (``x-stainless-*`` headers change with every SDK
 from __future__ import annotations
 
 import difflib
+import heapq
 import json
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
@@ -123,22 +124,40 @@ def _is_binary(body: Any) -> bool:
     return False
 
 
-def nearest_request(request: Any, candidates: Iterable[Any]) -> Any | None:
+# How many candidates get difflib's exact similarity. It is quadratic in a body's lines (a
+# long conversation has thousands) where its upper bound, quick_ratio, is linear: every
+# candidate gets the bound, only the best few the exact score, so a miss against a large
+# cassette stays fast. The nearest request only picks what the diff is shown against.
+_EXACT_FOR = 5
+
+
+def nearest_request(
+    request: Any, candidates: Iterable[Any], lines_of: Callable[[Any], list[str]] | None = None
+) -> Any | None:
     """The recorded request most like ``request``: same endpoint first, then body similarity.
 
     Telemetry exports and binary bodies (protobuf, uploads) are never the nearest: a diff
-    against them explains nothing.
+    against them explains nothing. ``lines_of`` gives a candidate's :func:`body_lines` (a
+    cache across several calls).
     """
-    mine = body_lines(request.body)
-    best: tuple[float, Any] | None = None
-    for candidate in candidates:
+    lines = lines_of or (lambda r: body_lines(r.body))
+    matcher = difflib.SequenceMatcher(None, b=body_lines(request.body))  # analysed once
+    bounded: list[tuple[float, int, Any, float]] = []
+    for order, candidate in enumerate(candidates):
         if is_telemetry(candidate.uri) or _is_binary(candidate.body):
             continue
-        score = difflib.SequenceMatcher(None, mine, body_lines(candidate.body)).ratio()
-        score += 1.0 if _same_endpoint(request, candidate) else 0.0
-        if best is None or score > best[0]:
-            best = (score, candidate)
-    return best[1] if best else None
+        matcher.set_seq1(lines(candidate))
+        bonus = 1.0 if _same_endpoint(request, candidate) else 0.0
+        bounded.append((bonus + matcher.quick_ratio(), -order, candidate, bonus))
+    best: tuple[float, int, Any] | None = None
+    for bound, negative_order, candidate, bonus in heapq.nlargest(_EXACT_FOR, bounded, key=lambda b: b[:2]):
+        if best is not None and bound < best[0]:
+            break  # by bound, highest first: no later one can score more
+        matcher.set_seq1(lines(candidate))
+        score = (bonus + matcher.ratio(), negative_order)
+        if best is None or score > best[:2]:  # ties: the earlier candidate
+            best = (*score, candidate)
+    return best[2] if best else None
 
 
 def body_diff(

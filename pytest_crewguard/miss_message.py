@@ -3,9 +3,10 @@ changed against the nearest recorded request, and the command that records it ag
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from .matching import body_diff, nearest_request
+from .matching import body_diff, body_lines, nearest_request
 
 if TYPE_CHECKING:
     from .wire import WireLog
@@ -34,7 +35,8 @@ def miss_message(wire: WireLog, request: Any) -> str:
     ignored = wire.match_config.ignore_body_fields
     played = [r for i, r in enumerate(recorded) if counts.get(i)]
     unplayed = [r for i, r in enumerate(recorded) if not counts.get(i)]
-    again = nearest_request(request, played)
+    lines_of = _lines_cache(wire)
+    again = nearest_request(request, played, lines_of)
     if again is not None and not _same(again, request, ignored):
         again = None
     if again is not None:
@@ -47,9 +49,9 @@ def miss_message(wire: WireLog, request: Any) -> str:
             "connection error, and is retried); otherwise the run asked more often than the "
             "recording did."
         )
-    nearest = nearest_request(request, unplayed)
+    nearest = nearest_request(request, unplayed, lines_of)
     if nearest is None and again is None:  # all answered: the nearest still shows what changed
-        nearest = nearest_request(request, recorded)
+        nearest = nearest_request(request, recorded, lines_of)
     if nearest is not None:
         position = _number(recorded, nearest)
         diff = body_diff(nearest, request, ignored)
@@ -72,6 +74,21 @@ def miss_message(wire: WireLog, request: Any) -> str:
         f"    pytest '{wire.nodeid}' --crewguard-record-mode=rewrite",
     ]
     return "\n".join(lines)
+
+
+def _lines_cache(wire: WireLog) -> Callable[[Any], list[str]]:
+    """:func:`body_lines` of the recorded requests, made once per test rather than per miss
+    (a crew that changed misses at every call, against the same recordings). By identity:
+    the cassette holds its requests for the whole test."""
+    cache = wire.recorded_lines
+
+    def lines_of(request: Any) -> list[str]:
+        key = id(request)
+        if key not in cache:
+            cache[key] = body_lines(request.body)
+        return cache[key]
+
+    return lines_of
 
 
 def _number(recorded: list[Any], request: Any) -> int:

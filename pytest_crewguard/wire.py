@@ -133,6 +133,7 @@ class WireLog:
         self.keep_errors = keep_errors
         self.calls: list[HttpExchange] = []
         self.misses: list[str] = []
+        self.recorded_lines: dict[int, list[str]] = {}  # by id: miss_message's cache
         self.unrecorded_preflights = 0
         self.refused_errors: list[tuple[Any, int, str]] = []  # (request, status, message)
         self.fault_log = FaultLog()

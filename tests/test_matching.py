@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import difflib
 import json
 
 import pytest
@@ -33,6 +34,31 @@ def test_nearest_request_skips_telemetry_and_binary_bodies() -> None:
     other = _req({"messages": [{"role": "user", "content": "goodbye"}]})
     assert nearest_request(live, [telemetry, binary, other]) is other
     assert nearest_request(live, [telemetry, binary]) is None
+
+
+def _conversation(turns: int, topic: str) -> Request:
+    messages = [{"role": "user", "content": f"{topic}: step {k}"} for k in range(turns)]
+    return _req({"model": "gpt-4o-mini", "messages": messages})
+
+
+def test_the_nearest_of_many_long_conversations_is_found_with_few_exact_comparisons(monkeypatch) -> None:
+    # The exact similarity is quadratic in a body's lines: it is computed for the few
+    # candidates whose linear upper bound is highest, not for all 300.
+    exact = []
+    ratio = difflib.SequenceMatcher.ratio
+    monkeypatch.setattr(difflib.SequenceMatcher, "ratio", lambda self: exact.append(1) or ratio(self))
+    candidates = [_conversation(40, f"topic {n}") for n in range(300)]
+    target = _conversation(40, "topic 217")
+    live = _req({"model": "gpt-4o-mini", "messages": json.loads(target.body)["messages"][:-1]})
+    assert nearest_request(live, candidates) is candidates[217]
+    assert 1 <= len(exact) <= 5
+
+
+def test_equal_candidates_give_the_earliest_and_the_same_endpoint_wins() -> None:
+    live = _conversation(3, "plan")
+    first, second = _conversation(3, "plan"), _conversation(3, "plan")
+    elsewhere = _req(json.loads(live.body), "https://api.openai.com/v1/responses")
+    assert nearest_request(live, [elsewhere, first, second]) is first
 
 
 def test_ignored_body_fields_and_query_parameters_take_no_part() -> None:

@@ -9,7 +9,7 @@ from typing import Any
 
 from vcr.request import Request
 
-from pytest_crewguard import vcr_setup
+from pytest_crewguard import miss_message, vcr_setup
 from pytest_crewguard.cassette_yaml import ReadableYamlSerializer
 from pytest_crewguard.wire import WireLog
 
@@ -81,3 +81,14 @@ def test_a_different_method_is_shown_as_what_changed(tmp_path: Path) -> None:
     [message] = _misses(tmp_path, ["plan"], [_request("plan", method="PUT")])
     assert "sent it again" not in message
     assert "- method: POST" in message and "+ method: PUT" in message
+
+
+def test_the_recordings_are_read_for_diffing_once_per_test_not_per_miss(tmp_path: Path, monkeypatch) -> None:
+    # A crew that changed misses at every call, each against the same recordings.
+    read: list[Any] = []
+    original = miss_message.body_lines
+    monkeypatch.setattr(miss_message, "body_lines", lambda body: read.append(body) or original(body))
+    messages = _misses(tmp_path, ["plan", "search", "answer"], [_request(f"changed {n}") for n in range(4)])
+    assert len(messages) == 4
+    assert all("Nearest recorded request not yet answered" in m for m in messages)
+    assert len(read) == 3
