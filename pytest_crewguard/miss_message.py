@@ -3,17 +3,24 @@ changed against the nearest recorded request, and the command that records it ag
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from .matching import body_diff, body_lines, nearest_request
+from .scrubbing import scrub_request
 
 if TYPE_CHECKING:
     from .wire import WireLog
 
 
 def miss_message(wire: WireLog, request: Any) -> str:
-    """Why ``request`` has no recorded answer, what changed, and how to record it."""
+    """Why ``request`` has no recorded answer, what changed, and how to record it.
+
+    Told from a scrubbed copy, as the recordings were compared with: the message goes to the
+    terminal and into reports (JUnit XML), where a key in a prompt or a URL must not.
+    """
+    request = scrub_request(copy.copy(request))
     lines = [
         f"crewguard: no recorded response for {request.method} {request.uri}",
         f"  test:     {wire.nodeid}",

@@ -92,3 +92,14 @@ def test_the_recordings_are_read_for_diffing_once_per_test_not_per_miss(tmp_path
     assert len(messages) == 4
     assert all("Nearest recorded request not yet answered" in m for m in messages)
     assert len(read) == 3
+
+
+def test_a_key_in_the_prompt_or_the_url_is_not_in_the_message(tmp_path: Path, monkeypatch) -> None:
+    # The message is printed and lands in JUnit XML: a credential the crew sent must not.
+    key = "sk-proj-AbCdEfGhIjKlMnOpQrStUvWxYz0123456789abcdEFGH"
+    monkeypatch.setenv("OPENAI_API_KEY", key)
+    headers = {"authorization": f"Bearer {key}"}
+    sent = Request("POST", f"{URL}?token={key}", _body(f"plan with {key}"), headers)
+    [message] = _misses(tmp_path, ["plan"], [sent])
+    assert key not in message
+    assert "crewguard-scrubbed" in message and "+messages[0].content: plan with crewguard-scrubbed" in message
