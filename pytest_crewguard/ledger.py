@@ -102,7 +102,7 @@ class LLMCall:
 def token_text(call: LLMCall) -> str:
     """``in=1220 (cache read 1217) out=6``, or ``usage unknown``."""
     if not call.usage_known or call.input_tokens is None or call.output_tokens is None:
-        return "usage unknown (the response had no usage block)"
+        return "usage unknown (the response had no readable usage block)"
     extra_in = [
         f"cache read {call.cached_tokens}" if call.cached_tokens else "",
         f"cache write {call.cache_write_tokens}" if call.cache_write_tokens else "",

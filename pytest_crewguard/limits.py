@@ -112,7 +112,7 @@ def usage_unknown_message(calls: Sequence[LLMCall], gate: str) -> str:
     """The gate cannot be checked: these calls' responses carried no usage block."""
     one = len(calls) == 1
     lines = [
-        f"{gate} is set but {len(calls)} LLM call{'' if one else 's'} had no usage in the response, "
+        f"{gate} is set but {len(calls)} LLM call{'' if one else 's'} had no readable usage in the response, "
         f"so {'its' if one else 'their'} tokens and cost are unknown (never counted as 0):"
     ]
     lines += [

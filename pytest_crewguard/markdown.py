@@ -50,7 +50,7 @@ def markdown(data: dict[str, Any], comparison: Comparison | None = None, title: 
             "with `--crewguard-prices`:\n\n" + "\n".join(f"- `{m}`" for m in session.unpriced_models)
         )
     if session.usage_unknown:
-        parts.append(f"{session.usage_unknown} LLM call(s) had no usage in the response: "
+        parts.append(f"{session.usage_unknown} LLM call(s) had no readable usage in the response: "
                      "tokens and cost are lower bounds.")
     parts.append(f"prices: {data.get('prices', 'unknown')}")
     return "\n\n".join(parts) + "\n"

@@ -125,8 +125,8 @@ def table(session: CrewguardSession) -> str:
         tests = sum(1 for r in records if r.usage_unknown)
         lines.append(
             f"usage unknown: {_plural(unknown_usage, 'LLM call')} in {_plural(tests, 'test')} had no "
-            "usage block in the response (a stream recorded without usage?); their tokens and cost "
-            "are not in the totals, which are lower bounds (≥)"
+            "readable usage block in the response (a stream recorded without usage, a count that is "
+            "not a number?); their tokens and cost are not in the totals, which are lower bounds (≥)"
         )
     kinds = [
         (session.total("cached_tokens"), "cache reads"),

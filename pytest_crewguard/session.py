@@ -187,7 +187,7 @@ class CrewguardSession:
         if self.usage_unknown:
             tests = [r.nodeid for r in self.records.values() if r.usage_unknown]
             problems.append(
-                f"{gate} is set but {self.usage_unknown} LLM call(s) had no usage in the response, "
+                f"{gate} is set but {self.usage_unknown} LLM call(s) had no readable usage in the response, "
                 f"so the session cost is unknown (never counted as 0); in: {', '.join(sorted(tests))}"
             )
         return "\n".join(problems) or None

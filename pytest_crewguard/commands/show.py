@@ -56,7 +56,7 @@ def _message_lines(message: Message, full: bool) -> list[str]:
 def _usage_text(call: RecordedCall) -> str:
     usage = call.usage
     if usage is None:
-        return "usage: unknown (the response had no usage block)"
+        return "usage: unknown (the response had no readable usage block)"
     extra = []
     if usage.cached_tokens:
         extra.append(f"cache read {usage.cached_tokens}")

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from .decoding import dicts
-from .types import Usage, count, has_any
+from .types import Usage, count, has_any, token_count
 
 
 def fold_messages(chunks: list[Any]) -> dict[str, Any]:
@@ -35,14 +35,17 @@ def messages_usage(data: Any) -> Usage | None:
     block = data.get("usage") if isinstance(data, dict) else None
     if not isinstance(block, dict) or not has_any(block, "input_tokens", "output_tokens"):
         return None
+    input_tokens, output_tokens = token_count(block, "input_tokens"), token_count(block, "output_tokens")
+    if input_tokens is None or output_tokens is None:  # there but unreadable: unknown, not 0
+        return None
     read = count(block, "cache_read_input_tokens")
     write_1h = count(block, "cache_creation", "ephemeral_1h_input_tokens")
     write = count(block, "cache_creation_input_tokens")
     if not write:  # only the split was reported
         write = count(block, "cache_creation", "ephemeral_5m_input_tokens") + write_1h
     return Usage(
-        input_tokens=count(block, "input_tokens") + read + write,
-        output_tokens=count(block, "output_tokens"),
+        input_tokens=input_tokens + read + write,
+        output_tokens=output_tokens,
         cached_tokens=read,
         reasoning_tokens=count(block, "output_tokens_details", "thinking_tokens"),
         cache_write_tokens=write,

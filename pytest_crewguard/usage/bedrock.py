@@ -7,7 +7,7 @@ from typing import Any
 
 from .anthropic import messages_usage
 from .decoding import Headers, dicts, header_value
-from .types import Usage, count, has_any
+from .types import Usage, count, has_any, token_count
 
 
 def fold_stream(chunks: list[Any]) -> dict[str, Any]:
@@ -31,6 +31,9 @@ def converse_usage(data: Any) -> Usage | None:
     block = data.get("usage") if isinstance(data, dict) else None
     if not isinstance(block, dict) or not has_any(block, "inputTokens", "outputTokens"):
         return None
+    input_tokens, output_tokens = token_count(block, "inputTokens"), token_count(block, "outputTokens")
+    if input_tokens is None or output_tokens is None:  # there but unreadable: unknown, not 0
+        return None
     read, write = count(block, "cacheReadInputTokens"), count(block, "cacheWriteInputTokens")
     details = block.get("cacheDetails")
     write_1h = (
@@ -39,8 +42,8 @@ def converse_usage(data: Any) -> Usage | None:
         else 0
     )
     return Usage(
-        input_tokens=count(block, "inputTokens") + read + write,
-        output_tokens=count(block, "outputTokens"),
+        input_tokens=input_tokens + read + write,
+        output_tokens=output_tokens,
         cached_tokens=read,
         cache_write_tokens=write,
         cache_write_1h_tokens=min(write_1h, write),

@@ -7,7 +7,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from .decoding import dicts, fold_chunks
-from .types import Usage, count, has_any
+from .types import Usage, count, has_any, token_count
 
 
 def fold_chat(chunks: list[Any]) -> dict[str, Any]:
@@ -50,12 +50,16 @@ def responses_usage(data: Any) -> Usage | None:
     return _usage(block, "input_tokens", "output_tokens")
 
 
-def _usage(block: Mapping[str, Any], inputs: str, outputs: str) -> Usage:
+def _usage(block: Mapping[str, Any], inputs: str, outputs: str) -> Usage | None:
     """Chat and Responses differ only in names: ``<inputs>`` and ``<inputs>_details`` hold the
-    input and cache counts, ``<outputs>`` and ``<outputs>_details`` the output and reasoning."""
+    input and cache counts, ``<outputs>`` and ``<outputs>_details`` the output and reasoning.
+    A main count that is there but unreadable leaves the usage unknown."""
+    input_tokens, output_tokens = token_count(block, inputs), token_count(block, outputs)
+    if input_tokens is None or output_tokens is None:
+        return None
     return Usage(
-        input_tokens=count(block, inputs),
-        output_tokens=count(block, outputs),
+        input_tokens=input_tokens,
+        output_tokens=output_tokens,
         cached_tokens=count(block, f"{inputs}_details", "cached_tokens"),
         reasoning_tokens=count(block, f"{outputs}_details", "reasoning_tokens"),
         cache_write_tokens=count(block, f"{inputs}_details", "cache_write_tokens"),

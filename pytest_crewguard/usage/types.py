@@ -65,16 +65,26 @@ class Exchange:
     streamed: bool
 
 
-def count(block: Any, *path: str) -> int:
-    """A non-negative token count at ``path``, 0 when absent or not a number."""
+def token_count(block: Any, *path: str) -> int | None:
+    """A main token count at ``path`` (input, output), which a call's cost rests on: 0 when
+    absent (some OpenAI-compatible servers leave out a count they have not got), ``None`` when
+    present but no plausible count (a string, a bool, negative, NaN, over a quadrillion): such
+    a call's usage is unknown, never 0."""
     value = block
     for key in path:
         value = value.get(key) if isinstance(value, Mapping) else None
+    if value is None:
+        return 0
     if isinstance(value, bool) or not isinstance(value, int | float) or value != value or value < 0:
-        return 0
+        return None
     if value > 10**15:  # no call has a quadrillion tokens: a corrupt or hostile number
-        return 0
+        return None
     return int(value)
+
+
+def count(block: Any, *path: str) -> int:
+    """A detail count (cached, reasoning, cache writes...): 0 when absent or not a count."""
+    return token_count(block, *path) or 0
 
 
 def has_any(block: Mapping[str, Any], *keys: str) -> bool:
