@@ -108,21 +108,33 @@ def _output(value: Any, rootdir: Path | None) -> Any:
     wrong = task_map_problem(value)
     if wrong:
         raise ConfigError(f"argument output={{...}}: {wrong}")
-    if value is None or isinstance(value, dict):
+    if value is None:
+        return value
+    if isinstance(value, dict):  # checked now: a bad schema fails before any crew runs
+        from .output_schema import check_schema
+
+        try:
+            check_schema(value)
+        except ConfigError as err:
+            raise ConfigError(f"argument output={{...}}: {err}") from None
         return value
     if isinstance(value, (str, Path)):
         if not str(value).endswith(".json"):
             raise ConfigError(f"argument output={value!r}: a schema file path must end in .json")
         if rootdir is not None:  # read it now: a missing file fails before any crew runs
-            from .output_schema import load_schema
+            from .output_schema import check_schema, load_schema
 
             try:
-                load_schema(value, rootdir)
+                loaded = load_schema(value, rootdir)
             except ConfigError as err:
                 raise ConfigError(
                     f"argument output={str(value)!r}: {err}; give a .json file path relative to "
                     f"the rootdir ({rootdir}), e.g. output=\"schemas/research.json\""
                 ) from None
+            try:
+                check_schema(loaded)
+            except ConfigError as err:
+                raise ConfigError(f"argument output={str(value)!r}: {err}") from None
         return value
     if isinstance(value, type) and hasattr(value, "model_validate"):
         return value

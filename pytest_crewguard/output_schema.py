@@ -57,6 +57,21 @@ def load_schema(schema: Any, rootdir: Path | None) -> Any:
     return schema
 
 
+def check_schema(schema: dict[str, Any]) -> None:
+    """Raise :class:`ConfigError` naming the schema, the problem and where it is, when
+    ``schema`` is not a valid JSON Schema (draft 2020-12)."""
+    from jsonschema import Draft202012Validator
+    from jsonschema.exceptions import SchemaError
+
+    try:
+        Draft202012Validator.check_schema(schema)
+    except SchemaError as err:
+        title = schema.get("title")
+        name = f"output schema {title!r}" if title else "this schema"
+        where = "/".join(map(str, err.absolute_path)) or "the top level"
+        raise ConfigError(f"{name} is not a valid JSON Schema: {err.message} (at {where})") from None
+
+
 def _raw_of(output: Any) -> str:
     raw = getattr(output, "raw", None)
     return "" if raw is None else str(raw)
@@ -101,14 +116,8 @@ def validation_errors(schema: Any, data: Any) -> list[str]:
             return pydantic_errors(err.errors())
         return []
     from jsonschema import Draft202012Validator
-    from jsonschema.exceptions import SchemaError
 
-    try:
-        Draft202012Validator.check_schema(schema)
-    except SchemaError as err:
-        raise ConfigError(
-            f"output schema {schema_name(schema)} is not a valid JSON Schema: {err.message}"
-        ) from None
+    check_schema(schema)
     lines: list[tuple[list[str], str]] = []
     for error in Draft202012Validator(schema).iter_errors(data):
         path = list(error.absolute_path)

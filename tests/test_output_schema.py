@@ -283,3 +283,35 @@ def test_plain_text_output_checks_against_a_string_schema(crewai_loaded):
     assert "(root): 'Short' is too short" in problem and "does not match '^Agents'" in problem
     # Any other schema still needs JSON.
     assert "is not JSON" in (check_output(run("Agents plan."), {"type": "object"}) or "")
+
+
+@pytest.mark.parametrize(
+    ("schema", "problem"),
+    [
+        ({"type": "bogus"}, "this schema is not a valid JSON Schema: 'bogus' is not valid"),
+        ({"title": "Research", "properties": {"a": {"type": 5}}},
+         "output schema 'Research' is not a valid JSON Schema: 5 is not valid"),
+        ({"type": "object", "required": "summary"}, "'summary' is not of type 'array' (at required)"),
+    ],
+)
+def test_a_schema_that_is_not_json_schema_is_refused_with_the_marker(schema, problem):
+    # Refused when the marker is read (collection), not after the crew has run.
+    from pytest_crewguard.errors import ConfigError
+    from pytest_crewguard.marker import spec_from_marker
+
+    with pytest.raises(ConfigError) as refused:
+        spec_from_marker((), {"output": schema}, "t.py::test_x")
+    assert "argument output={...}: " in str(refused.value) and problem in str(refused.value)
+    assert spec_from_marker((), {"output": {"type": "object"}}, "t.py::test_x").output == {"type": "object"}
+
+
+def test_a_schema_file_that_is_not_json_schema_is_refused_naming_the_file(tmp_path):
+    from pytest_crewguard.errors import ConfigError
+    from pytest_crewguard.marker import spec_from_marker
+
+    (tmp_path / "research.json").write_text('{"type": "object", "properties": {"summary": {"type": "text"}}}')
+    with pytest.raises(ConfigError) as refused:
+        spec_from_marker((), {"output": "research.json"}, "t.py::test_x", rootdir=tmp_path)
+    message = str(refused.value)
+    assert "argument output='research.json': output schema 'research.json' is not a valid" in message
+    assert "(at properties/summary/type)" in message and "relative to the rootdir" not in message

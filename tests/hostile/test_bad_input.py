@@ -83,6 +83,8 @@ def test_x():
         ("max_tokens=10**400", "*argument max_tokens=*digits)*e.g. max_tokens=20000*"),
         ("repeat=10**400", "*argument repeat=*e.g. repeat=3*"),
         ('output="missing.json"', "*argument output='missing.json'*cannot read*missing.json*e.g. output=*"),
+        ('output={"type": "bogus"}',
+         "*argument output={...}: this schema is not a valid JSON Schema: 'bogus' is not valid*(at type)"),
         ('cassette="../../x.yaml"', "*argument cassette='../../x.yaml'*outside the cassette dir*"),
     ],
 )
