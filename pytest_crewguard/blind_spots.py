@@ -25,6 +25,11 @@ def blind_spots(
     other = interception.taken_over(patches) if patches else None
     if other is not None:
         found.append(Violation(Gate.TRAFFIC_NOT_SEEN, _taken_over_message(other, nodeid)))
+    else:
+        completed, answered = _calls_answered(wire, events)
+        if completed > answered:
+            message = _answered_above_message(completed, answered, nodeid)
+            found.append(Violation(Gate.TRAFFIC_NOT_SEEN, message))
     unscoped = crew_events.calls_without_events(wire.calls, events)
     if unscoped:
         message = _events_missing_message(unscoped)
@@ -32,6 +37,28 @@ def blind_spots(
     for problem in wire.error_answers():
         found.append(Violation(Gate.PROVIDER_ERROR, problem))
     return found
+
+
+def _calls_answered(wire: WireLog, events: EventLog) -> tuple[int, int]:
+    """LLM calls CrewAI says completed, and the answers the cassette gave (of any kind, to be
+    safe with endpoints crewguard does not know as LLM calls).
+
+    More calls than answers means something answered above the HTTP transport, where the
+    interception check does not look (a patched ``httpx.Client.send``, a mocked SDK client).
+    """
+    answered = sum(1 for call in list(wire.calls) if call.status < 400 and call.exchange.kind != "preflight")
+    return events.count("llm_call_completed"), answered
+
+
+def _answered_above_message(completed: int, answered: int, nodeid: str) -> str:
+    return (
+        f"crewguard: CrewAI reported {completed} LLM call(s) completed in {nodeid}, but crewguard's "
+        f"cassette answered {answered} HTTP request(s): the rest were answered above the HTTP "
+        "transport (a patched httpx.Client.send, a mocked SDK client, an LLM class that emits "
+        "CrewAI's events without a request), so crewguard could not count, price or gate them.\n"
+        "  Let the provider SDK send its requests and crewguard answer them from the cassette; "
+        "a test that mocks the LLM itself is not one to guard with crewguard."
+    )
 
 
 def _taken_over_message(other: str, nodeid: str) -> str:

@@ -74,6 +74,11 @@ class EventLog:
         with self._lock:
             return self.records.get(event_id)
 
+    def count(self, event_type: str) -> int:
+        """How many events of ``event_type`` were logged."""
+        with self._lock:
+            return sum(1 for record in self.records.values() if record.type == event_type)
+
     def ordered(self, *types: str) -> list[CrewEvent]:
         """Events of the given types (all when none given), in emission order.
 

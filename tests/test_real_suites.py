@@ -161,3 +161,36 @@ def test_telemetry_is_never_a_miss_other_traffic_is(pytester: pytest.Pytester, c
             "*test_other_traffic_is_a_miss*FAILED cassette_miss*",
         ]
     )
+
+
+MOCKED_SEND = """
+import httpx
+
+ANSWER = {"id": "c1", "object": "chat.completion", "created": 1, "model": "gpt-4o-mini",
+          "choices": [{"index": 0, "finish_reason": "stop",
+                       "message": {"role": "assistant", "content": "Mocked answer."}}],
+          "usage": {"prompt_tokens": 200000, "completion_tokens": 10, "total_tokens": 200010}}
+
+@pytest.mark.crewguard(max_cost=0.0001)
+def test_mocked_above_the_transport(crewguard, monkeypatch):
+    def send(self, request, **kwargs):
+        return httpx.Response(200, json=ANSWER, request=request)
+
+    monkeypatch.setattr(httpx.Client, "send", send)
+    dump(crewguard.kickoff(make_crew, inputs={"topic": "AI"}), "mocked")
+"""
+
+
+def test_llm_calls_answered_above_the_transport_fail_as_not_seen(pytester: pytest.Pytester) -> None:
+    # A mock of httpx.Client.send answers before any transport: CrewAI reports the call, the
+    # cassette never sees it. It was 0 calls and $0 under a cost gate, and a pass.
+    pytester.makepyfile(test_crew=crew_test_file("http://127.0.0.1:9/v1", MOCKED_SEND))
+    result = pytester.runpytest()
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(
+        [
+            "*CrewAI reported 1 LLM call(s) completed in test_crew.py::test_mocked_above_the_transport, "
+            "but crewguard's cassette answered 0 HTTP request(s)*",
+            "*test_mocked_above_the_transport*FAILED traffic_not_seen*",
+        ]
+    )
