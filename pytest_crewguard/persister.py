@@ -12,6 +12,7 @@ is scrubbed of secrets, locked and merged with other tests' writes of the same c
 from __future__ import annotations
 
 import os
+import reprlib
 import secrets
 import stat
 import threading
@@ -93,6 +94,9 @@ def interaction_problem(interaction: Any) -> str | None:
 # first of a list), bytes included; a response's are always a list, each value written out as
 # text. Anything else fails inside the HTTP client when the answer is played, where the SDK
 # takes it for a connection error and retries: the test would then fail on a later request.
+# A short repr: a value built from YAML aliases can be nested a billion items deep.
+_SHORT = reprlib.Repr()
+_SHORT.maxlevel, _SHORT.maxlist, _SHORT.maxstring, _SHORT.maxother = 2, 3, 40, 40
 _HeaderRule = tuple[tuple[type, ...], bool, str]  # value types, one value allowed, what to say
 _REQUEST_HEADER: _HeaderRule = ((str, bytes), True, "a string or a list of strings")
 _RESPONSE_HEADER: _HeaderRule = ((str,), False, "a list of strings")
@@ -105,7 +109,7 @@ def _headers_problem(side: str, headers: dict[Any, Any], rule: _HeaderRule) -> s
             return f"has a {side} header name that is {_a(name)} ({name!r}), not a string"
         values = [value] if single_allowed and isinstance(value, types) else value
         if not isinstance(values, list) or not all(isinstance(v, types) for v in values):
-            shown = f"a list holding {value!r}"[:80] if isinstance(value, list) else _a(value)
+            shown = f"a list holding {_SHORT.repr(value)}" if isinstance(value, list) else _a(value)
             return f"has a {side} header '{name}' that is {shown}, not {expected}"
     return None
 

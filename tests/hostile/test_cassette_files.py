@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -171,6 +173,30 @@ def test_a_malformed_interaction_is_named_at_load_and_the_file_is_left_alone(tmp
     assert str(refused.value).startswith(f"crewguard cannot load cassette {path}: interaction 3 {problem}")
     assert "record again with --crewguard-record-mode=once" in str(refused.value)
     assert path.read_text() == text
+
+
+def test_an_alias_bomb_in_a_header_is_named_without_expanding_it(tmp_path):
+    # Nine levels of YAML aliases: a billion items if written out. Loaded in a child process
+    # limited to 1 GB of address space, where writing it out would fail.
+    lines = ["version: 1", "a0: &a0 [lol, lol, lol, lol, lol, lol, lol, lol, lol, lol]"]
+    lines += [f"a{i}: &a{i} [" + ", ".join([f"*a{i - 1}"] * 10) + "]" for i in range(1, 9)]
+    lines += ["interactions:", "- request: {method: POST, uri: 'https://x/v1/chat', body: '{}', headers: {}}",
+              "  response: {status: {code: 200, message: OK}, headers: {server: *a8}, body: {string: '{}'}}"]
+    path = tmp_path / "bomb.yaml"
+    path.write_text("\n".join(lines) + "\n")
+    child = (
+        "import resource, sys\n"
+        "resource.setrlimit(resource.RLIMIT_AS, (1 << 30, 1 << 30))\n"
+        "from pytest_crewguard.persister import AtomicYamlPersister, ReadableYamlSerializer\n"
+        "try:\n"
+        f"    AtomicYamlPersister.load_cassette({str(path)!r}, ReadableYamlSerializer)\n"
+        "except Exception as err:\n"
+        "    print(type(err).__name__, err)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", child], capture_output=True, text=True, timeout=120)
+    assert done.stdout.startswith("CassetteError crewguard cannot load cassette"), done.stdout + done.stderr
+    assert "interaction 1 has a response header 'server' that is a list holding [[[" in done.stdout
+    assert len(done.stdout) < 500
 
 
 SHARED = """
