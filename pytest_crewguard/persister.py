@@ -28,6 +28,7 @@ from vcr.serialize import CASSETTE_FORMAT_VERSION, serialize
 from . import cassette_writers as writers
 from .cassette_yaml import ReadableYamlSerializer, _ReadableDumper
 from .errors import CassetteError
+from .recorded_latency import LATENCY_HEADER, MAX_LATENCY_S, latency_seconds
 from .scrubbing import scrub_interaction
 from .secret_refusal import refuse_secrets
 
@@ -85,9 +86,21 @@ def interaction_problem(interaction: Any) -> str | None:
     if "string" not in response["body"] or not isinstance(response["body"]["string"], (str, bytes)):
         return "has a response body without a string"
     request_headers = interaction["request"]["headers"]
-    return _headers_problem("request", request_headers, _REQUEST_HEADER) or _headers_problem(
-        "response", response["headers"], _RESPONSE_HEADER
+    return (
+        _headers_problem("request", request_headers, _REQUEST_HEADER)
+        or _headers_problem("response", response["headers"], _RESPONSE_HEADER)
+        or _latency_problem(response["headers"])
     )
+
+
+def _latency_problem(headers: dict[str, list[str]]) -> str | None:
+    for name, values in headers.items():
+        if name.lower() == LATENCY_HEADER and values and latency_seconds(values[0]) is None:
+            return (
+                f"has a response header '{name}' of {values[0]!r}, not a latency in seconds "
+                f"(a number from 0 to {MAX_LATENCY_S:.0f})"
+            )
+    return None
 
 
 # What vcrpy's stubs accept as header values: a request's may be one value (vcrpy keeps the

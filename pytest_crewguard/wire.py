@@ -23,10 +23,9 @@ from .fault_log import FaultLog
 from .faults import FaultInjector, fault_response, timeout_error
 from .match_config import MatchConfig
 from .miss_message import miss_message
+from .recorded_latency import LATENCY_HEADER, latency_seconds
 from .stand_ins import stand_in_kind, stand_in_response
 from .usage import Exchange, classify_exchange, header_value
-
-LATENCY_HEADER = "x-crewguard-latency-s"
 
 Scope = tuple[tuple[str, str], ...]
 
@@ -151,8 +150,8 @@ class WireLog:
         self._started.set(time.perf_counter())
 
     def replayed(self, request: Any, response: dict[str, Any]) -> None:
-        latency = header_value(response.get("headers") or {}, LATENCY_HEADER)
-        self._keep(request, response, float(latency) if latency else None, replayed=True)
+        latency = latency_seconds(header_value(response.get("headers") or {}, LATENCY_HEADER))
+        self._keep(request, response, latency, replayed=True)
 
     def fault_for(self, request: Any) -> dict[str, Any] | None:
         """A provider fault to answer ``request`` with before its recording (``faults=``).
@@ -215,8 +214,8 @@ class WireLog:
         return {**response, "headers": headers}
 
     def recorded(self, request: Any, stored: dict[str, Any]) -> None:
-        latency = header_value(stored.get("headers") or {}, LATENCY_HEADER)
-        self._keep(request, stored, float(latency) if latency else None, replayed=False)
+        latency = latency_seconds(header_value(stored.get("headers") or {}, LATENCY_HEADER))
+        self._keep(request, stored, latency, replayed=False)
 
     # -- read by the guard ----------------------------------------------------------------------
 

@@ -132,6 +132,10 @@ GOOD_REQUEST = {"method": "POST", "uri": "https://x/v1/chat", "body": "{}", "hea
 GOOD_RESPONSE = {"status": {"code": 200, "message": "OK"}, "headers": {}, "body": {"string": "{}"}}
 
 
+def _latency(name: str, value: str) -> dict[str, Any]:
+    return {**GOOD_RESPONSE, "headers": {name: [value]}}
+
+
 def _without(mapping: dict[str, Any], key: str) -> dict[str, Any]:
     return {k: v for k, v in mapping.items() if k != key}
 
@@ -160,6 +164,12 @@ def _without(mapping: dict[str, Any], key: str) -> dict[str, Any]:
          "has a request header 'accept' that is an int, not a string or a list of strings"),
         ({"request": {**GOOD_REQUEST, "headers": {7: "x"}}, "response": GOOD_RESPONSE},
          "has a request header name that is an int (7), not a string"),
+        ({"request": GOOD_REQUEST, "response": _latency("x-crewguard-latency-s", "nan")},
+         "has a response header 'x-crewguard-latency-s' of 'nan', not a latency in seconds (a number from 0"),
+        ({"request": GOOD_REQUEST, "response": _latency("X-Crewguard-Latency-S", "-1")},
+         "has a response header 'X-Crewguard-Latency-S' of '-1', not a latency in seconds"),
+        ({"request": GOOD_REQUEST, "response": _latency("x-crewguard-latency-s", "abc")},
+         "has a response header 'x-crewguard-latency-s' of 'abc', not a latency in seconds"),
         ("just a string", "is not a mapping with request and response"),
     ],
 )
