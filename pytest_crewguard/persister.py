@@ -19,6 +19,7 @@ import threading
 from collections import OrderedDict
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import yaml
 from vcr.persisters.filesystem import CassetteNotFoundError
@@ -81,10 +82,16 @@ def interaction_problem(interaction: Any) -> str | None:
     status = response["status"]
     if not isinstance(status.get("code"), int) or isinstance(status.get("code"), bool):
         return f"has a response status without a numeric code ({status!r})"
+    if not 100 <= status["code"] <= 599:
+        return f"has a response status code {status['code']}, not an HTTP status (100 to 599)"
     if not isinstance(status.get("message"), str):
         return "has a response status without a message"
     if "string" not in response["body"] or not isinstance(response["body"]["string"], (str, bytes)):
         return "has a response body without a string"
+    try:  # vcrpy parses it (port included) for every request it compares
+        urlsplit(interaction["request"]["uri"]).port  # noqa: B018
+    except ValueError as err:
+        return f"has a request uri that is not a URL ({err}: {interaction['request']['uri'][:100]!r})"
     request_headers = interaction["request"]["headers"]
     return (
         _headers_problem("request", request_headers, _REQUEST_HEADER)
@@ -173,7 +180,11 @@ def _parsed(path: Path, serializer: Any) -> tuple[str, list[Any]] | None:
     except OSError as err:
         raise CassetteError(f"crewguard cannot read cassette {path}: {err}") from err
     if not stat.S_ISREG(info.st_mode):
-        return None
+        kind = "a directory" if stat.S_ISDIR(info.st_mode) else "not a regular file"
+        raise CassetteError(
+            f"crewguard cannot load cassette {path}: it is {kind}, not a cassette file. Move it "
+            "away, or give the test another cassette with @pytest.mark.crewguard(cassette=...)."
+        )
     key = (str(path), info.st_ino, info.st_size, info.st_mtime_ns)
     with _parsed_lock:
         cached = _PARSED.get(key)

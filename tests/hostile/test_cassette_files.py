@@ -164,6 +164,10 @@ def _without(mapping: dict[str, Any], key: str) -> dict[str, Any]:
          "has a request header 'accept' that is an int, not a string or a list of strings"),
         ({"request": {**GOOD_REQUEST, "headers": {7: "x"}}, "response": GOOD_RESPONSE},
          "has a request header name that is an int (7), not a string"),
+        ({"request": GOOD_REQUEST, "response": {**GOOD_RESPONSE, "status": {"code": 999, "message": "?"}}},
+         "has a response status code 999, not an HTTP status (100 to 599)"),
+        ({"request": {**GOOD_REQUEST, "uri": "http://[::1/v1"}, "response": GOOD_RESPONSE},
+         "has a request uri that is not a URL (Invalid IPv6 URL: 'http://[::1/v1')"),
         ({"request": GOOD_REQUEST, "response": _latency("x-crewguard-latency-s", "nan")},
          "has a response header 'x-crewguard-latency-s' of 'nan', not a latency in seconds (a number from 0"),
         ({"request": GOOD_REQUEST, "response": _latency("X-Crewguard-Latency-S", "-1")},
@@ -183,6 +187,17 @@ def test_a_malformed_interaction_is_named_at_load_and_the_file_is_left_alone(tmp
     assert str(refused.value).startswith(f"crewguard cannot load cassette {path}: interaction 3 {problem}")
     assert "record again with --crewguard-record-mode=once" in str(refused.value)
     assert path.read_text() == text
+
+
+def test_a_directory_where_the_cassette_should_be_is_named_not_taken_for_no_cassette(tmp_path):
+    # Taken for "no cassette yet", it sent the user to record (calling the provider), and the
+    # write then failed on the directory.
+    path = tmp_path / "c.yaml"
+    path.mkdir()
+    with pytest.raises(CassetteError) as refused:
+        AtomicYamlPersister.load_cassette(path, SERIALIZER)
+    expected = f"crewguard cannot load cassette {path}: it is a directory, not a cassette file"
+    assert str(refused.value).startswith(expected)
 
 
 def test_an_alias_bomb_in_a_header_is_named_without_expanding_it(tmp_path):
