@@ -7,6 +7,7 @@ import copy
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+from .answer_problems import answer_problem
 from .matching import body_diff, body_lines, nearest_request
 from .scrubbing import scrub_request
 
@@ -49,12 +50,21 @@ def miss_message(wire: WireLog, request: Any) -> str:
     if again is not None:
         # Sent again after its answer: an SDK retries when it could not use an answer, so the
         # cause is in what happened to that answer, not in the request.
+        number = _number(recorded, again)
+        same = f"  The same request was recorded (interaction {number} of {len(recorded)}) and already "
+        same += "answered: "
+        problem = answer_problem(wire.cassette.data[number - 1][1])
+        if problem is not None:
+            lines += [
+                same + f"this run sent it again, as an SDK does when the answer fails it: {problem}.",
+                f"  Fix interaction {number}'s response in the cassette, or record this test again:",
+                f"    pytest '{wire.nodeid}' --crewguard-record-mode=rewrite",
+            ]
+            return "\n".join(lines)
         lines.append(
-            f"  The same request was recorded (interaction {_number(recorded, again)} of "
-            f"{len(recorded)}) and already answered: this run sent it again. An SDK sends a request "
-            "again when it could not use the answer (an error while reading it counts as a "
-            "connection error, and is retried); otherwise the run asked more often than the "
-            "recording did."
+            same + "this run sent it again. An SDK sends a request again when it could not use "
+            "the answer (an error while reading it counts as a connection error, and is "
+            "retried); otherwise the run asked more often than the recording did."
         )
     nearest = nearest_request(request, unplayed, lines_of)
     if nearest is None and again is None:  # all answered: the nearest still shows what changed

@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+import pytest
 from vcr.request import Request
 
 from pytest_crewguard import miss_message, vcr_setup
@@ -24,7 +25,9 @@ def _request(prompt: str, method: str = "POST") -> Any:
     return Request(method, URL, _body(prompt), {"content-type": "application/json"})
 
 
-def _misses(tmp_path: Path, recorded: list[str], sent: list[Any]) -> list[str]:
+def _misses(
+    tmp_path: Path, recorded: list[str], sent: list[Any], first_answer: dict[str, Any] | None = None
+) -> list[str]:
     """Replay ``sent`` against a cassette of ``recorded`` prompts; the miss messages."""
     interactions = [
         {
@@ -35,6 +38,8 @@ def _misses(tmp_path: Path, recorded: list[str], sent: list[Any]) -> list[str]:
         }
         for prompt in recorded
     ]
+    if first_answer is not None:
+        interactions[0]["response"] = first_answer
     path = tmp_path / "c.yaml"
     path.write_text(ReadableYamlSerializer.serialize({"version": 1, "interactions": interactions}))
     with vcr_setup.cassette(path, "none") as cassette:
@@ -103,3 +108,38 @@ def test_a_key_in_the_prompt_or_the_url_is_not_in_the_message(tmp_path: Path, mo
     [message] = _misses(tmp_path, ["plan"], [sent])
     assert key not in message
     assert "crewguard-scrubbed" in message and "+messages[0].content: plan with crewguard-scrubbed" in message
+
+
+def _answer(body: str, content_type: str = "application/json", code: int = 200) -> dict[str, Any]:
+    return {"status": {"code": code, "message": "Internal Server Error" if code == 500 else "OK"},
+            "headers": {"content-type": [content_type]}, "body": {"string": body}}
+
+
+@pytest.mark.parametrize(
+    ("answer", "problem"),
+    [
+        (_answer('{"id": "c1", "choices": ['),
+         "its body is not valid JSON (Expecting value at character 25 of 25)"),
+        (_answer(""), "its body is empty where JSON was announced"),
+        (_answer('{"error": "boom"}', code=500),
+         "it is an error answer, HTTP 500 Internal Server Error, which SDKs retry"),
+        (_answer('data: {"id": 1}\n\ndata: {"id": \n\ndata: [DONE]\n\n', "text/event-stream"),
+         "its streamed chunk 2 of 3 is not valid JSON (Expecting value at character 6 of 6)"),
+    ],
+)
+def test_a_request_sent_again_names_what_is_wrong_with_the_answer_it_got(
+    tmp_path: Path, answer: dict[str, Any], problem: str
+) -> None:
+    sent = [_request("plan"), _request("plan")]
+    [message] = _misses(tmp_path, ["plan", "search"], sent, first_answer=answer)
+    assert f"this run sent it again, as an SDK does when the answer fails it: {problem}." in message
+    assert "Fix interaction 1's response in the cassette, or record this test again:" in message
+    assert "Nearest" not in message  # the next interaction is not what went wrong
+
+
+def test_a_good_answer_sent_again_keeps_the_diff() -> None:
+    from pytest_crewguard.answer_problems import answer_problem
+
+    assert answer_problem(_answer('{"id": "c1"}')) is None
+    assert answer_problem(_answer('data: {"id": 1}\n\ndata: [DONE]\n\n', "text/event-stream")) is None
+    assert answer_problem(_answer("plain text", "text/plain")) is None
