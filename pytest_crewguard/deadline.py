@@ -288,7 +288,7 @@ def left_behind_lines(left: list[tuple[threading.Thread, str]], exit_status: int
         else "it ends when they do"
     )
     head = (
-        f"crewguard: {len(left)} thread{'s' if plural else ''} of crews that ran past max_seconds "
+        f"crewguard: {len(left)} thread{'s' if plural else ''} of crews crewguard stopped waiting for "
         f"{'are' if plural else 'is'} still running and would keep this process from exiting; {then}:"
     )
     return [head, *(f"  {thread.name} ({owner}): {where(thread)}" for thread, owner in left)]

@@ -8,6 +8,7 @@ nothing of pytest: a failed gate is raised as :class:`~pytest_crewguard.verdict.
 from __future__ import annotations
 
 import sys
+import threading
 from collections.abc import Callable
 from contextlib import ExitStack
 from pathlib import Path
@@ -68,6 +69,7 @@ class GuardSession:
         self.assembly = RunAssembly(lambda: self.wire, self.events, results.prices, settings.rootdir)
         self.verdict = Verdict()
         self.checked: set[int] = set()  # ids of runs whose per-run gates were already checked
+        self.threads_before: set[threading.Thread] = set()  # alive when the body began (begin_call)
         self.storage_dir: Path = storage_root  # the test's own directory once started
         self.repeat_summaries: list[Callable[[], dict[str, Any]]] = []  # per kickoff call
         self._storage_root = storage_root
@@ -267,6 +269,7 @@ class GuardSession:
     def finish_call(self) -> None:
         """After the test body: check every run the test did not check yet, and the totals."""
         crew_events.flush()
+        self.settle_kickoffs()
         self.fail_if_blind()
         found: list[Violation] = []
         runs = self.assembly.all_runs()
@@ -282,6 +285,31 @@ class GuardSession:
         found = self.verdict.new(found)
         if found:
             raise self.verdict.failure(found)
+
+    def begin_call(self) -> None:
+        """The test body starts: threads it starts from now on may run kickoffs of its own."""
+        from .unfinished_kickoffs import threads_now
+
+        self.threads_before = threads_now()
+
+    def settle_kickoffs(self, fail: bool = True) -> None:
+        """Wait, inside the test's cassette, for kickoffs the application left running; stop
+        those that do not end. Their gate fails the test (``fail``), or is only recorded when
+        the test failed already."""
+        from . import unfinished_kickoffs as unfinished
+
+        own = {run.kickoff_id for run in self.assembly.fixture_runs}  # ended, or already stopped
+        seconds = self.spec.max_seconds or unfinished.DEFAULT_WAIT_S
+        left, running, waited = unfinished.wait_for(self.events, own, self.threads_before, seconds)
+        if not (left or running):
+            return
+        threads = unfinished.stop(left, running, self.nodeid)
+        message = unfinished.message(left, len(running), waited, threads)
+        found = self.verdict.new([Violation(Gate.UNFINISHED_KICKOFF, message)])
+        if found:
+            failure = self.verdict.failure(found)
+            if fail:
+                raise failure
 
     def notes(self) -> list[str]:
         """What this test's numbers rest on that a reader should know (shown under the table)."""

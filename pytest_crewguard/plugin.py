@@ -233,10 +233,14 @@ class GuardedTestHooks:
         if _guarded_key not in item.stash:
             return (yield)
         guard = item.stash.get(_guard_key, None)
+        if guard is not None:
+            guard.begin_call()
         try:
             with _gates_fail_the_test():
                 result = yield
         except BaseException as err:
+            if guard is not None:  # failed: still nothing of its crews may outlive the cassette
+                guard.settle_kickoffs(fail=False)
             explained = guard.explain(err) if guard is not None and not isinstance(err, _OUTCOMES) else None
             if explained is None:
                 raise

@@ -37,6 +37,7 @@ class Gate(StrEnum):
     FORBIDDEN_TOOL = "forbidden_tool"
     MAX_TOOL_CALLS = "max_tool_calls"
     TOOL_ERROR = "tool_error"
+    UNFINISHED_KICKOFF = "unfinished_kickoff"
 
 
 @dataclass(frozen=True)

@@ -85,7 +85,7 @@ def test_a_session_whose_tool_blocks_forever_ends_with_its_own_status(
             "*_ test_blocked_async _*",
             "crewguard: the crew ran past max_seconds=2 (stopped waiting after * s)*",
             "*= 2 failed, 1 passed in *",
-            "crewguard: * thread* of crews that ran past max_seconds * still running*",
+            "crewguard: * thread* of crews crewguard stopped waiting for * still running*",
             "*test_crew.py::test_blocked*",
         ]
     )
@@ -137,3 +137,66 @@ def test_kickoff_async_stops_waiting_at_max_seconds(pytester: pytest.Pytester, p
     (call,) = [r for r in reports if r.when == "call"]
     # The tool holds the crew until the inner session is over; the test took about max_seconds.
     assert call.duration < 20, f"the test took {call.duration:.1f} s under max_seconds=1"
+
+
+LEFT_RUNNING = """
+import threading, time
+
+
+@tool("sleepy")
+def sleepy(q: str) -> str:
+    \"\"\"Look something up slowly.\"\"\"
+    time.sleep(3600)
+    return "too late"
+
+
+def in_background(factory, topic):
+    # The application answers at once and leaves the crew running (an endpoint's 202).
+    threading.Thread(target=lambda: factory().kickoff(inputs={"topic": topic}), daemon=True).start()
+
+
+@pytest.mark.crewguard
+def test_fire_and_forget():
+    in_background(make_crew, "quick things")
+
+
+@pytest.mark.crewguard(max_seconds=1)
+def test_left_stuck():
+    in_background(lambda: make_crew(tools=[sleepy]), "stuck things")
+
+
+@pytest.mark.crewguard
+def test_next(crewguard):
+    run = crewguard.kickoff(make_crew, inputs={"topic": "quick things"})
+    assert run.output.raw == "quick answer" and run.llm_calls == 1
+"""
+
+
+def test_a_kickoff_left_running_is_waited_for_inside_the_cassette_or_stopped(
+    pytester: pytest.Pytester, provider: Any
+) -> None:
+    # Before, the first test passed with 0 calls while its crew went on after the cassette
+    # closed: to the provider in replay, or into the next test's numbers; a stuck one kept the
+    # process alive after the summary.
+    server = provider(tool_round_then_answer)
+    pytester.makepyfile(test_crew=crew_test_file(server.openai_base_url, LEFT_RUNNING))
+    report = Path(pytester.path) / "report.json"
+    for mode in ("once", "none"):  # recorded, then replayed with the provider gone
+        options = [f"--crewguard-record-mode={mode}", f"--crewguard-report={report}", "-p", "no:warnings"]
+        result = pytester.runpytest_subprocess(*options, timeout=150)
+        server.stop()
+        result.assert_outcomes(failed=1, passed=2)
+        result.stdout.fnmatch_lines(
+            [
+                "*_ test_left_stuck _*",
+                "crewguard: 1 crew kickoff(s) started in this test ('crew') were still running 1.?s "
+                "after the test body returned; crewguard stopped them*",
+                "*Wait for the kickoff before the test returns*",
+            ]
+        )
+        tests = json.loads(report.read_text())["tests"]
+        verdicts = {nodeid.split("::")[-1]: r["verdict"] for nodeid, r in tests.items()}
+        assert verdicts == {"test_fire_and_forget": "passed", "test_left_stuck": "FAILED unfinished_kickoff",
+                            "test_next": "passed"}, verdicts
+        assert tests["test_crew.py::test_fire_and_forget"]["llm_calls"] == 1
+        result.stdout.fnmatch_lines(["crewguard: 1 thread of crews crewguard stopped waiting for is still*"])

@@ -1,0 +1,143 @@
+"""Crew kickoffs still running when the test body returns.
+
+An application may start a crew on a thread of its own and return at once (an endpoint that
+answers 202). Left alone, the crew's next calls would go out after the test's cassette and
+network block are gone: to the provider in replay, with whatever key the environment holds, or
+into the next test's cassette and numbers. So the guard waits for such kickoffs while the
+test's cassette still answers, and stops (as ``max_seconds`` does) those that do not end.
+"""
+
+from __future__ import annotations
+
+import sys
+import sysconfig
+import threading
+import time
+from collections.abc import Collection
+from typing import Any
+
+from . import events as crew_events
+from .events import CrewEvent, EventLog
+from .run_assembly import KICKOFF_ENDS
+
+DEFAULT_WAIT_S = 10.0  # without max_seconds: replayed crews end in well under a second
+SETTLE_S = 1.0  # for a thread of the test to reach its kickoff (or end)
+# Where installed code lives (the standard library, site-packages): the rest is the application.
+_PATHS = sysconfig.get_paths()
+_LIBRARIES = (*{_PATHS[n] for n in ("stdlib", "platstdlib", "purelib", "platlib") if n in _PATHS}, "<frozen ")
+_POLL_S = 0.02
+
+
+def unfinished(events: EventLog, skip: Collection[str | None] = ()) -> list[CrewEvent]:
+    """Crew kickoffs of ``events`` with no end event yet (those in ``skip`` aside)."""
+    ended = {end.started_id for end in events.of_types(*KICKOFF_ENDS)}
+    return [
+        started
+        for started in events.of_types("crew_kickoff_started")
+        if started.event_id not in ended and started.event_id not in skip
+    ]
+
+
+def threads_now() -> set[threading.Thread]:
+    """The threads alive now: those the test body starts are the ones not among them (by
+    object: a finished thread's ident is given to the next one)."""
+    return set(threading.enumerate())
+
+
+def wait_for(
+    events: EventLog, skip: Collection[str | None], before: set[threading.Thread], seconds: float
+) -> tuple[list[CrewEvent], list[threading.Thread], float]:
+    """Wait up to ``seconds`` for the kickoffs of ``events`` that have not ended, and for the
+    threads the test body started (not in ``before``) that run one.
+
+    A thread of the test that is still busy but not in a kickoff yet (building its crew) gets
+    :data:`SETTLE_S` to get there or end: the kickoff may not have started when the body
+    returned. Returns the kickoffs and kickoff threads still running, and the time waited.
+    """
+    started = time.monotonic()
+    while True:
+        crew_events.flush()
+        left = unfinished(events, skip)
+        new = [t for t in threading.enumerate() if t not in before and t.is_alive()] if before else []
+        running = [t for t in new if _kickoff_of(t) is not None]
+        waited = time.monotonic() - started
+        settling = waited < SETTLE_S and any(_may_kick_off(t) for t in new if t not in running)
+        if not (left or running or settling) or waited >= seconds:
+            return left, running, waited
+        time.sleep(_POLL_S)
+
+
+def _may_kick_off(thread: threading.Thread) -> bool:
+    """Whether ``thread`` runs the application's code or CrewAI's (building a crew, say), as a
+    thread about to kick one off does; not a server's or a library's thread serving requests,
+    nor CrewAI's event-bus threads."""
+    frame = sys._current_frames().get(thread.ident or -1)
+    while frame is not None:
+        module = str(frame.f_globals.get("__name__", ""))
+        if module.startswith("crewai") and not module.startswith("crewai.events"):
+            return True
+        if not frame.f_code.co_filename.startswith(_LIBRARIES) and not module.startswith("pytest_crewguard"):
+            return True  # the application's own code
+        frame = frame.f_back
+    return False
+
+
+def _kickoff_of(thread: threading.Thread) -> Any:
+    """The crew (or flow, or agent) whose ``kickoff`` ``thread`` is running, if any."""
+    frame = sys._current_frames().get(thread.ident or -1)
+    found = None
+    while frame is not None:
+        name = str(frame.f_globals.get("__name__", ""))
+        if frame.f_code.co_name.startswith("kickoff") and name.startswith("crewai"):
+            found = frame.f_locals.get("self", found)  # the outermost kickoff wins
+        frame = frame.f_back
+    return found
+
+
+def stop(kickoffs: list[CrewEvent], threads: list[threading.Thread], owner: str) -> list[str]:
+    """Stop the threads running ``kickoffs`` or a kickoff in ``threads`` (best effort, see
+    :mod:`.deadline`); names each thread with where it is."""
+    from . import deadline
+
+    crews = {id(crew): crew for crew in map(_kickoff_of, threads) if crew is not None}
+    for kickoff in kickoffs:
+        crew = _object_with_id(kickoff.source_id)
+        if crew is not None:  # else ended meanwhile, or run where no frame holds it
+            crews.setdefault(id(crew), crew)
+    shown = []
+    for crew in crews.values():
+        found = deadline.threads_of(crew)
+        shown += [f"{thread.name} at {deadline.where(thread)}" for thread in found]
+        deadline.abandon(crew, found, owner)
+    return shown
+
+
+def _object_with_id(wanted: int | None) -> Any:
+    """The crew whose kickoff a thread is running, found by its id among the threads' frames."""
+    if wanted is None:
+        return None
+    for thread_id, frame in sys._current_frames().items():
+        if thread_id == threading.get_ident():
+            continue
+        while frame is not None:
+            owner = frame.f_locals.get("self")
+            if id(owner) == wanted:
+                return owner
+            frame = frame.f_back  # type: ignore[assignment]
+    return None
+
+
+def message(left: list[CrewEvent], running: int, waited: float, threads: list[str]) -> str:
+    """The failure of a test that returned while kickoffs it started were running."""
+    count = max(len(left), running)
+    names = ", ".join(repr(k.crew_name) for k in left if k.crew_name)
+    where = "".join(f"\n    {thread}" for thread in threads)
+    return (
+        f"{count} crew kickoff(s) started in this test{f' ({names})' if names else ''} were still "
+        f"running {waited:.1f}s after the test body returned; crewguard stopped them, so that their "
+        "calls do not go out after the test's cassette closes (to the provider, or into the next "
+        f"test's cassette). Their calls so far are counted.{where}\n"
+        "  Wait for the kickoff before the test returns (join its thread, await its task or "
+        "future); the marker's max_seconds sets how long crewguard waits (default "
+        f"{DEFAULT_WAIT_S:.0f}s)."
+    )
