@@ -7,8 +7,10 @@ names a path relative to the cassette dir instead.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import re
+from collections.abc import Iterable
 from pathlib import Path
 
 from .errors import ConfigError
@@ -58,4 +60,29 @@ def cassette_path(cassette_dir: Path, nodeid: str, override: str | None = None) 
     test_file = Path(*parts) if parts else Path()
     folder = test_file.with_suffix("") if test_file.suffix == ".py" else test_file
     test_name = file_safe(name_part.replace("::", "."))
+    if len(test_name.encode()) > _LONGEST:  # file systems refuse names over 255 bytes
+        digest = hashlib.sha256(name_part.encode()).hexdigest()[:12]
+        test_name = f"{test_name.encode()[:_LONGEST - 13].decode(errors='ignore')}-{digest}"
     return cassette_dir / folder / f"{test_name}.yaml"
+
+
+_LONGEST = 200  # characters of a test name kept in its file name (bytes, plus room for .yaml)
+
+
+def shared_defaults(cassettes: Iterable[tuple[str, Path]]) -> str | None:
+    """Two tests whose default cassettes are one file, as a message (``None``: no two are).
+
+    Parametrize ids that differ only in characters a file name cannot hold (``AI/agents`` and
+    ``AI agents``) land on one file: the second test would replay, or overwrite, the first's.
+    """
+    seen: dict[Path, str] = {}
+    for nodeid, path in cassettes:
+        first = seen.setdefault(path, nodeid)
+        if first != nodeid:
+            return (
+                f"{first} and {nodeid} would record into one cassette, {path}: their names "
+                "differ only in characters a file name cannot hold. Give them distinct ids "
+                "(@pytest.mark.parametrize(..., ids=[...])), or each its own file with "
+                '@pytest.mark.crewguard(cassette="...").'
+            )
+    return None

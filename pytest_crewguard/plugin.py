@@ -92,6 +92,7 @@ def pytest_collection(session: pytest.Session) -> Generator[None, Any, Any]:
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     # Bad marker arguments stop the run at collection, like an unknown option would.
     settings = config.stash[_state_key].settings
+    defaults: list[tuple[str, Any]] = []  # guarded tests' default cassettes (nodeid, path)
     for item in items:
         marks = list(item.iter_markers(MARKER))
         try:
@@ -104,6 +105,14 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         if specs or "crewguard" in getattr(item, "fixturenames", ()):
             item.stash[_guarded_key] = True
             GuardedTestHooks.register(config)
+            if not (specs and specs[0].cassette):
+                defaults.append((item.nodeid, settings.cassette_dir))
+    if defaults:
+        from .cassette_location import cassette_path, shared_defaults
+
+        shared = shared_defaults((nodeid, cassette_path(folder, nodeid)) for nodeid, folder in defaults)
+        if shared:
+            raise pytest.UsageError(f"crewguard: {shared}")
 
 
 def _spec(args: tuple[Any, ...], kwargs: dict[str, Any], nodeid: str, settings: Any) -> GuardSpec:

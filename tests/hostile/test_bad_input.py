@@ -66,6 +66,42 @@ def test_a_test_file_outside_the_rootdir_still_gets_a_cassette_inside_the_dir(tm
     assert cassettes.resolve() in Path(os.path.realpath(path)).parents
 
 
+def test_an_over_long_test_name_gets_a_short_stable_distinct_file_name(tmp_path):
+    # Recording paid for the calls, then the write failed: "File name too long".
+    long_a, long_b = "a" * 300, "a" * 299 + "b"
+    path_a = cassette_path(tmp_path, f"test_m.py::test_x[{long_a}]")
+    path_b = cassette_path(tmp_path, f"test_m.py::test_x[{long_b}]")
+    assert len(path_a.name.encode()) <= 255 and len(path_b.name.encode()) <= 255
+    assert path_a != path_b and path_a == cassette_path(tmp_path, f"test_m.py::test_x[{long_a}]")
+    assert path_a.name.startswith("test_x-aaaa") and path_a.suffix == ".yaml"
+    path_a.parent.mkdir(parents=True)
+    path_a.write_text("")  # the file system takes it
+    assert cassette_path(tmp_path, "test_m.py::test_x[short]").name == "test_x-short.yaml"
+
+
+def test_two_tests_on_one_default_cassette_stop_the_run_naming_both(pytester):
+    pytester.makepyfile(test_m="""
+import pytest
+
+@pytest.mark.crewguard
+@pytest.mark.parametrize("topic", ["AI/agents", "AI agents"])
+def test_topic(topic):
+    pass
+
+@pytest.mark.crewguard(cassette="own.yaml")
+@pytest.mark.parametrize("topic", ["x/y", "x y"])
+def test_own(topic):
+    pass
+""")
+    result = pytester.runpytest()
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(
+        ["*crewguard: test_m.py::test_topic?AI/agents? and test_m.py::test_topic?AI agents? would "
+         "record into one cassette, *test_topic-AI_agents.yaml: their names differ only in characters "
+         "a file name cannot hold. Give them distinct ids*"]
+    )
+
+
 PLAIN_TEST = """
 import pytest
 
