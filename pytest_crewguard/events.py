@@ -213,18 +213,24 @@ def activate(log: EventLog | None) -> None:
         _active = log
 
 
-def calls_without_events(calls: Iterable[Any], log: EventLog) -> int:
-    """How many LLM exchanges ran inside a CrewAI kickoff whose start event was never logged.
+# Scopes an LLM exchange inside a kickoff runs in, whose start events crewguard must have seen.
+_SCOPES_SEEN = ("crew_kickoff_started", "agent_execution_started", "llm_call_started")
 
-    The kickoff's scope is on the thread that sent the request whether or not any handler
-    ran, so such a call proves that crewguard's handlers were removed while the test ran.
+
+def calls_without_events(calls: Iterable[Any], log: EventLog) -> int:
+    """How many LLM exchanges ran inside a CrewAI kickoff, agent execution or LLM call whose
+    start event was never logged.
+
+    Those scopes are on the thread that sent the request whether or not any handler ran, so
+    such a call proves that crewguard's handlers were removed while the test ran (also midway
+    through a kickoff, which would leave later rounds unattributed and uncounted).
     """
     missing = 0
     for call in calls:
-        if call.exchange.kind != "llm":
+        if call.exchange.kind != "llm" or call.scope_id("crew_kickoff_started") is None:
             continue
-        kickoff = call.scope_id("crew_kickoff_started")
-        if kickoff is not None and log.get(kickoff) is None:
+        scopes = [call.scope_id(kind) for kind in _SCOPES_SEEN]
+        if any(scope is not None and log.get(scope) is None for scope in scopes):
             missing += 1
     return missing
 

@@ -9,6 +9,8 @@ from pathlib import Path
 import pytest
 import yaml
 
+from pytest_crewguard.testing.scripted_provider import Reply
+
 from .conftest import answer, crew_test_file, read_dump
 
 CLEARING_CONFTEST = """
@@ -194,3 +196,46 @@ def test_llm_calls_answered_above_the_transport_fail_as_not_seen(pytester: pytes
             "*test_mocked_above_the_transport*FAILED traffic_not_seen*",
         ]
     )
+
+
+CLEARED_MIDWAY = """
+from crewai.events.event_bus import crewai_event_bus
+
+
+@tool("lookup")
+def lookup(q: str) -> str:
+    \"\"\"Look something up.\"\"\"
+    # The application clears the bus while the crew runs: later rounds are never seen.
+    with crewai_event_bus._rwlock.w_locked():
+        crewai_event_bus._sync_handlers.clear()
+        crewai_event_bus._async_handlers.clear()
+    return "found"
+
+
+@pytest.mark.crewguard(max_iterations=1)
+def test_cleared_midway(crewguard):
+    crewguard.kickoff(lambda: make_crew(tools=[lookup]), inputs={"topic": "AI"})
+"""
+
+
+def _tool_then_answer(request):
+    if not any(m.get("role") == "tool" for m in request.body.get("messages", [])):
+        return Reply.tool("lookup", q="x")
+    return answer("Done.")
+
+
+def test_handlers_removed_midway_through_a_kickoff_are_events_missing(
+    pytester: pytest.Pytester, provider
+) -> None:
+    # Only the kickoff's start was checked: two rounds passed max_iterations=1, the second
+    # call had no agent.
+    server = provider(_tool_then_answer)
+    pytester.makepyfile(test_crew=crew_test_file(server.openai_base_url, CLEARED_MIDWAY))
+    for mode in ("once", "none"):
+        result = pytester.runpytest(f"--crewguard-record-mode={mode}")
+        server.stop()
+        result.assert_outcomes(failed=1)
+        result.stdout.fnmatch_lines(
+            ["*LLM call(s) of this test were made inside a CrewAI kickoff whose events never reached*",
+             "*test_cleared_midway*FAILED events_missing*"]
+        )
