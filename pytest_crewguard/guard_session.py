@@ -287,10 +287,13 @@ class GuardSession:
             raise self.verdict.failure(found)
 
     def begin_call(self) -> None:
-        """The test body starts: threads it starts from now on may run kickoffs of its own."""
+        """The test body starts: threads it starts from now on may run kickoffs of its own, and
+        a fixture set up after the guard's may have cleared CrewAI's event bus meanwhile."""
         from .unfinished_kickoffs import threads_now
 
         self.threads_before = threads_now()
+        if "crewai.events" in sys.modules:
+            crew_events.activate(self.events)  # registers only the handlers that are missing
 
     def settle_kickoffs(self, fail: bool = True) -> None:
         """Wait, inside the test's cassette, for kickoffs the application left running; stop

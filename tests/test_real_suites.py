@@ -239,3 +239,36 @@ def test_handlers_removed_midway_through_a_kickoff_are_events_missing(
             ["*LLM call(s) of this test were made inside a CrewAI kickoff whose events never reached*",
              "*test_cleared_midway*FAILED events_missing*"]
         )
+
+
+CLEARING_BEFORE = """
+import pytest
+
+@pytest.fixture(autouse=True)
+def fresh_bus():
+    # Set up after crewguard's marker fixture, which goes first: the bus is cleared after
+    # crewguard attached its handlers, before the test body runs.
+    from crewai.events.event_bus import crewai_event_bus
+    with crewai_event_bus._rwlock.w_locked():
+        crewai_event_bus._sync_handlers.clear()
+        crewai_event_bus._async_handlers.clear()
+    yield
+"""
+
+
+def test_a_fixture_clearing_the_bus_before_the_body_changes_no_number(
+    pytester: pytest.Pytester, provider
+) -> None:
+    server = provider([answer("Agents act.")])
+    pytester.makeconftest(CLEARING_BEFORE)
+    body = """
+    @pytest.mark.crewguard
+    def test_research(crewguard):
+        dump(crewguard.kickoff(make_crew, inputs={"topic": "AI"}), "research")
+    """
+    pytester.makepyfile(test_crew=crew_test_file(server.openai_base_url, body))
+    pytester.runpytest("--crewguard-record-mode=once").assert_outcomes(passed=1)
+    server.stop()
+    pytester.runpytest().assert_outcomes(passed=1)
+    run = read_dump(pytester, "research")
+    assert run["calls"][0]["agent"] == "Researcher" and run["iterations"] == {"Researcher/research": 1}
