@@ -79,3 +79,18 @@ def test_a_remembered_price_is_the_price_of_that_usage() -> None:
     first = [quote.cost(small), quote.cost(large)]
     assert first == [quote.cost(small), quote.cost(large)]
     assert first[1] == pytest.approx(first[0] * 1000)
+
+
+@pytest.mark.parametrize("name", ["AZURE_OPENAI_KEY", "SERPER_KEY", "MYAPIKEY", "GITHUB_TOKEN"])
+def test_any_key_named_variable_is_a_secret(monkeypatch: pytest.MonkeyPatch, name: str) -> None:
+    # AZURE_OPENAI_KEY and SERPER_KEY were written into cassettes verbatim (not key-shaped).
+    value = "0123456789abcdef0123"
+    monkeypatch.setenv(name, value)
+    assert (name, value) in secret_env_values()
+
+
+def test_public_keys_and_plain_names_are_not_secrets(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SSH_PUBLIC_KEY", "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAA")
+    monkeypatch.setenv("HOCKEY", "a long harmless value")
+    names = {name for name, _ in secret_env_values()}
+    assert not names & {"SSH_PUBLIC_KEY", "HOCKEY"}
