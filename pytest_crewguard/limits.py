@@ -78,6 +78,18 @@ def run_violations(spec: GuardSpec, run: GuardedRun) -> list[Violation]:
                 "take that long",
             )
         )
+    floor = run.projected_floor_s
+    if spec.max_seconds is not None and floor is not None and floor > spec.max_seconds:
+        unknown = sum(1 for c in run.calls if c.recorded_latency_s is None)
+        found.append(
+            Violation(
+                Gate.MAX_SECONDS,
+                f"projected time is at least {floor:.2f} s, over max_seconds={spec.max_seconds:g}: "
+                f"the recorded provider latencies of {run.llm_calls - unknown} of {run.llm_calls} calls "
+                f"and {run.elapsed_s:.2f} s local already add up to that ({unknown} call(s) have no "
+                "recorded latency); against the live provider this run would take at least that long",
+            )
+        )
     return found
 
 

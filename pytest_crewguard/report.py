@@ -140,7 +140,10 @@ def table(session: CrewguardSession) -> str:
     if free:
         lines.append(f"free: {', '.join(free)} (listed at $0 by the price data)")
     if any(r.projected_s is None and r.llm_calls for r in records):
-        lines.append("projected n/a: the cassette has no recorded latencies (record it again to get them)")
+        lines.append(
+            "projected n/a: calls without a recorded latency (cassettes recorded by another tool, "
+            "or edited); record them again to get one"
+        )
     lines += _retry_lines(records)
     lines.append(f"prices: {session.prices.version}")
     return "\n".join(lines)

@@ -37,6 +37,9 @@ class GuardedRun:
     stream: Any = None  # a streaming crew's CrewStreamingOutput, read to its end: .chunks
     waited_s: float = 0.0  # seconds of SDK backoff and max_rpm waits (virtual in replay)
     gave_up: list[str] = field(default_factory=list)  # faults after which no answer came
+    # When only some calls have a recorded latency, projected_s is None and this is what the
+    # others add up to: the run takes at least this long (max_seconds checks it).
+    projected_floor_s: float | None = None
 
     @property
     def retries(self) -> int:

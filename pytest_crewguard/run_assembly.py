@@ -79,10 +79,13 @@ class RunAssembly:
         calls = [c for c in self.calls() if kickoff_id is not None and c.kickoff_id == kickoff_id]
         latencies = [c.recorded_latency_s for c in calls]
         waited, gave_up = self._faults_of(kickoff_id)
+        floor = None
         if not self._any_replayed(kickoff_id):
             projected: float | None = elapsed  # live: the real thing
         elif None in latencies:
             projected = None
+            if any(x is not None for x in latencies):  # some known: the run takes at least these
+                floor = elapsed + sum(x or 0.0 for x in latencies) + waited
         else:
             projected = elapsed + sum(x or 0.0 for x in latencies) + waited
         scope = self.events.descendants(kickoff_id) if kickoff_id else []
@@ -102,6 +105,7 @@ class RunAssembly:
             calls=calls,
             elapsed_s=elapsed,
             projected_s=projected,
+            projected_floor_s=floor,
             kickoff_id=kickoff_id,
             tool_events=tools,
             tool_calls=tool_calls,

@@ -213,7 +213,12 @@ def test_projected_time_from_recorded_latencies(pytester: pytest.Pytester, provi
 
 
 def test_a_cassette_without_latencies_has_no_projection(pytester: pytest.Pytester, provider: Any) -> None:
-    server = provider(lambda req: Reply(text="AI agents plan and act."))
+    def three_quick_calls(req: ReceivedRequest) -> Reply:
+        if req.body.get("tools") and tool_results(req) < 2:
+            return Reply(tool_calls=(ToolCall("lookup", {"q": f"x{tool_results(req)}"}),))
+        return Reply(text="AI agents plan and act.")
+
+    server = provider(three_quick_calls)
     pytester.makepyfile(test_crew=crew_test_file(server.openai_base_url, THREE_CALLS))
     pytester.runpytest("--crewguard-record-mode=once").assert_outcomes(passed=1)
     server.stop()
@@ -228,7 +233,26 @@ def test_a_cassette_without_latencies_has_no_projection(pytester: pytest.Pyteste
     assert read_dump(pytester, "three")["projected_s"] is None
     replayed.stdout.fnmatch_lines(
         [
-            "*test_crew.py::test_three_calls *1 *120 *30 * n/a *passed",
-            "projected n/a: the cassette has no recorded latencies (record it again to get them)",
+            "*test_crew.py::test_three_calls *3 * n/a *passed",
+            "projected n/a: calls without a recorded latency (cassettes recorded by another tool, or "
+            "edited); record them again to get one",
         ]
+    )
+
+    # One latency known, one not: what is known is a floor, and max_seconds checks it (it
+    # passed before, whatever the known latencies said).
+    data["interactions"][1]["response"]["headers"]["x-crewguard-latency-s"] = ["1000"]
+    _cassette(pytester).write_text(yaml.safe_dump(data))
+    pytester.makepyfile(
+        test_crew=crew_test_file(
+            server.openai_base_url,
+            THREE_CALLS.replace("@pytest.mark.crewguard\n", "@pytest.mark.crewguard(max_seconds=10)\n"),
+        )
+    )
+    floored = pytester.runpytest()
+    floored.assert_outcomes(failed=1)
+    floored.stdout.fnmatch_lines(
+        ["crewguard: projected time is at least 100?.* s, over max_seconds=10: the recorded provider "
+         "latencies of 1 of 3 calls and * s local already add up to that (2 call(s) have no recorded "
+         "latency)*"]
     )
