@@ -188,6 +188,22 @@ class ReadableYamlSerializer:
 
     @staticmethod
     def deserialize(cassette_string: str) -> Any:
-        # libyaml's loader, where present, reads a large cassette about 40x faster.
-        loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
-        return yaml.load(cassette_string, Loader=loader)
+        return yaml.load(cassette_string, Loader=_UniqueKeyLoader)
+
+
+class _UniqueKeyLoader(getattr(yaml, "CSafeLoader", yaml.SafeLoader)):  # type: ignore[misc]
+    """libyaml's safe loader where present (a large cassette reads about 40x faster), refusing
+    a key given twice in one mapping: YAML keeps the last silently, so a merge's leftover
+    (``interactions: []`` appended to a good file) would empty the cassette without a word."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: set[Any] = set()
+        for key_node, _ in node.value:
+            if isinstance(key_node, yaml.ScalarNode):
+                if key_node.value in seen:
+                    raise yaml.constructor.ConstructorError(
+                        "while reading a mapping", node.start_mark,
+                        f"found the key {key_node.value!r} twice", key_node.start_mark,
+                    )  # fmt: skip
+                seen.add(key_node.value)
+        return super().construct_mapping(node, deep)  # type: ignore[no-any-return]

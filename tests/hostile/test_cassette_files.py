@@ -189,6 +189,27 @@ def test_a_malformed_interaction_is_named_at_load_and_the_file_is_left_alone(tmp
     assert path.read_text() == text
 
 
+@pytest.mark.parametrize(
+    ("edit", "key"),
+    [
+        (lambda text: text + "interactions: []\n", "interactions"),  # a merge's leftover
+        (lambda text: text.replace("  code: 200\n", "  code: 200\n      code: 500\n"), "code"),
+    ],
+)
+def test_a_key_given_twice_is_named_not_the_last_taken(tmp_path, edit, key):
+    # YAML keeps the last one: the first edit emptied the cassette ("has no interactions", and
+    # the advice to record again called the provider); the second replayed a 500.
+    path = tmp_path / "c.yaml"
+    good = {"request": GOOD_REQUEST, "response": GOOD_RESPONSE}
+    text = edit(yaml.safe_dump({"interactions": [good], "version": 1}, default_flow_style=False))
+    path.write_text(text)
+    with pytest.raises(CassetteError) as refused:
+        AtomicYamlPersister.load_cassette(path, SERIALIZER)
+    assert "it is not valid YAML at line " in str(refused.value)
+    assert f"(found the key {key!r} twice)" in str(refused.value)
+    assert path.read_text() == text
+
+
 def test_a_directory_where_the_cassette_should_be_is_named_not_taken_for_no_cassette(tmp_path):
     # Taken for "no cassette yet", it sent the user to record (calling the provider), and the
     # write then failed on the directory.
