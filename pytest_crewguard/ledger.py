@@ -245,8 +245,9 @@ def build_calls(
                 url=wire.uri,
                 status=wire.status,
                 # An agent's own reasoning round: CrewAI attaches the agent to the LLM call.
-                # The forced final answer and converter calls carry no agent.
-                agent_round=bool(llm_event and llm_event.agent_role) and not forced,
+                # The forced final answer and converter calls carry no agent; an error answer
+                # (a recorded 429 the SDK then retried) is no round: the retry is.
+                agent_round=bool(llm_event and llm_event.agent_role) and not forced and wire.status < 400,
                 # A crew's kickoff, else the Agent.kickoff() it ran in: each is a run.
                 kickoff_id=(
                     wire.scope_id("crew_kickoff_started") or wire.scope_id("lite_agent_execution_started")

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import re
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -330,3 +331,20 @@ def test_a_replayed_response_without_usage_fails_the_cost_gate(
     out = gated.stdout.str()
     assert "crewguard: max_cost=$1.000000 is set but 1 LLM call had no readable usage in the response" in out
     assert "FAILED usage_unknown" in out
+
+
+def test_an_error_answer_the_sdk_retried_is_not_an_agent_round() -> None:
+    # A recorded 429 and its successful retry share the agent's LLM call: one round, not two
+    # (max_iterations counted the 429 too).
+    from pytest_crewguard.events import CrewEvent
+
+    events = EventLog()
+    events.add(CrewEvent(event_id="llm-1", type="llm_call_started", sequence=1, parent_id=None,
+                         agent_role="Researcher", task_name="research"))
+    scope = (("llm-1", "llm_call_started"),)
+    limited = _wire('{"error": {"message": "Rate limit", "type": "rate_limit"}}', status=429)
+    answered = _wire(KNOWN)
+    exchanges = [replace(limited, scope=scope), replace(answered, index=1, scope=scope)]
+    calls = build_calls(exchanges, events, PRICES, [])
+    assert [(c.status, c.agent_round) for c in calls] == [(429, False), (200, True)]
+    assert calls[1].agent == "Researcher"
