@@ -193,8 +193,12 @@ def _parsed(path: Path, serializer: Any) -> tuple[str, list[Any]] | None:
             return cached
     try:
         text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as err:
+    except OSError as err:
         raise CassetteError(f"crewguard cannot read cassette {path}: {err}") from err
+    except UnicodeDecodeError as err:
+        raise CassetteError(
+            f"crewguard cannot load cassette {path}: it is not UTF-8 text ({err}). {_RECORD_AGAIN}"
+        ) from err
     interactions = _parse(path, text, serializer) if text.strip() else []
     with _parsed_lock:
         _PARSED[key] = (text, interactions)
@@ -296,8 +300,12 @@ def read_interactions(path: str | os.PathLike[str]) -> list[dict[str, Any]]:
         raise FileNotFoundError(f"no cassette at {file}")
     try:
         text = file.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as err:
+    except OSError as err:
         raise CassetteError(f"crewguard cannot read cassette {file}: {err}") from err
+    except UnicodeDecodeError as err:
+        raise CassetteError(
+            f"crewguard cannot load cassette {file}: it is not UTF-8 text ({err}). {_RECORD_AGAIN}"
+        ) from err
     if not text.strip():
         return []
     return _parse(file, text, ReadableYamlSerializer)

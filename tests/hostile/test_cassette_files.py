@@ -210,6 +210,15 @@ def test_a_key_given_twice_is_named_not_the_last_taken(tmp_path, edit, key):
     assert path.read_text() == text
 
 
+def test_a_cassette_that_is_not_utf8_is_named_with_the_way_back(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_bytes("interactions: []\nnote: caf\u00e9\n".encode("latin-1"))
+    with pytest.raises(CassetteError) as refused:
+        AtomicYamlPersister.load_cassette(path, SERIALIZER)
+    assert str(refused.value).startswith(f"crewguard cannot load cassette {path}: it is not UTF-8 text (")
+    assert "Restore it from version control" in str(refused.value)
+
+
 def test_a_directory_where_the_cassette_should_be_is_named_not_taken_for_no_cassette(tmp_path):
     # Taken for "no cassette yet", it sent the user to record (calling the provider), and the
     # write then failed on the directory.
