@@ -169,6 +169,12 @@ def three_slow_calls(req: ReceivedRequest) -> Reply:
     return Reply(text="AI agents plan and act.", delay_s=1.0)
 
 
+def _three_calls_within(pytester: pytest.Pytester, base_url: str, seconds: int) -> None:
+    marker = f"@pytest.mark.crewguard(max_seconds={seconds})\n"
+    limited = THREE_CALLS.replace("@pytest.mark.crewguard\n", marker)
+    pytester.makepyfile(test_crew=crew_test_file(base_url, limited))
+
+
 def _cassette(pytester: pytest.Pytester) -> Path:
     return Path(pytester.path) / "cassettes" / "test_crew" / "test_three_calls.yaml"
 
@@ -195,12 +201,7 @@ def test_projected_time_from_recorded_latencies(pytester: pytest.Pytester, provi
     replayed.stdout.fnmatch_lines([f"*test_crew.py::test_three_calls *3 *360 *90 * {projected:.2f}s *passed"])
 
     # The same cassette under max_seconds=2: replay is fast, the provider is not.
-    pytester.makepyfile(
-        test_crew=crew_test_file(
-            server.openai_base_url,
-            THREE_CALLS.replace("@pytest.mark.crewguard\n", "@pytest.mark.crewguard(max_seconds=2)\n"),
-        )
-    )
+    _three_calls_within(pytester, server.openai_base_url, seconds=2)
     limited = pytester.runpytest()
     limited.assert_outcomes(failed=1)
     limited.stdout.fnmatch_lines(
@@ -243,12 +244,7 @@ def test_a_cassette_without_latencies_has_no_projection(pytester: pytest.Pyteste
     # passed before, whatever the known latencies said).
     data["interactions"][1]["response"]["headers"]["x-crewguard-latency-s"] = ["1000"]
     _cassette(pytester).write_text(yaml.safe_dump(data))
-    pytester.makepyfile(
-        test_crew=crew_test_file(
-            server.openai_base_url,
-            THREE_CALLS.replace("@pytest.mark.crewguard\n", "@pytest.mark.crewguard(max_seconds=10)\n"),
-        )
-    )
+    _three_calls_within(pytester, server.openai_base_url, seconds=10)
     floored = pytester.runpytest()
     floored.assert_outcomes(failed=1)
     floored.stdout.fnmatch_lines(
