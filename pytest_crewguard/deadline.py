@@ -227,6 +227,12 @@ def abandon(crew: Any, threads: list[threading.Thread], owner: str) -> None:
         _abandoned.append(_Abandoned(owner, crew, list(threads)))
 
 
+def is_abandoned(crew: Any) -> bool:
+    """Whether crewguard already stopped waiting for ``crew`` (its test failed for it)."""
+    with _abandoned_lock:
+        return any(entry.crew is crew for entry in _abandoned)
+
+
 def left_behind(grace: float) -> list[tuple[threading.Thread, str]]:
     """Threads of abandoned crews that would keep the interpreter from exiting, with their owner.
 

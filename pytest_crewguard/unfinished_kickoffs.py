@@ -55,16 +55,27 @@ def wait_for(
     returned. Returns the kickoffs and kickoff threads still running, and the time waited.
     """
     started = time.monotonic()
+    if not before:  # not told which threads were there: only the kickoffs' events are waited for
+        before = set(threading.enumerate())
     while True:
         crew_events.flush()
         left = unfinished(events, skip)
-        new = [t for t in threading.enumerate() if t not in before and t.is_alive()] if before else []
-        running = [t for t in new if _kickoff_of(t) is not None]
+        started_here = [t for t in threading.enumerate() if t not in before and t.is_alive()]
+        kickoffs = {t: _kickoff_of(t) for t in started_here}
+        # A crew stopped at max_seconds has failed its test already: not waited for again.
+        new = [t for t in started_here if kickoffs[t] is None or not _given_up(kickoffs[t])]
+        running = [t for t in new if kickoffs[t] is not None]
         waited = time.monotonic() - started
         settling = waited < SETTLE_S and any(_may_kick_off(t) for t in new if t not in running)
         if not (left or running or settling) or waited >= seconds:
             return left, running, waited
         time.sleep(_POLL_S)
+
+
+def _given_up(crew: Any) -> bool:
+    """A crew crewguard stopped waiting for already (past max_seconds): its test has failed."""
+    deadline = sys.modules.get("pytest_crewguard.deadline")
+    return deadline is not None and bool(deadline.is_abandoned(crew))
 
 
 def _may_kick_off(thread: threading.Thread) -> bool:
