@@ -248,8 +248,8 @@ class GuardedTestHooks:
             with _gates_fail_the_test():
                 result = yield
         except BaseException as err:
-            if guard is not None:  # failed: still nothing of its crews may outlive the cassette
-                guard.settle_kickoffs(fail=False)
+            if guard is not None and not isinstance(err, KeyboardInterrupt | SystemExit):
+                guard.settle_kickoffs(fail=False)  # failed: nothing of its crews may outlive the cassette
             explained = guard.explain(err) if guard is not None and not isinstance(err, _OUTCOMES) else None
             if explained is None:
                 raise

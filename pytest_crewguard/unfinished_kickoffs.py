@@ -59,7 +59,9 @@ def wait_for(
         before = set(threading.enumerate())
     while True:
         crew_events.flush()
-        left = unfinished(events, skip)
+        # A kickoff that a BaseException (pytest.skip, KeyboardInterrupt) ended has no end event:
+        # it runs only while some thread still holds its crew.
+        left = [k for k in unfinished(events, skip) if _object_with_id(k.source_id) is not None]
         started_here = [t for t in threading.enumerate() if t not in before and t.is_alive()]
         kickoffs = {t: _kickoff_of(t) for t in started_here}
         # A crew stopped at max_seconds has failed its test already: not waited for again.

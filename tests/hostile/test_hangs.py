@@ -200,3 +200,27 @@ def test_a_kickoff_left_running_is_waited_for_inside_the_cassette_or_stopped(
                             "test_next": "passed"}, verdicts
         assert tests["test_crew.py::test_fire_and_forget"]["llm_calls"] == 1
         result.stdout.fnmatch_lines(["crewguard: 1 thread of crews crewguard stopped waiting for is still*"])
+
+
+SKIPPED_INSIDE = """
+@pytest.mark.crewguard
+def test_skipped_in_a_callback(crewguard):
+    crew = make_crew()
+    crew.tasks[0].callback = lambda output: pytest.skip("not configured here")
+    crew.kickoff(inputs={"topic": "quick things"})
+"""
+
+
+def test_a_kickoff_ended_by_a_skip_is_not_taken_for_one_still_running(
+    pytester: pytest.Pytester, provider: Any
+) -> None:
+    # pytest.skip inside the crew leaves its start event without an end event; no thread runs
+    # it. It was waited for until max_seconds (10 s by default) and shown as unfinished_kickoff.
+    server = provider(tool_round_then_answer)
+    pytester.makepyfile(test_crew=crew_test_file(server.openai_base_url, SKIPPED_INSIDE))
+    for mode in ("once", "none"):
+        result = pytester.runpytest(f"--crewguard-record-mode={mode}")
+        server.stop()
+        result.assert_outcomes(skipped=1)
+        result.stdout.fnmatch_lines(["*test_crew.py::test_skipped_in_a_callback * SKIPPED*"])
+        result.stdout.no_fnmatch_line("*unfinished_kickoff*")
