@@ -69,7 +69,8 @@ class GuardSession:
         self.assembly = RunAssembly(lambda: self.wire, self.events, results.prices, settings.rootdir)
         self.verdict = Verdict()
         self.checked: set[int] = set()  # ids of runs whose per-run gates were already checked
-        self.threads_before: set[threading.Thread] = set()  # alive when the body began (begin_call)
+        # The threads alive when the body began, and where each was (begin_call).
+        self.threads_before: dict[threading.Thread, Any] = {}
         self.storage_dir: Path = storage_root  # the test's own directory once started
         self.repeat_summaries: list[Callable[[], dict[str, Any]]] = []  # per kickoff call
         self._storage_root = storage_root

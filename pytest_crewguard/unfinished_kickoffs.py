@@ -14,6 +14,7 @@ import sysconfig
 import threading
 import time
 from collections.abc import Collection
+from types import FrameType
 from typing import Any
 
 from . import events as crew_events
@@ -26,6 +27,7 @@ SETTLE_S = 1.0  # for a thread of the test to reach its kickoff (or end)
 _PATHS = sysconfig.get_paths()
 _LIBRARIES = (*{_PATHS[n] for n in ("stdlib", "platstdlib", "purelib", "platlib") if n in _PATHS}, "<frozen ")
 _POLL_S = 0.02
+_PARKED_S = 0.1  # a thread seen in the same place this long is waiting, not working
 
 
 def unfinished(events: EventLog, skip: Collection[str | None] = ()) -> list[CrewEvent]:
@@ -38,39 +40,69 @@ def unfinished(events: EventLog, skip: Collection[str | None] = ()) -> list[Crew
     ]
 
 
-def threads_now() -> set[threading.Thread]:
-    """The threads alive now: those the test body starts are the ones not among them (by
-    object: a finished thread's ident is given to the next one)."""
-    return set(threading.enumerate())
+Where = tuple[tuple[tuple[int, int], ...], int]  # a thread's frames (code id, line), CPU ms
+
+
+def threads_now() -> dict[threading.Thread, Where]:
+    """The threads alive now, with where each is: those the test body starts are the ones not
+    among them (by object: a finished thread's ident is given to the next one), and one that
+    was there but has moved on has been given work (a job submitted to a pool, say)."""
+    frames = sys._current_frames()
+    return {t: (_stack(frames.get(t.ident or -1)), _cpu_ms(t)) for t in threading.enumerate()}
+
+
+def _stack(frame: FrameType | None) -> tuple[tuple[int, int], ...]:
+    where = []
+    while frame is not None:
+        where.append((id(frame.f_code), frame.f_lineno))
+        frame = frame.f_back
+    return tuple(where)
+
+
+def _cpu_ms(thread: threading.Thread) -> int:
+    """The CPU time ``thread`` has used, in ms (0 where the platform does not tell): a
+    working thread uses CPU, a waiting one none, wherever the interpreter switched it out."""
+    clock = getattr(time, "pthread_getcpuclockid", None)
+    if clock is None or thread.ident is None:
+        return 0
+    try:
+        return int(time.clock_gettime(clock(thread.ident)) * 1000)
+    except (OSError, OverflowError):  # ended meanwhile
+        return 0
 
 
 def wait_for(
-    events: EventLog, skip: Collection[str | None], before: set[threading.Thread], seconds: float
+    events: EventLog, skip: Collection[str | None], before: dict[threading.Thread, Where], seconds: float
 ) -> tuple[list[CrewEvent], list[threading.Thread], float]:
-    """Wait up to ``seconds`` for the kickoffs of ``events`` that have not ended, and for the
-    threads the test body started (not in ``before``) that run one.
+    """Wait up to ``seconds`` for the kickoffs of ``events`` that some thread still runs, and
+    for the threads the test body started (not in ``before``) that run one.
 
-    A thread of the test that is still busy but not in a kickoff yet (building its crew) gets
-    :data:`SETTLE_S` to get there or end: the kickoff may not have started when the body
-    returned. Returns the kickoffs and kickoff threads still running, and the time waited.
+    A thread busy with the application's code or CrewAI's that is not in a kickoff yet
+    (building its crew, a job just handed to a pool) gets :data:`SETTLE_S` to get there or
+    end: its kickoff may not have started when the body returned. One that stays where it is
+    between two looks (a poller waiting, a server loop) is not waited for. Returns the
+    kickoffs and kickoff threads still running, and the time waited.
     """
     started = time.monotonic()
-    if not before:  # not told which threads were there: only the kickoffs' events are waited for
-        before = set(threading.enumerate())
+    last = dict(before) if before else threads_now()
+    moved: dict[threading.Thread, float] = {}  # when each thread was last seen somewhere new
+    me = threading.current_thread()
     while True:
         crew_events.flush()
         # A kickoff that a BaseException (pytest.skip, KeyboardInterrupt) ended has no end event:
         # it runs only while some thread still holds its crew.
         left = [k for k in unfinished(events, skip) if _object_with_id(k.source_id) is not None]
-        started_here = [t for t in threading.enumerate() if t not in before and t.is_alive()]
-        kickoffs = {t: _kickoff_of(t) for t in started_here}
+        now, at = threads_now(), time.monotonic()
+        kickoffs = {t: _kickoff_of(t) for t in now if t not in before}
         # A crew stopped at max_seconds has failed its test already: not waited for again.
-        new = [t for t in started_here if kickoffs[t] is None or not _given_up(kickoffs[t])]
-        running = [t for t in new if kickoffs[t] is not None]
-        waited = time.monotonic() - started
-        settling = waited < SETTLE_S and any(_may_kick_off(t) for t in new if t not in running)
+        running = [t for t, crew in kickoffs.items() if crew is not None and not _given_up(crew)]
+        moved.update((t, at) for t, where in now.items() if where != last.get(t) and t is not me)
+        busy = [t for t in now if t in moved and at - moved[t] < _PARKED_S]
+        waited = at - started
+        settling = waited < SETTLE_S and any(_may_kick_off(t) for t in busy if kickoffs.get(t) is None)
         if not (left or running or settling) or waited >= seconds:
             return left, running, waited
+        last = now
         time.sleep(_POLL_S)
 
 

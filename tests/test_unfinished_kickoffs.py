@@ -4,6 +4,7 @@ kickoffs themselves: tests/hostile/test_hangs.py)."""
 from __future__ import annotations
 
 import threading
+from concurrent.futures import ThreadPoolExecutor
 
 from pytest_crewguard.events import EventLog
 from pytest_crewguard.unfinished_kickoffs import SETTLE_S, _may_kick_off, threads_now, wait_for
@@ -23,19 +24,30 @@ def test_only_threads_running_the_applications_code_or_crewais_may_be_about_to_k
         gate.set()
 
 
-def test_a_thread_of_the_test_is_waited_for_until_it_ends_and_a_library_thread_not_at_all() -> None:
+def _work(gate: threading.Event) -> None:
+    count = 0
+    while not gate.is_set():  # working: the thread is somewhere new at every look
+        count += 1
+
+
+def test_a_working_thread_is_waited_for_until_it_ends_and_a_waiting_one_not_at_all() -> None:
+    pool = ThreadPoolExecutor(1)
+    pool.submit(lambda: None).result()  # the application's pool, there before the test body
+    poller_stop = threading.Event()
+    poller = threading.Thread(target=lambda: [poller_stop.wait(0.01) for _ in iter(poller_stop.is_set, True)],
+                              daemon=True)
+    poller.start()  # a heartbeat the test left running: it waits, nothing to wait for
     before = threads_now()
-    gate, served = threading.Event(), threading.Event()
-    server = threading.Thread(target=served.wait, daemon=True)  # stays for the whole check
-    server.start()
-    worker = threading.Thread(target=lambda: gate.wait(5), daemon=True)
-    worker.start()
-    threading.Timer(0.2, gate.set).start()
+    gate = threading.Event()
+    job = pool.submit(_work, gate)  # a job handed to a thread that was already there
+    threading.Timer(0.3, gate.set).start()
     try:
         left, running, waited = wait_for(EventLog(), (), before, seconds=5)
         assert (left, running) == ([], [])
-        assert not worker.is_alive() and server.is_alive()
-        assert waited < SETTLE_S + 1  # it ended at the worker, not at the settle time's end
-        assert wait_for(EventLog(), (), threads_now(), seconds=5)[2] < SETTLE_S
+        assert job.done()  # waited for, though its thread is not new
+        assert waited < SETTLE_S  # ended when the job did
+        assert wait_for(EventLog(), (), threads_now(), seconds=5)[2] < SETTLE_S  # the poller: not waited for
     finally:
-        served.set()
+        poller_stop.set()
+        gate.set()
+        pool.shutdown()
