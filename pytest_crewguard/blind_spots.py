@@ -30,10 +30,11 @@ def blind_spots(
         if completed > answered:
             message = _answered_above_message(completed, answered, nodeid)
             found.append(Violation(Gate.TRAFFIC_NOT_SEEN, message))
-    unscoped = crew_events.calls_without_events(wire.calls, events)
-    if unscoped:
-        message = _events_missing_message(unscoped)
-        found.append(Violation(Gate.EVENTS_MISSING, message, {"calls": unscoped}))
+    lost, earlier = crew_events.calls_without_events(wire.calls, events)
+    if earlier:
+        found.append(Violation(Gate.EVENTS_MISSING, _earlier_kickoff_message(earlier), {"calls": earlier}))
+    if lost:
+        found.append(Violation(Gate.EVENTS_MISSING, _events_missing_message(lost), {"calls": lost}))
     for problem in wire.error_answers():
         found.append(Violation(Gate.PROVIDER_ERROR, problem))
     return found
@@ -67,6 +68,16 @@ def _taken_over_message(other: str, nodeid: str) -> str:
         "cassette, so crewguard saw none of its LLM calls and could not count, price or gate them.\n"
         "  crewguard must be the innermost recorder: remove the other cassette from this test "
         "(@pytest.mark.vcr, vcr.use_cassette), or open it before the crewguard fixture starts."
+    )
+
+
+def _earlier_kickoff_message(calls: int) -> str:
+    return (
+        f"crewguard: {calls} LLM call(s) sent while this test ran came from a CrewAI kickoff that "
+        "started before it, in an earlier test or a fixture, and was still running: they are "
+        "not this test's, and crewguard cannot tell which agent and task made them.\n"
+        "  Wait for that kickoff where it starts (join its thread, await its task) so that it "
+        "ends with its own test; a guarded test does so at its end."
     )
 
 

@@ -129,7 +129,18 @@ _active: EventLog | None = None
 _active_lock = threading.Lock()
 
 
+# Kickoffs seen start since crewguard's handlers were first attached, by id: a call from one of
+# them that lands in a test whose log never saw it comes from a kickoff that outlived its own
+# test or fixture.
+_kickoffs_seen: dict[str, None] = {}
+_KICKOFFS_KEPT = 10_000
+
+
 def _collect(source: Any, event: Any) -> None:
+    if event.type == "crew_kickoff_started":  # also between guarded tests
+        _kickoffs_seen[str(event.event_id)] = None
+        if len(_kickoffs_seen) > _KICKOFFS_KEPT:
+            _kickoffs_seen.pop(next(iter(_kickoffs_seen)), None)
     log = _active
     if log is None:
         return
@@ -217,22 +228,27 @@ def activate(log: EventLog | None) -> None:
 _SCOPES_SEEN = ("crew_kickoff_started", "agent_execution_started", "llm_call_started")
 
 
-def calls_without_events(calls: Iterable[Any], log: EventLog) -> int:
-    """How many LLM exchanges ran inside a CrewAI kickoff, agent execution or LLM call whose
-    start event was never logged.
+def calls_without_events(calls: Iterable[Any], log: EventLog) -> tuple[int, int]:
+    """LLM exchanges that ran inside a CrewAI kickoff, agent execution or LLM call whose start
+    event this test's log never got: ``(lost, earlier)``.
 
-    Those scopes are on the thread that sent the request whether or not any handler ran, so
-    such a call proves that crewguard's handlers were removed while the test ran (also midway
+    Those scopes are on the thread that sent the request whether or not any handler ran. A
+    kickoff an earlier test's log saw start (``earlier``) outlived that test or its fixture;
+    otherwise (``lost``) crewguard's handlers were removed while this test ran (also midway
     through a kickoff, which would leave later rounds unattributed and uncounted).
     """
-    missing = 0
+    lost = earlier = 0
     for call in calls:
-        if call.exchange.kind != "llm" or call.scope_id("crew_kickoff_started") is None:
+        kickoff = call.scope_id("crew_kickoff_started") if call.exchange.kind == "llm" else None
+        if kickoff is None:
+            continue
+        if log.get(kickoff) is None and kickoff in _kickoffs_seen:
+            earlier += 1
             continue
         scopes = [call.scope_id(kind) for kind in _SCOPES_SEEN]
         if any(scope is not None and log.get(scope) is None for scope in scopes):
-            missing += 1
-    return missing
+            lost += 1
+    return lost, earlier
 
 
 def flush(timeout: float = 10.0) -> None:

@@ -348,3 +348,25 @@ def test_an_error_answer_the_sdk_retried_is_not_an_agent_round() -> None:
     calls = build_calls(exchanges, events, PRICES, [])
     assert [(c.status, c.agent_round) for c in calls] == [(429, False), (200, True)]
     assert calls[1].agent == "Researcher"
+
+
+def test_calls_of_a_kickoff_that_outlived_its_test_are_told_from_lost_events(monkeypatch) -> None:
+    # A kickoff an earlier test left running sends calls during this one: its start event is
+    # in no log of this test, but crewguard saw it start. That is not "handlers removed".
+    from pytest_crewguard import events as crew_events
+    from pytest_crewguard.events import CrewEvent, calls_without_events
+
+    monkeypatch.setattr(crew_events, "_kickoffs_seen", {"k-earlier": None, "k-here": None})
+    log = EventLog()
+    log.add(CrewEvent(event_id="k-here", type="crew_kickoff_started", sequence=1, parent_id=None))
+    log.add(CrewEvent(event_id="a-here", type="agent_execution_started", sequence=2, parent_id="k-here"))
+
+    def call(*scope: tuple[str, str]) -> HttpExchange:
+        return replace(_wire(KNOWN), scope=scope)
+
+    earlier = call(("k-earlier", "crew_kickoff_started"))
+    unseen = call(("k-unseen", "crew_kickoff_started"))
+    midway = call(("k-here", "crew_kickoff_started"), ("a-here", "agent_execution_started"),
+                  ("l-lost", "llm_call_started"))
+    fine = call(("k-here", "crew_kickoff_started"), ("a-here", "agent_execution_started"))
+    assert calls_without_events([earlier, unseen, midway, fine], log) == (2, 1)
