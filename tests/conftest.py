@@ -115,6 +115,22 @@ def crew_test_file(base_url: str, body: str, model: str = "gpt-4o-mini") -> str:
     return CREW_HEADER.format(base_url=base_url, model=model) + "\n" + textwrap.dedent(body)
 
 
+def recorded_then_replayed(
+    pytester: pytest.Pytester, server: Any, *options: str, in_subprocess: bool = False
+) -> Iterator[pytest.RunResult]:
+    """Run the session recording (``once``), stop the provider, run it again replaying: the
+    result of each, so one check covers both."""
+    for mode in ("once", "none"):
+        given = (f"--crewguard-record-mode={mode}", *options)
+        # Generous, in a process of its own: it must end, not end fast.
+        if in_subprocess:
+            result = pytester.runpytest_subprocess(*given, timeout=150)
+        else:
+            result = pytester.runpytest(*given)
+        server.stop()  # replay must not reach it
+        yield result
+
+
 def read_dump(pytester: pytest.Pytester, name: str) -> dict[str, Any]:
     data: dict[str, Any] = json.loads((Path(pytester.path) / f"{name}.json").read_text())
     return data

@@ -11,7 +11,7 @@ import yaml
 
 from pytest_crewguard.testing.scripted_provider import Reply
 
-from .conftest import answer, crew_test_file, read_dump
+from .conftest import answer, crew_test_file, read_dump, recorded_then_replayed
 
 CLEARING_CONFTEST = """
 import pytest
@@ -231,9 +231,7 @@ def test_handlers_removed_midway_through_a_kickoff_are_events_missing(
     # call had no agent.
     server = provider(_tool_then_answer)
     pytester.makepyfile(test_crew=crew_test_file(server.openai_base_url, CLEARED_MIDWAY))
-    for mode in ("once", "none"):
-        result = pytester.runpytest(f"--crewguard-record-mode={mode}")
-        server.stop()
+    for result in recorded_then_replayed(pytester, server):
         result.assert_outcomes(failed=1)
         result.stdout.fnmatch_lines(
             ["*LLM call(s) of this test were made inside a CrewAI kickoff whose events never reached*",

@@ -17,7 +17,7 @@ import pytest
 
 from pytest_crewguard.testing.scripted_provider import ReceivedRequest, Reply
 
-from ..conftest import crew_test_file
+from ..conftest import crew_test_file, recorded_then_replayed
 from ..test_iterations import outcomes
 
 STUCK_TOOLS = """
@@ -181,10 +181,9 @@ def test_a_kickoff_left_running_is_waited_for_inside_the_cassette_or_stopped(
     server = provider(tool_round_then_answer)
     pytester.makepyfile(test_crew=crew_test_file(server.openai_base_url, LEFT_RUNNING))
     report = Path(pytester.path) / "report.json"
-    for mode in ("once", "none"):  # recorded, then replayed with the provider gone
-        options = [f"--crewguard-record-mode={mode}", f"--crewguard-report={report}", "-p", "no:warnings"]
-        result = pytester.runpytest_subprocess(*options, timeout=150)
-        server.stop()
+    for result in recorded_then_replayed(
+        pytester, server, f"--crewguard-report={report}", "-p", "no:warnings", in_subprocess=True
+    ):
         result.assert_outcomes(failed=1, passed=2)
         result.stdout.fnmatch_lines(
             [
@@ -218,9 +217,7 @@ def test_a_kickoff_ended_by_a_skip_is_not_taken_for_one_still_running(
     # it. It was waited for until max_seconds (10 s by default) and shown as unfinished_kickoff.
     server = provider(tool_round_then_answer)
     pytester.makepyfile(test_crew=crew_test_file(server.openai_base_url, SKIPPED_INSIDE))
-    for mode in ("once", "none"):
-        result = pytester.runpytest(f"--crewguard-record-mode={mode}")
-        server.stop()
+    for result in recorded_then_replayed(pytester, server):
         result.assert_outcomes(skipped=1)
         result.stdout.fnmatch_lines(["*test_crew.py::test_skipped_in_a_callback * SKIPPED*"])
         result.stdout.no_fnmatch_line("*unfinished_kickoff*")
