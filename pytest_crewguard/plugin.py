@@ -69,8 +69,11 @@ def pytest_sessionstart(session: pytest.Session) -> None:
 def _end_without_stuck_crews(config: pytest.Config) -> None:
     session = config.stash.get(_pytest_session_key, None)
     if session is not None and "pytest_crewguard.deadline" in sys.modules:
-        from .stuck_exit import end_without_stuck_crews
+        from .stuck_exit import end_without_stuck_crews, end_worker
 
+        if hasattr(config, "workeroutput"):  # its results are sent: the lines went with them
+            end_worker(int(session.exitstatus))
+            return
         reporter = config.pluginmanager.get_plugin("terminalreporter")
         end_without_stuck_crews(reporter, int(session.exitstatus))
 
@@ -296,7 +299,14 @@ def pytest_xdist_setupnodes(config: pytest.Config, specs: Any) -> None:
 def pytest_testnodedown(node: Any) -> None:
     # pytest-xdist controller: merge each worker's records, so the table and the session
     # budget cover the whole run rather than one worker's share.
-    records = getattr(node, "workeroutput", {}).get("crewguard")
+    output = getattr(node, "workeroutput", {})
+    stuck = output.get("crewguard_stuck")
+    if stuck:  # shown now: the worker ends without waiting for those threads
+        reporter = node.config.pluginmanager.get_plugin("terminalreporter")
+        reporter.write("\n")  # after the progress characters on the line
+        for number, line in enumerate(stuck):
+            reporter.write_line(f"[{getattr(node.gateway, 'id', 'worker')}] {line}", red=number == 0)
+    records = output.get("crewguard")
     if records:
         from .session import GuardedTest
 
@@ -313,6 +323,10 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
     workeroutput = getattr(session.config, "workeroutput", None)
     if workeroutput is not None:  # an xdist worker: the controller reports and enforces
         workeroutput["crewguard"] = [r.to_json(timeline=True) for r in state.results.records.values()]
+        if "pytest_crewguard.deadline" in sys.modules:
+            from .stuck_exit import stuck_lines
+
+            workeroutput["crewguard_stuck"] = stuck_lines(int(session.exitstatus))
         return
     state.write_reports()
     if state.fails_run() and session.exitstatus == 0:

@@ -13,6 +13,26 @@ import sys
 from typing import Any
 
 
+def stuck_lines(status: int) -> list[str]:
+    """In a pytest-xdist worker, at the end of its session: the lines naming the threads that
+    would keep it alive, for the controller to show (the worker's own output is not shown)."""
+    deadline = sys.modules.get("pytest_crewguard.deadline")
+    if deadline is None:
+        return []
+    left = deadline.left_behind(grace=1.0)
+    return list(deadline.left_behind_lines(left, status)) if left else []
+
+
+def end_worker(status: int) -> None:
+    """Once a pytest-xdist worker has sent its results, end it if stuck threads would keep it
+    alive: the controller would wait for it, then kill it (about 10 s per worker)."""
+    deadline = sys.modules.get("pytest_crewguard.deadline")
+    if deadline is not None and deadline.left_behind(grace=0.0):
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(status)
+
+
 def end_without_stuck_crews(reporter: Any, status: int) -> None:
     """Tell which threads are stuck and, when pytest is the process, exit now."""
     deadline = sys.modules.get("pytest_crewguard.deadline")

@@ -221,3 +221,46 @@ def test_a_kickoff_ended_by_a_skip_is_not_taken_for_one_still_running(
         result.assert_outcomes(skipped=1)
         result.stdout.fnmatch_lines(["*test_crew.py::test_skipped_in_a_callback * SKIPPED*"])
         result.stdout.no_fnmatch_line("*unfinished_kickoff*")
+
+
+ONE_STUCK = """
+import threading
+
+
+@tool("lookup")
+def lookup(q: str) -> str:
+    \"\"\"Look something up.\"\"\"
+    threading.Event().wait()  # never returns
+    return "never"
+
+
+@pytest.mark.crewguard(max_seconds=1)
+def test_blocked(crewguard):
+    crewguard.kickoff(lambda: make_crew(tools=[lookup]), inputs={"topic": "stuck things"})
+
+
+@pytest.mark.crewguard
+def test_next(crewguard):
+    assert crewguard.kickoff(make_crew, inputs={"topic": "quick things"}).output.raw == "quick answer"
+"""
+
+
+def test_an_xdist_worker_with_a_stuck_crew_ends_and_the_controller_names_the_thread(
+    pytester: pytest.Pytester, provider: Any
+) -> None:
+    # The worker waited for the thread at its exit until xdist killed it, and its "still
+    # running" lines were never shown.
+    server = provider(tool_round_then_answer)
+    pytester.makepyfile(test_crew=crew_test_file(server.openai_base_url, ONE_STUCK))
+    report = Path(pytester.path) / "report.json"
+    for result in recorded_then_replayed(
+        pytester, server, "-n", "1", f"--crewguard-report={report}", "-p", "no:warnings", in_subprocess=True
+    ):
+        result.assert_outcomes(failed=1, passed=1)
+        result.stdout.fnmatch_lines(
+            ["[[]gw0[]] crewguard: 1 thread of crews crewguard stopped waiting for is still running*",
+             "[[]gw0[]]   asyncio_* (test_crew.py::test_blocked): test_crew.py:* in lookup"]
+        )
+        tests = json.loads(report.read_text())["tests"]
+        verdicts = {nodeid.split("::")[-1]: test["verdict"] for nodeid, test in tests.items()}
+        assert verdicts["test_next"] == "passed" and verdicts["test_blocked"].startswith("FAILED max_seconds")
