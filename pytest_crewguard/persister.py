@@ -140,6 +140,12 @@ def _interactions_of(path: Path, data: Any) -> list[Any]:
             f"crewguard cannot load cassette {path}: it is YAML but not a vcrpy cassette "
             f"(expected a mapping with a list of 'interactions'). {_RECORD_AGAIN}"
         )
+    version = data.get("version", CASSETTE_FORMAT_VERSION)
+    if version != CASSETTE_FORMAT_VERSION or isinstance(version, bool):
+        raise CassetteError(
+            f"crewguard cannot load cassette {path}: it says format version {version!r}, and "
+            f"crewguard reads vcrpy's version {CASSETTE_FORMAT_VERSION}. {_RECORD_AGAIN}"
+        )
     interactions: list[Any] = data["interactions"]
     for number, interaction in enumerate(interactions, 1):
         problem = interaction_problem(interaction)

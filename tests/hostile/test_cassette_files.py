@@ -210,6 +210,16 @@ def test_a_key_given_twice_is_named_not_the_last_taken(tmp_path, edit, key):
     assert path.read_text() == text
 
 
+@pytest.mark.parametrize("version", [99, "1", 0])
+def test_a_cassette_of_another_format_version_is_named(tmp_path, version):
+    path = tmp_path / "c.yaml"
+    good = {"request": GOOD_REQUEST, "response": GOOD_RESPONSE}
+    path.write_text(yaml.safe_dump({"interactions": [good], "version": version}))
+    with pytest.raises(CassetteError) as refused:
+        AtomicYamlPersister.load_cassette(path, SERIALIZER)
+    assert f"it says format version {version!r}, and crewguard reads vcrpy's version 1" in str(refused.value)
+
+
 def test_a_cassette_that_is_not_utf8_is_named_with_the_way_back(tmp_path):
     path = tmp_path / "c.yaml"
     path.write_bytes("interactions: []\nnote: caf\u00e9\n".encode("latin-1"))
