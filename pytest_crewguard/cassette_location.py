@@ -66,7 +66,7 @@ def cassette_path(cassette_dir: Path, nodeid: str, override: str | None = None) 
     return cassette_dir / folder / f"{test_name}.yaml"
 
 
-_LONGEST = 200  # characters of a test name kept in its file name (bytes, plus room for .yaml)
+_LONGEST = 255 - len(".yaml")  # the longest test name a file name holds (bytes)
 
 
 def shared_defaults(cassettes: Iterable[tuple[str, Path]]) -> str | None:

@@ -77,6 +77,9 @@ def test_an_over_long_test_name_gets_a_short_stable_distinct_file_name(tmp_path)
     path_a.parent.mkdir(parents=True)
     path_a.write_text("")  # the file system takes it
     assert cassette_path(tmp_path, "test_m.py::test_x[short]").name == "test_x-short.yaml"
+    # A long name the file system holds keeps the name it always had: its cassette is found.
+    fits = "b" * 240
+    assert cassette_path(tmp_path, f"test_m.py::test_x[{fits}]").name == f"test_x-{fits}.yaml"
 
 
 def test_two_tests_on_one_default_cassette_stop_the_run_naming_both(pytester):
