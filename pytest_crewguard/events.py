@@ -134,13 +134,15 @@ _active_lock = threading.Lock()
 # test or fixture.
 _kickoffs_seen: dict[str, None] = {}
 _KICKOFFS_KEPT = 10_000
+_kickoffs_lock = threading.Lock()
 
 
 def _collect(source: Any, event: Any) -> None:
     if event.type == "crew_kickoff_started":  # also between guarded tests
-        _kickoffs_seen[str(event.event_id)] = None
-        if len(_kickoffs_seen) > _KICKOFFS_KEPT:
-            _kickoffs_seen.pop(next(iter(_kickoffs_seen)), None)
+        with _kickoffs_lock:  # handlers run on CrewAI's thread pool
+            _kickoffs_seen[str(event.event_id)] = None
+            if len(_kickoffs_seen) > _KICKOFFS_KEPT:
+                del _kickoffs_seen[next(iter(_kickoffs_seen))]
     log = _active
     if log is None:
         return
@@ -242,7 +244,9 @@ def calls_without_events(calls: Iterable[Any], log: EventLog) -> tuple[int, int]
         kickoff = call.scope_id("crew_kickoff_started") if call.exchange.kind == "llm" else None
         if kickoff is None:
             continue
-        if log.get(kickoff) is None and kickoff in _kickoffs_seen:
+        with _kickoffs_lock:
+            seen_before = kickoff in _kickoffs_seen
+        if log.get(kickoff) is None and seen_before:
             earlier += 1
             continue
         scopes = [call.scope_id(kind) for kind in _SCOPES_SEEN]
