@@ -8,7 +8,6 @@ answer. Headers never take part (``x-stainless-*`` headers change with every SDK
 from __future__ import annotations
 
 import difflib
-import heapq
 import json
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
@@ -124,11 +123,13 @@ def _is_binary(body: Any) -> bool:
     return False
 
 
-# How many candidates get difflib's exact similarity. It is quadratic in a body's lines (a
-# long conversation has thousands) where its upper bound, quick_ratio, is linear: every
-# candidate gets the bound, only the best few the exact score, so a miss against a large
-# cassette stays fast. The nearest request only picks what the diff is shown against.
-_EXACT_FOR = 5
+# difflib's exact similarity is quadratic in a body's lines (a long conversation has
+# thousands), its upper bound quick_ratio linear. Every candidate gets the bound; then, best
+# bound first, the exact score until no bound left can beat the best score, within a budget of
+# line pairs compared: small cassettes get the exact nearest, a miss against a large one of long
+# conversations stays fast (the nearest request only picks what the diff is shown against).
+_EXACT_AT_LEAST = 5
+_EXACT_BUDGET = 5_000_000  # lines of the request x lines of a candidate, summed
 
 
 def nearest_request(
@@ -141,7 +142,8 @@ def nearest_request(
     cache across several calls).
     """
     lines = lines_of or (lambda r: body_lines(r.body))
-    matcher = difflib.SequenceMatcher(None, b=body_lines(request.body))  # analysed once
+    mine = body_lines(request.body)
+    matcher = difflib.SequenceMatcher(None, b=mine)  # analysed once
     bounded: list[tuple[float, int, Any, float]] = []
     for order, candidate in enumerate(candidates):
         if is_telemetry(candidate.uri) or _is_binary(candidate.body):
@@ -149,11 +151,15 @@ def nearest_request(
         matcher.set_seq1(lines(candidate))
         bonus = 1.0 if _same_endpoint(request, candidate) else 0.0
         bounded.append((bonus + matcher.quick_ratio(), -order, candidate, bonus))
+    bounded.sort(key=lambda b: b[:2], reverse=True)
     best: tuple[float, int, Any] | None = None
-    for bound, negative_order, candidate, bonus in heapq.nlargest(_EXACT_FOR, bounded, key=lambda b: b[:2]):
-        if best is not None and bound < best[0]:
-            break  # by bound, highest first: no later one can score more
-        matcher.set_seq1(lines(candidate))
+    spent = 0
+    for scored, (bound, negative_order, candidate, bonus) in enumerate(bounded):
+        if best is not None and (bound < best[0] or (scored >= _EXACT_AT_LEAST and spent > _EXACT_BUDGET)):
+            break  # by bound, highest first: no later one can score more (or the budget is spent)
+        theirs = lines(candidate)
+        spent += len(mine) * len(theirs)
+        matcher.set_seq1(theirs)
         score = (bonus + matcher.ratio(), negative_order)
         if best is None or score > best[:2]:  # ties: the earlier candidate
             best = (*score, candidate)

@@ -54,6 +54,25 @@ def test_the_nearest_of_many_long_conversations_is_found_with_few_exact_comparis
     assert 1 <= len(exact) <= 5
 
 
+def test_candidates_whose_bound_misleads_do_not_hide_the_nearest() -> None:
+    # Shuffled copies share every line with the request (the highest bound) but little order;
+    # the one-line change comes sixth by bound and is still found.
+    import random
+
+    steps = [f"step {i}" for i in range(20)]
+
+    def sent(lines: list[str]) -> Request:
+        return _req({"prompt": "\n".join(lines)})
+
+    shuffled = []
+    for seed in range(5):
+        order = steps[:]
+        random.Random(seed).shuffle(order)
+        shuffled.append(sent(order))
+    close = sent([*steps[:-1], "step changed"])
+    assert nearest_request(sent(steps), [*shuffled, close]) is close
+
+
 def test_equal_candidates_give_the_earliest_and_the_same_endpoint_wins() -> None:
     live = _conversation(3, "plan")
     first, second = _conversation(3, "plan"), _conversation(3, "plan")
