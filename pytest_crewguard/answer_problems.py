@@ -12,6 +12,8 @@ from typing import Any
 
 from .usage.decoding import as_text, decompress, header_value
 
+_READ = ("", "identity", "gzip", "deflate")  # the encodings crewguard undoes
+
 
 def answer_problem(response: dict[str, Any]) -> str | None:
     """Why an SDK would not take ``response`` (a cassette's recorded response), if it shows."""
@@ -22,10 +24,13 @@ def answer_problem(response: dict[str, Any]) -> str | None:
         return f"it is an error answer, {answer}, which SDKs retry"
     headers = response.get("headers") or {}
     content_type = header_value(headers, "content-type").lower()
+    encoding = header_value(headers, "content-encoding").lower()
+    if not ("json" in content_type or "text/event-stream" in content_type) or encoding not in _READ:
+        return None  # binary streams (Bedrock's event stream), brotli, zstd: not judged here
     raw = (response.get("body") or {}).get("string")
-    text = as_text(decompress(raw, header_value(headers, "content-encoding").lower()))
+    text = as_text(decompress(raw, encoding))
     if text is None:
-        return "its body is neither UTF-8 text nor a body its content-encoding undoes"
+        return "its body is not UTF-8 text"
     if "event-stream" in content_type:
         return _stream_problem(text)
     if "json" in content_type:

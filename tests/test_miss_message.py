@@ -143,3 +143,15 @@ def test_a_good_answer_sent_again_keeps_the_diff() -> None:
     assert answer_problem(_answer('{"id": "c1"}')) is None
     assert answer_problem(_answer('data: {"id": 1}\n\ndata: [DONE]\n\n', "text/event-stream")) is None
     assert answer_problem(_answer("plain text", "text/plain")) is None
+
+
+def test_answers_crewguard_cannot_read_are_not_called_broken() -> None:
+    # Bedrock's binary event stream, or a brotli body: valid answers, not judged here.
+    from pytest_crewguard.answer_problems import answer_problem
+
+    frame = b"\x00\x00\x00\x2a\x00\x00\x00\x00\xff\xfe binary frame"
+    assert answer_problem(_answer(frame, "application/vnd.amazon.eventstream")) is None  # type: ignore[arg-type]
+    brotli = _answer(b"\x8b\x05\x80{}\x03", "application/json")  # type: ignore[arg-type]
+    brotli["headers"]["content-encoding"] = ["br"]
+    assert answer_problem(brotli) is None
+    assert answer_problem(_answer(b"\xff\xfe{", "application/json")) == "its body is not UTF-8 text"  # type: ignore[arg-type]

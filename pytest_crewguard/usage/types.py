@@ -68,13 +68,15 @@ class Exchange:
 def token_count(block: Any, *path: str) -> int | None:
     """A main token count at ``path`` (input, output), which a call's cost rests on: 0 when
     absent (some OpenAI-compatible servers leave out a count they have not got), ``None`` when
-    present but no plausible count (a string, a bool, negative, NaN, over a quadrillion): such
+    present but no plausible count (null, a string, a bool, negative, NaN, over a quadrillion): such
     a call's usage is unknown, never 0."""
     value = block
     for key in path:
-        value = value.get(key) if isinstance(value, Mapping) else None
-    if value is None:
-        return 0
+        if not isinstance(value, Mapping) or key not in value:
+            return 0
+        value = value[key]
+    if value is None:  # there, but null: as unreadable as a string
+        return None
     if isinstance(value, bool) or not isinstance(value, int | float) or value != value or value < 0:
         return None
     if value > 10**15:  # no call has a quadrillion tokens: a corrupt or hostile number

@@ -193,7 +193,9 @@ def test_one_test_is_singular_and_a_test_without_calls_has_no_latency_footnote()
 CHAT = "https://api.openai.com/v1/chat/completions"
 
 
-@pytest.mark.parametrize("value", ["1e400", "NaN", "Infinity", "-Infinity", "1e300", "-3", "true", '"12"'])
+@pytest.mark.parametrize(
+    "value", ["1e400", "NaN", "Infinity", "-Infinity", "1e300", "-3", "true", '"12"', "null"]
+)
 @pytest.mark.parametrize(
     ("url", "body"),
     [
@@ -215,7 +217,7 @@ def test_an_absurd_main_count_makes_the_usage_unknown_never_zero(value: str, url
 def test_an_absent_count_or_absurd_detail_still_reads() -> None:
     # Some OpenAI-compatible servers leave out a count they have not got; details stay 0.
     details = '"prompt_tokens_details": {"cached_tokens": -1}'
-    body = '{"usage": {"prompt_tokens": null, "completion_tokens": 3, ' + details + "}}"
+    body = '{"usage": {"completion_tokens": 3, ' + details + "}}"
     assert classify_exchange("POST", CHAT, None, 200, {}, body).usage == Usage(0, 3)
 
 
@@ -370,3 +372,38 @@ def test_calls_of_a_kickoff_that_outlived_its_test_are_told_from_lost_events(mon
                   ("l-lost", "llm_call_started"))
     fine = call(("k-here", "crew_kickoff_started"), ("a-here", "agent_execution_started"))
     assert calls_without_events([earlier, unseen, midway, fine], log) == (2, 1)
+
+
+def test_kickoffs_seen_from_many_handler_threads_at_once_lose_none(monkeypatch) -> None:
+    # CrewAI runs handlers on a pool: evicting the oldest while another thread added raised
+    # "dictionary changed size during iteration", and that event never reached the test's log.
+    import sys
+    import threading
+    from types import SimpleNamespace
+
+    from pytest_crewguard import events as crew_events
+
+    monkeypatch.setattr(crew_events, "_kickoffs_seen", {})
+    monkeypatch.setattr(crew_events, "_KICKOFFS_KEPT", 50)
+    monkeypatch.setattr(crew_events, "_active", None)
+    errors: list[BaseException] = []
+
+    def handler(worker: int) -> None:
+        for n in range(5000):
+            event = SimpleNamespace(type="crew_kickoff_started", event_id=f"{worker}-{n}")
+            try:
+                crew_events._collect(None, event)
+            except Exception as err:
+                errors.append(err)
+
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)  # switch threads as often as the interpreter can
+    try:
+        threads = [threading.Thread(target=handler, args=(w,)) for w in range(8)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+    finally:
+        sys.setswitchinterval(interval)
+    assert errors == [] and len(crew_events._kickoffs_seen) == 50
