@@ -307,8 +307,8 @@ class GuardSession:
         left, running, waited = unfinished.wait_for(self.events, own, self.threads_before, seconds)
         if not (left or running):
             return
-        threads = unfinished.stop(left, running, self.nodeid)
-        message = unfinished.message(left, len(running), waited, threads)
+        count, threads = unfinished.stop(left, running, self.nodeid)
+        message = unfinished.message(left, count, waited, threads)
         found = self.verdict.new([Violation(Gate.UNFINISHED_KICKOFF, message)])
         if found:
             failure = self.verdict.failure(found)

@@ -301,8 +301,8 @@ def pytest_testnodedown(node: Any) -> None:
     # budget cover the whole run rather than one worker's share.
     output = getattr(node, "workeroutput", {})
     stuck = output.get("crewguard_stuck")
-    if stuck:  # shown now: the worker ends without waiting for those threads
-        reporter = node.config.pluginmanager.get_plugin("terminalreporter")
+    reporter = node.config.pluginmanager.get_plugin("terminalreporter")
+    if stuck and reporter is not None:  # shown now: the worker ends without waiting for them
         reporter.write("\n")  # after the progress characters on the line
         for number, line in enumerate(stuck):
             reporter.write_line(f"[{getattr(node.gateway, 'id', 'worker')}] {line}", red=number == 0)

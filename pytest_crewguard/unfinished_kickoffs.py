@@ -139,9 +139,9 @@ def _kickoff_of(thread: threading.Thread) -> Any:
     return found
 
 
-def stop(kickoffs: list[CrewEvent], threads: list[threading.Thread], owner: str) -> list[str]:
+def stop(kickoffs: list[CrewEvent], threads: list[threading.Thread], owner: str) -> tuple[int, list[str]]:
     """Stop the threads running ``kickoffs`` or a kickoff in ``threads`` (best effort, see
-    :mod:`.deadline`); names each thread with where it is."""
+    :mod:`.deadline`): how many crews, and each thread named with where it is."""
     from . import deadline
 
     crews = {id(crew): crew for crew in map(_kickoff_of, threads) if crew is not None}
@@ -154,7 +154,7 @@ def stop(kickoffs: list[CrewEvent], threads: list[threading.Thread], owner: str)
         found = deadline.threads_of(crew)
         shown += [f"{thread.name} at {deadline.where(thread)}" for thread in found]
         deadline.abandon(crew, found, owner)
-    return shown
+    return max(len(crews), len(kickoffs)), shown
 
 
 def _object_with_id(wanted: int | None) -> Any:
@@ -172,9 +172,8 @@ def _object_with_id(wanted: int | None) -> Any:
     return None
 
 
-def message(left: list[CrewEvent], running: int, waited: float, threads: list[str]) -> str:
-    """The failure of a test that returned while kickoffs it started were running."""
-    count = max(len(left), running)
+def message(left: list[CrewEvent], count: int, waited: float, threads: list[str]) -> str:
+    """The failure of a test that returned while ``count`` kickoffs it started were running."""
     names = ", ".join(repr(k.crew_name) for k in left if k.crew_name)
     where = "".join(f"\n    {thread}" for thread in threads)
     return (
