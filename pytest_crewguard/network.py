@@ -84,7 +84,7 @@ def _split(entry: str, source: str = "allowed host") -> tuple[str, int | None]:
     if not host:
         raise ConfigError(f"{source}: {entry!r} has no host; expected host or host:port")
     if port:
-        if not port.isdigit() or not 0 < int(port) < 65536:
+        if not (port.isascii() and port.isdigit()) or not 0 < int(port) < 65536:
             raise ConfigError(f"{source}: {entry!r} has no valid port; expected host or host:port (1-65535)")
         return _normal(host), int(port)
     if entry.endswith(":"):

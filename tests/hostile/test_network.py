@@ -263,6 +263,8 @@ def test_a_replayed_test_reaches_the_hosts_it_allows(
         ),
         ([], "(allow_hosts=5432)", "*argument allow_hosts=5432: expected a list of hosts or host:port*"),
         ([], "(allow_hosts=[':5432'])", "*allow_hosts=?':5432'?: ':5432' has no host*"),
+        # A superscript two is a digit to str.isdigit but not to int(): an internal error before.
+        ([], "(allow_hosts=['localhost:\u00b2'])", "*'localhost:\u00b2' has no valid port*"),
     ],
 )
 def test_a_bad_allow_list_is_a_usage_error(
