@@ -13,7 +13,7 @@ from typing import Any
 
 from .body_codec import interaction_bodies
 from .errors import CassetteError
-from .secret_values import MIN_SECRET_LENGTH, secret_env_values
+from .secret_values import MIN_SECRET_LENGTH, secret_env_values, secret_forms
 
 # Shapes of provider keys: OpenAI (sk-, sk-proj-), Anthropic (sk-ant-), Google (AIza), AWS (AKIA).
 # Not inside a longer word: "risk-assessment-calculator" holds "sk-" but is no key.
@@ -31,8 +31,9 @@ def mask(secret: str) -> str:
 def find_secret(text: str) -> tuple[str, int] | None:
     """The first key-shaped string or known secret value in ``text`` (masked) and its offset."""
     for name, value in secret_env_values():
-        if value in text:
-            return f"the value of ${name} ({mask(value)})", text.index(value)
+        for form in secret_forms(value):  # as is, URL-encoded, escaped in a JSON string
+            if form in text:
+                return f"the value of ${name} ({mask(value)})", text.index(form)
     match = KEY_SHAPED.search(text)
     if match:
         return f"a key-shaped string ({mask(match.group(0))})", match.start()

@@ -6,6 +6,7 @@ still holds one.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 from collections.abc import Iterator
@@ -96,6 +97,9 @@ def _text(value: Any) -> str:
 
 
 @lru_cache(maxsize=256)
+@lru_cache(maxsize=256)
 def secret_forms(value: str) -> tuple[str, ...]:
-    """A secret as it may appear: as is, and URL-encoded both ways."""
-    return tuple(dict.fromkeys((value, quote(value, safe=""), quote_plus(value, safe=""))))
+    """A secret as it may appear: as is, URL-encoded both ways, and escaped inside a JSON
+    string (quotes and backslashes, and non-ASCII as ``\\u00e4`` as most JSON writers do)."""
+    json_forms = (json.dumps(value)[1:-1], json.dumps(value, ensure_ascii=False)[1:-1])
+    return tuple(dict.fromkeys((value, quote(value, safe=""), quote_plus(value, safe=""), *json_forms)))

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import os
 import threading
 
 import pytest
@@ -94,3 +96,17 @@ def test_public_keys_and_plain_names_are_not_secrets(monkeypatch: pytest.MonkeyP
     monkeypatch.setenv("HOCKEY", "a long harmless value")
     names = {name for name, _ in secret_env_values()}
     assert not names & {"SSH_PUBLIC_KEY", "HOCKEY"}
+
+
+def test_a_secret_escaped_in_a_json_string_is_scrubbed_and_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    # A quote, a backslash or a non-ASCII letter is escaped in JSON: the value was written as is.
+    from pytest_crewguard.secret_refusal import find_secret
+
+    monkeypatch.setenv("DB_PASSWORD", 'pa"ss\\w0rd/longer')
+    monkeypatch.setenv("X_TOKEN", "pässwört-2024!")
+    body = json.dumps({"content": f"db {os.environ['DB_PASSWORD']} and {os.environ['X_TOKEN']}"})
+    assert 'pa\\"ss\\\\w0rd' in body and "p\\u00e4ssw" in body  # as JSON writes them
+    scrubbed = scrub_body(body, {}, secret_env_values())
+    assert json.loads(scrubbed)["content"] == f"db {PLACEHOLDER} and {PLACEHOLDER}"
+    found = find_secret(body)
+    assert found is not None and found[0].startswith("the value of $")
