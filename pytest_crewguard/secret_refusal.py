@@ -13,7 +13,7 @@ from typing import Any
 
 from .body_codec import interaction_bodies
 from .errors import CassetteError
-from .secret_values import MIN_SECRET_LENGTH, secret_env_values, secret_forms
+from .secret_values import MIN_SECRET_LENGTH, PLACEHOLDER, secret_env_values, secret_forms
 
 # Shapes of provider keys: OpenAI (sk-, sk-proj-), Anthropic (sk-ant-), Google (AIza), AWS (AKIA).
 # Not inside a longer word: "risk-assessment-calculator" holds "sk-" but is no key.
@@ -62,3 +62,12 @@ def refuse_secrets(path: str, serialized: str, interactions: list[Any] | None = 
         "a tool result). Remove it from the request (use an environment variable the SDK "
         "reads), then record again. Nothing was written."
     )
+
+
+def masked_text(text: str) -> str:
+    """``text`` for a message or a report: secret values replaced, key-shaped strings masked
+    (a provider's error text often quotes the key it refused)."""
+    for _, value in secret_env_values():
+        for form in secret_forms(value):
+            text = text.replace(form, PLACEHOLDER)
+    return KEY_SHAPED.sub(lambda match: mask(match.group(0)), text)

@@ -24,6 +24,8 @@ from .faults import FaultInjector, fault_response, timeout_error
 from .match_config import MatchConfig
 from .miss_message import miss_message
 from .recorded_latency import LATENCY_HEADER, latency_seconds
+from .scrubbing import scrub_uri
+from .secret_refusal import masked_text
 from .stand_ins import stand_in_kind, stand_in_response
 from .usage import Exchange, classify_exchange, header_value
 
@@ -229,8 +231,10 @@ class WireLog:
         for request, status, text in refused:
             if (request.method, request.uri, request.body) in answered:
                 continue
+            # Printed and written into JUnit XML: the request as sent, before any scrubbing.
+            uri, text = scrub_uri(request.uri), masked_text(text)
             problems.append(
-                f"crewguard: the provider answered {request.method} {request.uri} with HTTP {status}"
+                f"crewguard: the provider answered {request.method} {uri} with HTTP {status}"
                 f"{': ' + text if text else ''}\n"
                 f"  test:     {self.nodeid}\n"
                 f"  An error answer is not a recording of the crew, so {self.cassette_path} was not "

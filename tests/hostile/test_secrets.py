@@ -277,3 +277,22 @@ def test_gateway_credentials_in_headers_and_query_are_scrubbed_and_replay_still_
     _written_without(cassette, header_key, auth_key, code_key, ENV_KEY)
     server.stop()
     pytester.runpytest("--crewguard-record-mode=none").assert_outcomes(passed=1)
+
+
+def test_a_refused_error_answer_is_told_without_the_keys_in_its_url_and_text(tmp_path, monkeypatch) -> None:
+    # The request as sent (query keys) and the provider's text quoting the refused key were
+    # printed, and written into the JUnit XML failure.
+    from pytest_crewguard import vcr_setup
+    from pytest_crewguard.wire import WireLog
+
+    key = "sk-proj-Zz9Yy8Xx7Ww6Vv5Uu4Tt3Ss2Rr1Qq0Pp9Oo8"
+    monkeypatch.setenv("SERPER_KEY", "9f3c2a71b4d5e6f7a8b9")
+    with vcr_setup.cassette(tmp_path / "c.yaml", "once") as cassette:
+        wire = WireLog(cassette, nodeid="t.py::test_x", record_mode="once", cassette_path="c.yaml",
+                       cassette_exists=False)
+        sent = Request("POST", "https://x/v1/chat/completions?key=9f3c2a71b4d5e6f7a8b9&api-key=abc12345678",
+                       "{}", {})
+        wire.refused_errors.append((sent, 401, f"Incorrect API key provided: {key}"))
+        [problem] = wire.error_answers()
+    assert key not in problem and "9f3c2a71b4d5e6f7a8b9" not in problem and "abc12345678" not in problem
+    assert "with HTTP 401: Incorrect API key provided: sk-p" in problem
