@@ -152,6 +152,7 @@ class GuardSession:
             cassette_exists=exists,
             match_config=self.match_config,
             keep_errors=self.spec.record_errors,
+            shared=self.spec.cassette is not None,
         )
         cassette.wire = self.wire
         self._patches = interception.snapshot()

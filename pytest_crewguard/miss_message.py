@@ -30,7 +30,7 @@ def miss_message(wire: WireLog, request: Any) -> str:
     recorded = [r for r, _ in wire.cassette.data]
     if not wire.existed:
         state = "has no interactions" if wire.cassette_exists else "does not exist yet"
-        mode = "once" if not wire.cassette_exists else "rewrite"
+        mode = "once" if not wire.cassette_exists else _record_again(wire)
         lines += [
             f"  The cassette {state}, and replay mode never calls the network.",
             "  Record it (this calls the real provider):",
@@ -58,7 +58,7 @@ def miss_message(wire: WireLog, request: Any) -> str:
             lines += [
                 same + f"this run sent it again, as an SDK does when the answer fails it: {problem}.",
                 f"  Fix interaction {number}'s response in the cassette, or record this test again:",
-                f"    pytest '{wire.nodeid}' --crewguard-record-mode=rewrite",
+                f"    pytest '{wire.nodeid}' --crewguard-record-mode={_record_again(wire)}",
             ]
             return "\n".join(lines)
         lines.append(
@@ -88,9 +88,16 @@ def miss_message(wire: WireLog, request: Any) -> str:
             lines += ["    " + line for line in diff.splitlines()]
     lines += [
         "  If the change is intended, record this test again (this calls the real provider):",
-        f"    pytest '{wire.nodeid}' --crewguard-record-mode=rewrite",
+        f"    pytest '{wire.nodeid}' --crewguard-record-mode={_record_again(wire)}",
     ]
     return "\n".join(lines)
+
+
+def _record_again(wire: WireLog) -> str:
+    """The record mode that records this test again: ``rewrite`` starts its cassette afresh,
+    which on a cassette the marker shares with other tests would drop their recordings;
+    ``new_episodes`` adds this test's requests and keeps theirs."""
+    return "new_episodes" if wire.shared else "rewrite"
 
 
 def _lines_cache(wire: WireLog) -> Callable[[Any], list[str]]:

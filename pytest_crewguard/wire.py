@@ -123,6 +123,7 @@ class WireLog:
         cassette_exists: bool,
         match_config: MatchConfig | None = None,
         keep_errors: bool = False,
+        shared: bool = False,
     ) -> None:
         self.cassette = cassette
         self.nodeid = nodeid
@@ -132,6 +133,7 @@ class WireLog:
         self.existed = bool(len(cassette))
         self.match_config = match_config or MatchConfig()
         self.keep_errors = keep_errors
+        self.shared = shared  # the marker named the cassette: other tests may record into it too
         self.calls: list[HttpExchange] = []
         self.misses: list[str] = []
         self.recorded_lines: dict[int, list[str]] = {}  # by id: miss_message's cache

@@ -26,7 +26,11 @@ def _request(prompt: str, method: str = "POST") -> Any:
 
 
 def _misses(
-    tmp_path: Path, recorded: list[str], sent: list[Any], first_answer: dict[str, Any] | None = None
+    tmp_path: Path,
+    recorded: list[str],
+    sent: list[Any],
+    first_answer: dict[str, Any] | None = None,
+    shared: bool = False,
 ) -> list[str]:
     """Replay ``sent`` against a cassette of ``recorded`` prompts; the miss messages."""
     interactions = [
@@ -44,7 +48,7 @@ def _misses(
     path.write_text(ReadableYamlSerializer.serialize({"version": 1, "interactions": interactions}))
     with vcr_setup.cassette(path, "none") as cassette:
         wire = WireLog(cassette, nodeid="t.py::test_x", record_mode="none", cassette_path="c.yaml",
-                       cassette_exists=True)
+                       cassette_exists=True, shared=shared)
         cassette.wire = wire
         for request in sent:
             cassette.play_response(request)
@@ -155,3 +159,11 @@ def test_answers_crewguard_cannot_read_are_not_called_broken() -> None:
     brotli["headers"]["content-encoding"] = ["br"]
     assert answer_problem(brotli) is None
     assert answer_problem(_answer(b"\xff\xfe{", "application/json")) == "its body is not UTF-8 text"  # type: ignore[arg-type]
+
+
+def test_a_shared_cassette_is_recorded_again_without_dropping_the_other_tests(tmp_path: Path) -> None:
+    # Following "record with rewrite" on a cassette=... shared by three tests left only one.
+    own = _misses(tmp_path, ["plan"], [_request("plan more")])[0]
+    shared = _misses(tmp_path, ["plan"], [_request("plan more")], shared=True)[0]
+    assert "pytest 't.py::test_x' --crewguard-record-mode=rewrite" in own
+    assert "pytest 't.py::test_x' --crewguard-record-mode=new_episodes" in shared
