@@ -18,11 +18,14 @@ from .html_style import CSS
 from .limits import cost_text
 from .money import sum_usd, usd
 from .report import _cost, _plural, _seconds, _tokens, report_data, table_rows
+from .secret_refusal import masked_text
 from .session import CrewguardSession, GuardedTest
 
 
 def _e(value: Any) -> str:
-    return escape("" if value is None else str(value))
+    # Every text shown, the crew's conversation included, with secrets masked: a key the model
+    # streamed in pieces, or one the cassette writer refused, must not reach the page either.
+    return escape(masked_text("" if value is None else str(value)))
 
 
 def _changes(baseline: dict[str, Any] | None, current: dict[str, Any]) -> dict[str, str]:

@@ -89,3 +89,22 @@ def test_long_texts_are_folded() -> None:
     text = "x" * (FOLD_AT + 500)
     assert fold(text).endswith("(500 more characters folded)")
     assert fold("short") == "short"
+
+
+def test_secrets_in_the_conversation_are_masked_on_the_page(monkeypatch) -> None:
+    # A key the model streamed in pieces is whole again in the rebuilt reply, and a key-shaped
+    # string the cassette writer refused was still shown.
+    monkeypatch.setenv("DEEPSEEK_API_KEY", "dsx-7Hq2Lm9Xv4Tz8Rw1Kp6Nc3Bj")
+    key = "sk-proj-Zz9Yy8Xx7Ww6Vv5Uu4Tt3Ss2Rr1Qq0Pp9Oo8"
+    session = CrewguardSession(prices=PriceTable())
+    reply = {"role": "assistant", "text": f"the key is dsx-7Hq2Lm9Xv4Tz8Rw1Kp6Nc3Bj and also {key}",
+             "tool_calls": []}
+    items = [{"kind": "call", "call": 0, "latency_s": 0.5, "at_s": 0.0, "omitted_messages": 0,
+              "messages": [{"role": "user", "text": f"Research the account {key}", "tool_calls": []}],
+              "reply": reply}]
+    session.add(GuardedTest(nodeid="tests/test_x.py::test_a", llm_calls=1, calls=[_call(agent="a", task="t")],
+                            runs=1, timeline=[{"kickoff_id": "k", "elapsed_s": 0.1, "projected_s": 0.6,
+                                               "span_s": 0.6, "items": items}]))
+    page = render(session)
+    assert "Research the account" in page and "the key is" in page  # the conversation is shown
+    assert key not in page and "dsx-7Hq2Lm9Xv4Tz8Rw1Kp6Nc3Bj" not in page
