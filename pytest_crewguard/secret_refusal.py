@@ -8,6 +8,7 @@ names where it is, masked.
 
 from __future__ import annotations
 
+import json
 import re
 from typing import Any
 
@@ -53,15 +54,52 @@ def refuse_secrets(path: str, serialized: str, interactions: list[Any] | None = 
             if found is not None:
                 what, where = found[0], f"in {place} (decoded)"
                 break
+            joined = _stream_text(text)
+            found = find_secret(joined) if joined else None
+            if found is not None:  # split across chunks: no one chunk holds it to scrub
+                what, where = found[0], f"in {place}, split across the stream's chunks"
+                break
     if found is None:
         return
     raise CassetteError(
         f"crewguard refused to write cassette {path}: it contains {what} {where}. "
         "Credential headers, query parameters and JSON fields, and the values of credential "
         "environment variables, are scrubbed automatically; this one is elsewhere (prompt text, "
-        "a tool result). Remove it from the request (use an environment variable the SDK "
-        "reads), then record again. Nothing was written."
+        "a tool result, the model's answer). Remove it from the request (use an environment "
+        "variable the SDK reads), then record again. Nothing was written."
     )
+
+
+# Where the providers' stream chunks carry the model's text (OpenAI delta content and tool
+# arguments, Anthropic text and partial JSON, Gemini parts' text).
+_TEXT_KEYS = frozenset({"content", "text", "arguments", "partial_json", "thinking", "refusal"})
+
+
+def _stream_text(text: str) -> str:
+    """A server-sent-event stream's text as the client puts it together: the text fields of
+    its JSON chunks, in order, joined (a model streams a few characters per chunk)."""
+    if "data:" not in text:
+        return ""
+    pieces: list[str] = []
+    for line in text.splitlines():
+        if line.startswith("data:"):
+            try:
+                _texts(json.loads(line[5:]), pieces, False)
+            except (ValueError, RecursionError):
+                continue
+    return "".join(pieces)
+
+
+def _texts(value: Any, into: list[str], wanted: bool) -> None:
+    if isinstance(value, str):
+        if wanted:
+            into.append(value)
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            _texts(item, into, key in _TEXT_KEYS)
+    elif isinstance(value, list):
+        for item in value:
+            _texts(item, into, wanted)
 
 
 def masked_text(text: str) -> str:

@@ -296,3 +296,29 @@ def test_a_refused_error_answer_is_told_without_the_keys_in_its_url_and_text(tmp
         [problem] = wire.error_answers()
     assert key not in problem and "9f3c2a71b4d5e6f7a8b9" not in problem and "abc12345678" not in problem
     assert "with HTTP 401: Incorrect API key provided: sk-p" in problem
+
+
+def _stream(chunks: list[dict[str, Any]]) -> str:
+    return "".join(f"data: {json.dumps(chunk)}\n\n" for chunk in chunks) + "data: [DONE]\n\n"
+
+
+def test_a_secret_a_model_streamed_in_pieces_is_refused(tmp_path, monkeypatch) -> None:
+    # No one chunk holds it, so nothing scrubbed it and the cassette was written with it.
+    from pytest_crewguard.secret_refusal import refuse_secrets
+
+    monkeypatch.setenv("DEEPSEEK_API_KEY", "dsx-7Hq2Lm9Xv4Tz8Rw1Kp6Nc3Bj")
+    answer = "the key is dsx-7Hq2Lm9Xv4Tz8Rw1Kp6Nc3Bj, keep it safe"
+    pieces = [answer[i:i + 5] for i in range(0, len(answer), 5)]
+    openai = _stream([{"id": "c1", "choices": [{"index": 0, "delta": {"content": p}}]} for p in pieces])
+    anthropic = _stream(
+        [{"type": "content_block_delta", "delta": {"type": "text_delta", "text": p}} for p in pieces]
+    )
+    for body in (openai, anthropic):
+        response = {"status": {"code": 200, "message": "OK"}, "body": {"string": body},
+                    "headers": {"content-type": ["text/event-stream"]}}
+        request = {"method": "POST", "uri": "https://x/v1", "body": "{}", "headers": {}}
+        with pytest.raises(CassetteError) as refused:
+            interaction = {"request": request, "response": response}
+            refuse_secrets(str(tmp_path / "c.yaml"), "the file's text", [interaction])
+        expected = "(dsx-…) in the response body of interaction 1, split across the stream's chunks"
+        assert expected in str(refused.value)
