@@ -172,3 +172,20 @@ def wrote(path: Path, text: str) -> None:
         log.parent.mkdir(parents=True, exist_ok=True)
         with log.open("a", encoding="utf-8") as handle:
             handle.write(f"{me.record_mode}\t{me.nodeid}\n")
+
+
+def check_writable(path: Path) -> None:
+    """Raise :class:`CassetteError` now if the cassette at ``path`` could not be written at the
+    end of the test (a read-only or full file system): recording would pay the provider first."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        probe = path.parent / f".{path.name}.crewguard-write-check"
+        with open(probe, "wb") as handle:
+            handle.write(b"x")
+        probe.unlink()
+    except OSError as err:
+        raise CassetteError(
+            f"crewguard cannot record cassette {path}: its directory cannot be written "
+            f"({err.strerror or err}). Nothing was sent to the provider. Make the directory "
+            "writable or free space, or record into another one with --crewguard-cassette-dir."
+        ) from None

@@ -134,6 +134,11 @@ class GuardSession:
             crew_events.reset_scope()
             self._stack.callback(crew_events.activate, None)
         exists = self.cassette_path.exists()
+        writes = self.record_mode in ("new_episodes", "all", "rewrite") or self.record_mode == "once"
+        if writes and not (self.record_mode == "once" and exists):
+            from .cassette_writers import check_writable
+
+            check_writable(self.cassette_path)  # before the provider is paid for what cannot be kept
         # Tells the cassette writer which test writes, so shared cassettes merge or conflict clearly.
         writing_as(self.cassette_path, self.nodeid, self.record_mode, self.results)
         cassette = self._stack.enter_context(

@@ -282,3 +282,17 @@ def test_the_marker_alone_guards_kickoffs_made_by_application_threads(pytester, 
     limited = pytester.runpytest()
     limited.assert_outcomes(failed=1)
     limited.stdout.fnmatch_lines(["*1 LLM calls are over max_llm_calls=0*"])
+
+
+def test_a_cassette_that_cannot_be_written_stops_before_the_provider_is_called(pytester, provider):
+    # The calls were made and paid for, then the write at the end failed.
+    server = provider([answer("Recorded answer.")])
+    pytester.makepyfile(test_crew=crew_test_file(server.openai_base_url, BODY))
+    (Path(pytester.path) / "not-a-dir").write_text("a file where the cassette dir should be\n")
+    result = pytester.runpytest("--crewguard-record-mode=once", "--crewguard-cassette-dir=not-a-dir")
+    result.assert_outcomes(errors=1)
+    result.stdout.fnmatch_lines(
+        ["*crewguard cannot record cassette *not-a-dir/test_crew/test_research.yaml: its directory "
+         "cannot be written (*). Nothing was sent to the provider.*--crewguard-cassette-dir*"]
+    )
+    assert server.requests == []
