@@ -88,14 +88,23 @@ def scrub_uri(uri: str, secrets: list[tuple[str, str]] | None = None) -> str:
     """Replace credential query parameters' values and secret values in a URL."""
     secrets = secret_env_values() if secrets is None else secrets
     parts = urlsplit(uri)
+    if parts.password:  # https://user:password@host
+        host = parts.netloc.rpartition("@")[2]
+        parts = parts._replace(netloc=f"{parts.username}:{PLACEHOLDER}@{host}")
+        uri = urlunsplit(parts)
     if parts.query:
         pairs = parse_qsl(parts.query, keep_blank_values=True)
-        if any(name.lower() in SECRET_QUERY_PARAMETERS for name, _ in pairs):
-            query = urlencode(
-                [(n, PLACEHOLDER if n.lower() in SECRET_QUERY_PARAMETERS else v) for n, v in pairs]
-            )
+        if any(_is_secret_query(name) for name, _ in pairs):
+            query = urlencode([(n, PLACEHOLDER if _is_secret_query(n) else v) for n, v in pairs])
             uri = urlunsplit(parts._replace(query=query))
     return _scrub_text(uri, secrets)
+
+
+@lru_cache(maxsize=1024)
+def _is_secret_query(name: str) -> bool:
+    """A known credential parameter, or one with a credential word, as for headers
+    (``auth_token``, ``client-secret``, ``X-Amz-Signature``)."""
+    return name.lower() in SECRET_QUERY_PARAMETERS or any(w in _HEADER_WORDS for w in _words(name))
 
 
 def scrub_headers(

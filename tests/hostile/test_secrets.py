@@ -322,3 +322,18 @@ def test_a_secret_a_model_streamed_in_pieces_is_refused(tmp_path, monkeypatch) -
             refuse_secrets(str(tmp_path / "c.yaml"), "the file's text", [interaction])
         expected = "(dsx-…) in the response body of interaction 1, split across the stream's chunks"
         assert expected in str(refused.value)
+
+
+def test_credential_query_parameters_are_told_by_their_words_and_url_passwords_scrubbed() -> None:
+    # Only exact names were scrubbed: auth_token, client-secret, X-Amz-Signature were written.
+    from pytest_crewguard.scrubbing import scrub_uri
+
+    uri = scrub_uri(
+        "https://x/v1?auth_token=a1&refresh_token=r1&client-secret=s1&X-Amz-Signature=g1"
+        "&X-Amz-Security-Token=t1&api-version=2024-06-01&max_tokens=5",
+        [],
+    )
+    for value in ("a1", "r1", "s1", "g1", "t1"):
+        assert f"={value}" not in uri
+    assert "api-version=2024-06-01" in uri and "max_tokens=5" in uri  # not credentials
+    assert scrub_uri("https://app:Hunter2Hunter2@db.example/q", []) == f"https://app:{PLACEHOLDER}@db.example/q"
