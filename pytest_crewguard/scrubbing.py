@@ -172,8 +172,9 @@ def _scrub_json(value: Any) -> Any:
                 items = items if items is not None else list(value)
                 items[n] = new
         return value if items is None else items
-    if isinstance(value, str) and value[:1] in ("{", "["):
-        # JSON inside a string: a tool call's "arguments" carry the tool's own fields.
+    if isinstance(value, str) and value.lstrip()[:1] in ("{", "["):
+        # JSON inside a string (leading whitespace too): a tool call's "arguments" carry the
+        # tool's own fields.
         try:
             inner = json.loads(value)
         except ValueError:

@@ -337,3 +337,11 @@ def test_credential_query_parameters_are_told_by_their_words_and_url_passwords_s
         assert f"={value}" not in uri
     assert "api-version=2024-06-01" in uri and "max_tokens=5" in uri  # not credentials
     assert scrub_uri("https://app:Hunter2Hunter2@db.example/q", []) == f"https://app:{PLACEHOLDER}@db.example/q"
+
+
+def test_json_held_in_a_string_after_whitespace_is_scrubbed_too() -> None:
+    from pytest_crewguard.scrubbing import scrub_body
+
+    body = json.dumps({"arguments": ' \n {"api_key": "abc123456789", "q": "x"}'})
+    scrubbed = json.loads(scrub_body(body, {}, []))
+    assert json.loads(scrubbed["arguments"]) == {"api_key": PLACEHOLDER, "q": "x"}
