@@ -220,7 +220,8 @@ def _scrubbed(body: bytes | str, headers: Mapping[str, Any], secrets: list[tuple
     try:
         data = json.loads(new)
     except ValueError:
-        pass
+        if "x-www-form-urlencoded" in _content_type(headers):
+            new = _scrub_form(new)  # an OAuth token request: client_secret=..., password=...
     else:
         cleaned = _scrub_json(data)
         if cleaned is not data:
@@ -228,6 +229,23 @@ def _scrubbed(body: bytes | str, headers: Mapping[str, Any], secrets: list[tuple
     if new == text:
         return body
     return new if isinstance(body, str) else encode(new)
+
+
+def _content_type(headers: Mapping[str, Any]) -> str:
+    for name, value in headers.items():
+        if name.lower() == "content-type":
+            first = value[0] if isinstance(value, list) and value else value
+            return first.decode("latin-1") if isinstance(first, bytes) else str(first or "")
+    return ""
+
+
+def _scrub_form(text: str) -> str:
+    """A form-encoded body with its credential fields' values replaced (named as query
+    parameters are)."""
+    pairs = parse_qsl(text, keep_blank_values=True)
+    if not any(_is_secret_query(name) for name, _ in pairs):
+        return text
+    return urlencode([(n, PLACEHOLDER if _is_secret_query(n) else v) for n, v in pairs])
 
 
 def scrub_request(request: Any, *, headers: bool = True) -> Any:

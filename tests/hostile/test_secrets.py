@@ -345,3 +345,15 @@ def test_json_held_in_a_string_after_whitespace_is_scrubbed_too() -> None:
     body = json.dumps({"arguments": ' \n {"api_key": "abc123456789", "q": "x"}'})
     scrubbed = json.loads(scrub_body(body, {}, []))
     assert json.loads(scrubbed["arguments"]) == {"api_key": PLACEHOLDER, "q": "x"}
+
+
+def test_credential_fields_of_a_form_encoded_body_are_scrubbed() -> None:
+    # An OAuth token request recorded by a tool: client_secret and password were written.
+    from pytest_crewguard.scrubbing import scrub_body
+
+    form = {"Content-Type": ["application/x-www-form-urlencoded"]}
+    body = "grant_type=password&username=app&password=Hunter2Hunter2&client_secret=cs-0123456789"
+    scrubbed = scrub_body(body, form, [])
+    assert "Hunter2Hunter2" not in scrubbed and "cs-0123456789" not in scrubbed
+    assert scrubbed.startswith("grant_type=password&username=app&password=crewguard-scrubbed")
+    assert scrub_body("page=2&size=10", form, []) == "page=2&size=10"  # nothing to scrub: as it was
