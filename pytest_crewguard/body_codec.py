@@ -27,6 +27,11 @@ def content_encoding(headers: Mapping[str, Any]) -> str:
     return _header(headers, "content-encoding")
 
 
+def content_type(headers: Mapping[str, Any]) -> str:
+    """The ``Content-Type`` header's value, lower-case (``""`` when there is none)."""
+    return _header(headers, "content-type")
+
+
 def _same(data: bytes) -> bytes:
     return data
 

@@ -244,15 +244,18 @@ def calls_without_events(calls: Iterable[Any], log: EventLog) -> tuple[int, int]
         kickoff = call.scope_id("crew_kickoff_started") if call.exchange.kind == "llm" else None
         if kickoff is None:
             continue
-        with _kickoffs_lock:
-            seen_before = kickoff in _kickoffs_seen
-        if log.get(kickoff) is None and seen_before:
+        if log.get(kickoff) is None and _seen_start(kickoff):
             earlier += 1
             continue
         scopes = [call.scope_id(kind) for kind in _SCOPES_SEEN]
         if any(scope is not None and log.get(scope) is None for scope in scopes):
             lost += 1
     return lost, earlier
+
+
+def _seen_start(kickoff: str) -> bool:
+    with _kickoffs_lock:
+        return kickoff in _kickoffs_seen
 
 
 def flush(timeout: float = 10.0) -> None:

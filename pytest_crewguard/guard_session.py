@@ -134,8 +134,7 @@ class GuardSession:
             crew_events.reset_scope()
             self._stack.callback(crew_events.activate, None)
         exists = self.cassette_path.exists()
-        writes = self.record_mode in ("new_episodes", "all", "rewrite") or self.record_mode == "once"
-        if writes and not (self.record_mode == "once" and exists):
+        if self.record_mode != "none" and not (self.record_mode == "once" and exists):
             from .cassette_writers import check_writable
 
             check_writable(self.cassette_path)  # before the provider is paid for what cannot be kept

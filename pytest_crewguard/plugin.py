@@ -300,12 +300,11 @@ def pytest_testnodedown(node: Any) -> None:
     # pytest-xdist controller: merge each worker's records, so the table and the session
     # budget cover the whole run rather than one worker's share.
     output = getattr(node, "workeroutput", {})
-    stuck = output.get("crewguard_stuck")
-    reporter = node.config.pluginmanager.get_plugin("terminalreporter")
-    if stuck and reporter is not None:  # shown now: the worker ends without waiting for them
-        reporter.write("\n")  # after the progress characters on the line
-        for number, line in enumerate(stuck):
-            reporter.write_line(f"[{getattr(node.gateway, 'id', 'worker')}] {line}", red=number == 0)
+    if output.get("crewguard_stuck"):  # shown now: the worker ends without waiting for them
+        from .stuck_exit import show_worker_lines
+
+        reporter = node.config.pluginmanager.get_plugin("terminalreporter")
+        show_worker_lines(reporter, getattr(node.gateway, "id", "worker"), output["crewguard_stuck"])
     records = output.get("crewguard")
     if records:
         from .session import GuardedTest
@@ -323,10 +322,9 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
     workeroutput = getattr(session.config, "workeroutput", None)
     if workeroutput is not None:  # an xdist worker: the controller reports and enforces
         workeroutput["crewguard"] = [r.to_json(timeline=True) for r in state.results.records.values()]
-        if "pytest_crewguard.deadline" in sys.modules:
-            from .stuck_exit import stuck_lines
+        from .stuck_exit import stuck_lines
 
-            workeroutput["crewguard_stuck"] = stuck_lines(int(session.exitstatus))
+        workeroutput["crewguard_stuck"] = stuck_lines(int(session.exitstatus))
         return
     state.write_reports()
     if state.fails_run() and session.exitstatus == 0:

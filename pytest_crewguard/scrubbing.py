@@ -17,7 +17,7 @@ from functools import lru_cache
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
-from .body_codec import content_encoding, decoded
+from .body_codec import content_encoding, content_type, decoded
 from .secret_values import PLACEHOLDER, secret_env_values, secret_forms
 
 # Request headers that are dropped outright (credentials or account identity). Lower-case.
@@ -76,7 +76,8 @@ def is_secret_field(name: str) -> bool:
     return flat.endswith(_FIELD_SUFFIXES)
 
 
-def _scrub_text(text: str, secrets: list[tuple[str, str]]) -> str:
+def scrub_text(text: str, secrets: list[tuple[str, str]]) -> str:
+    """``text`` with every form of the ``secrets``' values replaced."""
     for _, value in secrets:
         for form in secret_forms(value):
             if form in text:
@@ -93,11 +94,19 @@ def scrub_uri(uri: str, secrets: list[tuple[str, str]] | None = None) -> str:
         parts = parts._replace(netloc=f"{parts.username}:{PLACEHOLDER}@{host}")
         uri = urlunsplit(parts)
     if parts.query:
-        pairs = parse_qsl(parts.query, keep_blank_values=True)
-        if any(_is_secret_query(name) for name, _ in pairs):
-            query = urlencode([(n, PLACEHOLDER if _is_secret_query(n) else v) for n, v in pairs])
+        query = _scrub_pairs(parts.query)
+        if query is not parts.query:
             uri = urlunsplit(parts._replace(query=query))
-    return _scrub_text(uri, secrets)
+    return scrub_text(uri, secrets)
+
+
+def _scrub_pairs(encoded: str) -> str:
+    """A query string or form-encoded body with its credential fields' values replaced;
+    ``encoded`` itself when it has none."""
+    pairs = parse_qsl(encoded, keep_blank_values=True)
+    if not any(_is_secret_query(name) for name, _ in pairs):
+        return encoded
+    return urlencode([(n, PLACEHOLDER if _is_secret_query(n) else v) for n, v in pairs])
 
 
 @lru_cache(maxsize=1024)
@@ -124,9 +133,9 @@ def scrub_headers(
         if is_secret_header(name):
             value = [PLACEHOLDER] * len(value) if isinstance(value, list) else PLACEHOLDER
         elif isinstance(value, list):
-            value = [_scrub_text(v, secrets) if isinstance(v, str) else v for v in value]
+            value = [scrub_text(v, secrets) if isinstance(v, str) else v for v in value]
         elif isinstance(value, str):
-            value = _scrub_text(value, secrets)
+            value = scrub_text(value, secrets)
         scrubbed[name] = value
     return scrubbed
 
@@ -148,7 +157,7 @@ def _needs_scrubbing(
     if not secrets:
         return False
     joined = "\0".join(texts)  # one search per secret; no value holds a NUL to join across
-    return _scrub_text(joined, secrets) is not joined
+    return scrub_text(joined, secrets) is not joined
 
 
 def _scrub_json(value: Any) -> Any:
@@ -216,12 +225,12 @@ def scrub_body(body: Any, headers: Mapping[str, Any], secrets: list[tuple[str, s
 
 def _scrubbed(body: bytes | str, headers: Mapping[str, Any], secrets: list[tuple[str, str]]) -> Any:
     text, encode = decoded(body.encode("utf-8") if isinstance(body, str) else body, headers)
-    new = _scrub_text(text, secrets)
+    new = scrub_text(text, secrets)
     try:
         data = json.loads(new)
     except ValueError:
-        if "x-www-form-urlencoded" in _content_type(headers):
-            new = _scrub_form(new)  # an OAuth token request: client_secret=..., password=...
+        if "x-www-form-urlencoded" in content_type(headers):
+            new = _scrub_pairs(new)  # an OAuth token request: client_secret=..., password=...
     else:
         cleaned = _scrub_json(data)
         if cleaned is not data:
@@ -229,23 +238,6 @@ def _scrubbed(body: bytes | str, headers: Mapping[str, Any], secrets: list[tuple
     if new == text:
         return body
     return new if isinstance(body, str) else encode(new)
-
-
-def _content_type(headers: Mapping[str, Any]) -> str:
-    for name, value in headers.items():
-        if name.lower() == "content-type":
-            first = value[0] if isinstance(value, list) and value else value
-            return first.decode("latin-1") if isinstance(first, bytes) else str(first or "")
-    return ""
-
-
-def _scrub_form(text: str) -> str:
-    """A form-encoded body with its credential fields' values replaced (named as query
-    parameters are)."""
-    pairs = parse_qsl(text, keep_blank_values=True)
-    if not any(_is_secret_query(name) for name, _ in pairs):
-        return text
-    return urlencode([(n, PLACEHOLDER if _is_secret_query(n) else v) for n, v in pairs])
 
 
 def scrub_request(request: Any, *, headers: bool = True) -> Any:

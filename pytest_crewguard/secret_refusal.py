@@ -8,13 +8,14 @@ names where it is, masked.
 
 from __future__ import annotations
 
-import json
 import re
 from typing import Any
 
 from .body_codec import interaction_bodies
 from .errors import CassetteError
-from .secret_values import MIN_SECRET_LENGTH, PLACEHOLDER, secret_env_values, secret_forms
+from .scrubbing import scrub_text
+from .secret_values import MIN_SECRET_LENGTH, secret_env_values, secret_forms
+from .usage.decoding import sse_events
 
 # Shapes of provider keys: OpenAI (sk-, sk-proj-), Anthropic (sk-ant-), Google (AIza), AWS (AKIA).
 # Not inside a longer word: "risk-assessment-calculator" holds "sk-" but is no key.
@@ -81,12 +82,8 @@ def _stream_text(text: str) -> str:
     if "data:" not in text:
         return ""
     pieces: list[str] = []
-    for line in text.splitlines():
-        if line.startswith("data:"):
-            try:
-                _texts(json.loads(line[5:]), pieces, False)
-            except (ValueError, RecursionError):
-                continue
+    for event in sse_events(text):
+        _texts(event, pieces, False)
     return "".join(pieces)
 
 
@@ -105,7 +102,4 @@ def _texts(value: Any, into: list[str], wanted: bool) -> None:
 def masked_text(text: str) -> str:
     """``text`` for a message or a report: secret values replaced, key-shaped strings masked
     (a provider's error text often quotes the key it refused)."""
-    for _, value in secret_env_values():
-        for form in secret_forms(value):
-            text = text.replace(form, PLACEHOLDER)
-    return KEY_SHAPED.sub(lambda match: mask(match.group(0)), text)
+    return KEY_SHAPED.sub(lambda match: mask(match.group(0)), scrub_text(text, secret_env_values()))

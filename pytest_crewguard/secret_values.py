@@ -97,7 +97,6 @@ def _text(value: Any) -> str:
 
 
 @lru_cache(maxsize=256)
-@lru_cache(maxsize=256)
 def secret_forms(value: str) -> tuple[str, ...]:
     """A secret as it may appear: as is, URL-encoded both ways, and escaped inside a JSON
     string (quotes and backslashes, and non-ASCII as ``\\u00e4`` as most JSON writers do)."""

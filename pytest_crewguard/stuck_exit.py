@@ -23,6 +23,15 @@ def stuck_lines(status: int) -> list[str]:
     return list(deadline.left_behind_lines(left, status)) if left else []
 
 
+def show_worker_lines(reporter: Any, worker: str, lines: list[str]) -> None:
+    """In the pytest-xdist controller: a worker's :func:`stuck_lines`, prefixed with its id."""
+    if reporter is None:  # -p no:terminal
+        return
+    reporter.write("\n")  # after the progress characters on the line
+    for number, line in enumerate(lines):
+        reporter.write_line(f"[{worker}] {line}", red=number == 0)
+
+
 def end_worker(status: int) -> None:
     """Once a pytest-xdist worker has sent its results, end it if stuck threads would keep it
     alive: the controller would wait for it, then kill it (about 10 s per worker)."""
