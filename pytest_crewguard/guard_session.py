@@ -8,11 +8,10 @@ nothing of pytest: a failed gate is raised as :class:`~pytest_crewguard.verdict.
 from __future__ import annotations
 
 import sys
-import threading
 from collections.abc import Callable
 from contextlib import ExitStack
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from . import events as crew_events
 from . import interception
@@ -40,6 +39,9 @@ from .storage import remove_if_disposable, remove_if_empty, storage_at
 from .tls import shared_tls_context
 from .verdict import Gate, GateFailure, Verdict, Violation
 from .wire import WireLog
+
+if TYPE_CHECKING:
+    from .unfinished_kickoffs import Threads
 
 
 class GuardSession:
@@ -70,7 +72,7 @@ class GuardSession:
         self.verdict = Verdict()
         self.checked: set[int] = set()  # ids of runs whose per-run gates were already checked
         # The threads alive when the body began, and where each was (begin_call).
-        self.threads_before: dict[threading.Thread, Any] = {}
+        self.threads_before: Threads | None = None
         self.storage_dir: Path = storage_root  # the test's own directory once started
         self.repeat_summaries: list[Callable[[], dict[str, Any]]] = []  # per kickoff call
         self._storage_root = storage_root

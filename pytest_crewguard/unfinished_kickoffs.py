@@ -9,13 +9,16 @@ test's cassette still answers, and stops (as ``max_seconds`` does) those that do
 
 from __future__ import annotations
 
+import gc
+import inspect
+import os
 import sys
 import sysconfig
 import threading
 import time
 from collections.abc import Collection
 from types import FrameType
-from typing import Any
+from typing import Any, NamedTuple
 
 from . import events as crew_events
 from .events import CrewEvent, EventLog
@@ -28,6 +31,7 @@ _PATHS = sysconfig.get_paths()
 _LIBRARIES = (*{_PATHS[n] for n in ("stdlib", "platstdlib", "purelib", "platlib") if n in _PATHS}, "<frozen ")
 _POLL_S = 0.02
 _PARKED_S = 0.1  # a thread seen in the same place this long is waiting, not working
+_BUSY_SHARE = 0.25  # of a CPU, used or waited for: a working thread asks for all of one
 
 
 def unfinished(events: EventLog, skip: Collection[str | None] = ()) -> list[CrewEvent]:
@@ -40,15 +44,23 @@ def unfinished(events: EventLog, skip: Collection[str | None] = ()) -> list[Crew
     ]
 
 
-Where = tuple[tuple[tuple[int, int], ...], int]  # a thread's frames (code id, line), CPU ms
+Where = tuple[tuple[tuple[int, int], ...], int]  # a thread's frames (code id, line), CPU ns
 
 
-def threads_now() -> dict[threading.Thread, Where]:
+class Threads(NamedTuple):
+    """The threads alive at one moment (``at``, monotonic seconds), with where each was."""
+
+    at: float
+    where: dict[threading.Thread, Where]
+
+
+def threads_now() -> Threads:
     """The threads alive now, with where each is: those the test body starts are the ones not
     among them (by object: a finished thread's ident is given to the next one), and one that
     was there but has moved on has been given work (a job submitted to a pool, say)."""
     frames = sys._current_frames()
-    return {t: (_stack(frames.get(t.ident or -1)), _cpu_ms(t)) for t in threading.enumerate()}
+    where = {t: (_stack(frames.get(t.ident or -1)), _cpu_ns(t)) for t in threading.enumerate()}
+    return Threads(time.monotonic(), where)
 
 
 def _stack(frame: FrameType | None) -> tuple[tuple[int, int], ...]:
@@ -59,51 +71,91 @@ def _stack(frame: FrameType | None) -> tuple[tuple[int, int], ...]:
     return tuple(where)
 
 
-def _cpu_ms(thread: threading.Thread) -> int:
-    """The CPU time ``thread`` has used, in ms (0 where the platform does not tell): a
-    working thread uses CPU, a waiting one none, wherever the interpreter switched it out."""
+def _cpu_ns(thread: threading.Thread) -> int:
+    """The CPU time ``thread`` has used, in ns (0 where the platform does not tell): a
+    working thread uses CPU, a waiting one next to none, wherever the interpreter switched it out."""
     clock = getattr(time, "pthread_getcpuclockid", None)
     if clock is None or thread.ident is None:
         return 0
     try:
-        return int(time.clock_gettime(clock(thread.ident)) * 1000)
+        return time.clock_gettime_ns(clock(thread.ident))
     except (OSError, OverflowError):  # ended meanwhile
         return 0
 
 
+def _queued_ns(thread: threading.Thread) -> int:
+    """How long ``thread`` has waited for a CPU while ready to run, in ns (Linux's schedstat; 0
+    elsewhere). On a loaded machine a working thread may get no CPU between two looks (other
+    processes hold the cores, or the GIL's handoff passed it by): it waits in the run queue
+    meanwhile, which a thread waiting for an event does not."""
+    try:
+        fd = os.open(f"/proc/self/task/{thread.native_id}/schedstat", os.O_RDONLY)
+    except OSError:
+        return 0
+    try:
+        return int(os.read(fd, 128).split()[1])
+    except (OSError, ValueError, IndexError):
+        return 0
+    finally:
+        os.close(fd)
+
+
 def wait_for(
-    events: EventLog, skip: Collection[str | None], before: dict[threading.Thread, Where], seconds: float
+    events: EventLog, skip: Collection[str | None], before: Threads | None, seconds: float
 ) -> tuple[list[CrewEvent], list[threading.Thread], float]:
     """Wait up to ``seconds`` for the kickoffs of ``events`` that some thread still runs, and
-    for the threads the test body started (not in ``before``) that run one.
+    for the threads the test body started (not in ``before``; all, without it) that run one.
 
     A thread busy with the application's code or CrewAI's that is not in a kickoff yet
     (building its crew, a job just handed to a pool) gets :data:`SETTLE_S` to get there or
     end: its kickoff may not have started when the body returned. One that stays where it is
-    between two looks (a poller waiting, a server loop) is not waited for. Returns the
-    kickoffs and kickoff threads still running, and the time waited.
+    between two looks, asking for next to no CPU (a poller waiting, a server loop), is not
+    waited for. Returns the kickoffs and kickoff threads still running, and the time waited.
     """
     started = time.monotonic()
-    last = dict(before) if before else threads_now()
+    last = before or threads_now()
+    there_before = {} if before is None else before.where
     moved: dict[threading.Thread, float] = {}  # when each thread was last seen somewhere new
+    queued: dict[threading.Thread, int] = {}  # run-queue time of the threads seen working
     me = threading.current_thread()
     while True:
         crew_events.flush()
         # A kickoff that a BaseException (pytest.skip, KeyboardInterrupt) ended has no end event:
         # it runs only while some thread still holds its crew.
         left = [k for k in unfinished(events, skip) if _object_with_id(k.source_id) is not None]
-        now, at = threads_now(), time.monotonic()
-        kickoffs = {t: _kickoff_of(t) for t in now if t not in before}
+        now = threads_now()
+        kickoffs = {t: _kickoff_of(t) for t in now.where if t not in there_before}
         # A crew stopped at max_seconds has failed its test already: not waited for again.
         running = [t for t, crew in kickoffs.items() if crew is not None and not _given_up(crew)]
-        moved.update((t, at) for t, where in now.items() if where != last.get(t) and t is not me)
-        busy = [t for t in now if t in moved and at - moved[t] < _PARKED_S]
-        waited = at - started
-        settling = waited < SETTLE_S and any(_may_kick_off(t) for t in busy if kickoffs.get(t) is None)
+        for thread in now.where:
+            if thread is not me and _working(thread, now, last, queued, thread in moved):
+                moved[thread] = now.at
+        busy = [t for t in now.where if t in moved and now.at - moved[t] < _PARKED_S]
+        waited = now.at - started
+        settling = waited < SETTLE_S and (
+            any(_may_kick_off(t) for t in busy if kickoffs.get(t) is None) or _jobs_waiting()
+        )
         if not (left or running or settling) or waited >= seconds:
             return left, running, waited
         last = now
         time.sleep(_POLL_S)
+
+
+def _working(
+    thread: threading.Thread, now: Threads, last: Threads, queued: dict[threading.Thread, int], seen: bool
+) -> bool:
+    """Whether ``thread`` was at work between the looks ``last`` and ``now``: somewhere new, or
+    asking for a good share of a CPU. A thread ``seen`` working before is also asked how long
+    it waited for one (reading that costs more, so only for those)."""
+    stack, cpu = now.where[thread]
+    previous = last.where.get(thread)
+    if previous is None or previous[0] != stack:
+        return True
+    demand = cpu - previous[1]
+    if seen:
+        waiting, queued[thread] = queued.get(thread), _queued_ns(thread)
+        demand += queued[thread] - waiting if waiting is not None else 0
+    return demand >= _BUSY_SHARE * (now.at - last.at) * 1e9
 
 
 def _given_up(crew: Any) -> bool:
@@ -114,17 +166,55 @@ def _given_up(crew: Any) -> bool:
 
 def _may_kick_off(thread: threading.Thread) -> bool:
     """Whether ``thread`` runs the application's code or CrewAI's (building a crew, say), as a
-    thread about to kick one off does; not a server's or a library's thread serving requests,
-    nor CrewAI's event-bus threads."""
+    thread about to kick one off does, or is about to (a new thread's target, a pool's job it
+    took); not a server's or a library's thread serving requests, nor CrewAI's event-bus threads."""
     frame = sys._current_frames().get(thread.ident or -1)
+    about_to_run: list[Any] = []
     while frame is not None:
         module = str(frame.f_globals.get("__name__", ""))
-        if module.startswith("crewai") and not module.startswith("crewai.events"):
+        if _may_start_a_crew(frame.f_code.co_filename, module):
             return True
-        if not frame.f_code.co_filename.startswith(_LIBRARIES) and not module.startswith("pytest_crewguard"):
-            return True  # the application's own code
+        if module == "concurrent.futures.thread" and frame.f_code.co_name == "_worker":
+            about_to_run.append(getattr(frame.f_locals.get("work_item"), "fn", None))
+        elif module == "threading" and frame.f_code.co_name == "_bootstrap_inner":
+            about_to_run.append(getattr(thread, "_target", None) or type(thread).run)
         frame = frame.f_back
+    return any(map(_callable_may_start_a_crew, about_to_run))
+
+
+def _jobs_waiting() -> bool:
+    """Whether a thread pool holds a job not taken yet that may start a crew: on a loaded
+    machine the pool's thread may not have run since the job was handed to it, so nothing
+    about the thread tells."""
+    pools = sys.modules.get("concurrent.futures.thread")
+    queues = getattr(pools, "_threads_queues", None)
+    if not queues:
+        return False
+    for work_queue in {id(q): q for q in list(queues.values())}.values():
+        if not work_queue.qsize():
+            continue
+        # A SimpleQueue cannot be looked into; the garbage collector sees the list it holds.
+        held = [r for r in gc.get_referents(work_queue) if isinstance(r, list)]
+        if not held or any(_callable_may_start_a_crew(getattr(job, "fn", None)) for job in list(held[0])):
+            return True
     return False
+
+
+def _callable_may_start_a_crew(function: Any) -> bool:
+    """Whether calling ``function`` runs the application's code or CrewAI's first."""
+    function = inspect.unwrap(getattr(function, "func", function))  # functools.partial, wrappers
+    code = getattr(getattr(function, "__func__", function), "__code__", None)  # a bound method's function
+    if code is None:  # a builtin, or a class (its __init__ runs first: judged once it does)
+        return False
+    return _may_start_a_crew(code.co_filename, str(getattr(function, "__module__", "") or ""))
+
+
+def _may_start_a_crew(filename: str, module: str) -> bool:
+    """Whether code of ``module`` (in ``filename``) is CrewAI's (not its event bus) or the
+    application's own, not installed code's."""
+    if module.startswith("crewai"):
+        return not module.startswith("crewai.events")
+    return not filename.startswith(_LIBRARIES) and not module.startswith("pytest_crewguard")
 
 
 def _kickoff_of(thread: threading.Thread) -> Any:

@@ -3,11 +3,20 @@ kickoffs themselves: tests/hostile/test_hangs.py)."""
 
 from __future__ import annotations
 
+import functools
+import json
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 
 from pytest_crewguard.events import EventLog
-from pytest_crewguard.unfinished_kickoffs import SETTLE_S, _may_kick_off, threads_now, wait_for
+from pytest_crewguard.unfinished_kickoffs import (
+    SETTLE_S,
+    _callable_may_start_a_crew,
+    _may_kick_off,
+    threads_now,
+    wait_for,
+)
 
 
 def test_only_threads_running_the_applications_code_or_crewais_may_be_about_to_kick_off() -> None:
@@ -51,3 +60,41 @@ def test_a_working_thread_is_waited_for_until_it_ends_and_a_waiting_one_not_at_a
         poller_stop.set()
         gate.set()
         pool.shutdown()
+
+
+def _finish(done: list[str]) -> None:
+    done.append("job")
+
+
+class _Application:
+    def handle(self) -> None:
+        _finish([])
+
+
+def test_a_job_still_queued_in_the_applications_pool_is_waited_for() -> None:
+    # On a loaded machine the pool's thread may not run between the hand-over and the first
+    # look: only the pool's queue tells. Here its one thread is busy sleeping (not working).
+    pool = ThreadPoolExecutor(1)
+    pool.submit(lambda: None).result()
+    done: list[str] = []
+    pool.submit(time.sleep, 0.3)
+    before = threads_now()
+    queued = pool.submit(_finish, done)
+    try:
+        left, running, waited = wait_for(EventLog(), (), before, seconds=5)
+        assert (left, running) == ([], [])
+        assert done == ["job"] and waited < SETTLE_S
+        assert queued.done()
+    finally:
+        pool.shutdown()
+
+
+def test_what_a_new_thread_or_a_pools_job_is_about_to_run_is_judged_by_its_code() -> None:
+    assert _callable_may_start_a_crew(_finish)  # the application's
+    assert _callable_may_start_a_crew(functools.partial(_finish, []))
+    assert _callable_may_start_a_crew(_Application().handle)  # a bound method
+    assert not _callable_may_start_a_crew(threading.Event().set)  # a library's method
+    assert not _callable_may_start_a_crew(EventLog().add)  # crewguard's own
+    assert not _callable_may_start_a_crew(time.sleep)  # a builtin
+    assert not _callable_may_start_a_crew(json.dumps)  # the standard library's
+    assert not _callable_may_start_a_crew(None)
