@@ -22,8 +22,12 @@ it has room; ``--crewai-storage temp``: the temp dir, for every variant).
 Sessions are interleaved round by round (every suite size, the variant order rotating each
 round) so that machine noise hits all variants alike. Reported: median wall seconds per
 session, the per-test slope between the two largest sizes, and the ratios a/b and
-slope a / slope c. With ``--parallel`` it then times variant a's largest suite with ``-n 0``
-and ``-n 2`` (pytest-xdist), interleaved the same way.
+slope a / slope c. With ``--parallel`` it then times the largest suite of a and of the stub
+floor c with ``-n 0`` and ``-n 2`` (pytest-xdist), interleaved the same way: what two workers
+give crew tests with no crewguard, no HTTP and no cassette at all, beside what they give
+crewguard's. (Under xdist each of c's workers gets a storage directory of its own, as
+crewguard gives each test: in a shared one CrewAI's file lock on its task output database,
+polled every 0.25 s, makes the workers wait for each other.)
 
     .venv/bin/python benchmarks/session_speed.py [--tests 1,100,500] [--rounds 3] [--parallel]
 """
@@ -104,6 +108,15 @@ def test_crew_{i}():
 ''',
 }
 
+# Variant c's conftest: under pytest-xdist, each worker its own CrewAI storage (see above).
+STUB_CONFTEST = '''
+import os
+import tempfile
+
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    os.environ["CREWAI_STORAGE_DIR"] = tempfile.mkdtemp(dir=os.environ["CREWAI_STORAGE_DIR"])
+'''
+
 # Variant d's conftest: every request answered in process with the response crewguard recorded
 # (every test's is the same answer), the TLS context shared as crewguard's replay shares it.
 TRANSPORT_CONFTEST = '''
@@ -161,6 +174,8 @@ def make_project(root: Path, variant: str, n_tests: int, base_url: str) -> Path:
         (project / f"test_crews_{start // PER_FILE}.py").write_text(header + "\n".join(body))
     if variant == "transport":
         (project / "conftest.py").write_text(TRANSPORT_CONFTEST)
+    if variant == "stub":
+        (project / "conftest.py").write_text(STUB_CONFTEST)
     return project
 
 
@@ -272,16 +287,20 @@ def main() -> int:
                     seconds[variant][n].append(took)
                     print(f"round {r + 1}: {variant} x {n}: {took:.2f} s", flush=True)
 
-        # size -> "-n 0" / "-n 2" -> wall seconds per round
-        parallel: dict[int, dict[str, list[float]]] = {n: {"-n 0": [], "-n 2": []} for n in parallel_sizes}
+        # (variant, size) -> "-n 0" / "-n 2" -> wall seconds per round
+        in_parallel = [v for v in ("crewguard", "stub") if v in variants]
+        parallel: dict[tuple[str, int], dict[str, list[float]]] = {
+            (v, n): {"-n 0": [], "-n 2": []} for v in in_parallel for n in parallel_sizes
+        }
         if args.parallel:
             for r in range(args.parallel_rounds):
                 order = ["-n 0", "-n 2"] if r % 2 == 0 else ["-n 2", "-n 0"]
-                for n in parallel_sizes:
+                for (variant, n), times in parallel.items():
                     for flag in order:
-                        took = run_session(projects[("crewguard", n)], flag.split(), n, env)
-                        parallel[n][flag].append(took)
-                        print(f"parallel round {r + 1}: {flag} x {n}: {took:.2f} s", flush=True)
+                        args_n = [*REPLAY_ARGS[variant], *flag.split()]
+                        took = run_session(projects[(variant, n)], args_n, n, env)
+                        times[flag].append(took)
+                        print(f"parallel round {r + 1}: {variant} {flag} x {n}: {took:.2f} s", flush=True)
 
     print(f"\n{args.rounds} interleaved rounds, python {sys.version.split()[0]}, nproc {os.cpu_count()}")
     print(f"{'variant':<28}" + "".join(f"{f'{n} tests':>22}" for n in sizes) + f"{'slope ms/test':>16}")
@@ -306,14 +325,14 @@ def main() -> int:
         if other in slopes:
             ratio = slopes["crewguard"] / slopes[other]
             print(f"slope between {small} and {large} tests: {name} {ratio:.2f}")
-    for n in parallel_sizes if args.parallel else []:
-        n0, n2 = (statistics.median(parallel[n][flag]) for flag in ("-n 0", "-n 2"))
-        pairs = zip(parallel[n]["-n 0"], parallel[n]["-n 2"], strict=True)
-        rounds = ", ".join(f"{a:.2f}/{b:.2f}" for a, b in pairs)
-        print(f"crewguard x {n}: -n 0 {n0:.2f} s, -n 2 {n2:.2f} s (per round {rounds}): "
+    for (variant, n), times in parallel.items() if args.parallel else ():
+        n0, n2 = (statistics.median(times[flag]) for flag in ("-n 0", "-n 2"))
+        rounds = ", ".join(f"{a:.2f}/{b:.2f}" for a, b in zip(times["-n 0"], times["-n 2"], strict=True))
+        print(f"{LABELS[variant]} x {n}: -n 0 {n0:.2f} s, -n 2 {n2:.2f} s (per round {rounds}): "
               f"speed-up {n0 / n2:.2f}x")
     if args.json:
-        args.json.write_text(json.dumps({"seconds": seconds, "parallel": parallel}, indent=2))
+        parallel_out = {f"{v} x {n}": times for (v, n), times in parallel.items()}
+        args.json.write_text(json.dumps({"seconds": seconds, "parallel": parallel_out}, indent=2))
     return 0
 
 
