@@ -13,7 +13,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from functools import lru_cache
 from typing import Any
-from urllib.parse import quote, quote_plus
+from urllib.parse import quote, quote_plus, unquote, urlsplit
 
 from .environment import REPLAY_KEY_VARIABLES, REPLAY_PLACEHOLDER_KEY
 
@@ -35,6 +35,15 @@ SECRET_ENV_VARIABLES: tuple[str, ...] = (
 _SECRET_ENV_NAME = re.compile(
     r"(?<!PUBLIC)(?:_KEY|APIKEY|TOKEN|SECRET|PASSWORD|PASSWD)$",
     re.IGNORECASE,
+)
+# A credential word with more after it: a second key (OPENAI_API_KEY_2), a variant
+# (GITHUB_TOKEN_RO, SECRET_KEY_BASE); not when what follows says the value is about the secret,
+# not the secret itself (AWS_ACCESS_KEY_ID, HF_TOKEN_PATH).
+_CREDENTIAL_WORD = re.compile(
+    r"(?:^|_)(?:API_?KEY|KEY|TOKEN|SECRET|PASSWORD|PASSWD)((?:_[A-Z0-9]+)+)$", re.IGNORECASE
+)
+_NOT_THE_SECRET = frozenset(
+    {"ID", "PATH", "FILE", "DIR", "NAME", "URL", "TYPE", "HEADER", "PREFIX", "LENGTH", "SIZE", "LIMIT"}
 )
 # Shorter values ("1", "true", "prod") would be replaced all over ordinary text.
 MIN_SECRET_LENGTH = 8
@@ -72,13 +81,42 @@ def secret_env_values() -> list[tuple[str, str]]:
 def _secret_values(environ: tuple[tuple[Any, Any], ...]) -> list[tuple[str, str]]:
     # Each test changes a few variables (its storage directory, the replay placeholders), so
     # this misses once per test: the names are classified once, only credentials are decoded.
-    return _credential_values(tuple(item for item in environ if _is_credential_name(item[0])))
+    named = tuple(item for item in environ if _is_credential_name(item[0]))
+    urls = tuple(item for item in environ if _may_hold_a_password(item[1]) and item not in named)
+    return _credential_values(named + _url_passwords(urls))
 
 
 @lru_cache(maxsize=1024)
 def _is_credential_name(raw_name: Any) -> bool:
     name = _text(raw_name)
-    return name in SECRET_ENV_VARIABLES or _SECRET_ENV_NAME.search(name) is not None
+    if name in SECRET_ENV_VARIABLES or _SECRET_ENV_NAME.search(name) is not None:
+        return True
+    word = _CREDENTIAL_WORD.search(name)
+    if word is None or name[: word.start()].upper().endswith("PUBLIC"):
+        return False
+    return not any(part.upper() in _NOT_THE_SECRET for part in word.group(1).split("_"))
+
+
+def _may_hold_a_password(raw_value: Any) -> bool:
+    """A URL with credentials (``postgresql://app:pw@db/app``), by a cheap look at the raw value."""
+    scheme, at = ("://", "@") if isinstance(raw_value, str) else (b"://", b"@")
+    return scheme in raw_value and at in raw_value
+
+
+def _url_passwords(items: tuple[tuple[Any, Any], ...]) -> tuple[tuple[str, str], ...]:
+    """Of variables holding a URL with a password (DATABASE_URL, REDIS_URL, a proxy), the URL
+    and the password alone: a request may carry either."""
+    found: list[tuple[str, str]] = []
+    for raw_name, raw_value in items:
+        value = _text(raw_value)
+        try:
+            password = urlsplit(value.strip()).password
+        except ValueError:  # not a URL after all (a port that is no number, say)
+            continue
+        if password:
+            name = _text(raw_name)
+            found += [(name, value), (f"{name} (its password)", unquote(password))]
+    return tuple(found)
 
 
 @lru_cache(maxsize=16)

@@ -110,3 +110,40 @@ def test_a_secret_escaped_in_a_json_string_is_scrubbed_and_refused(monkeypatch: 
     assert json.loads(scrubbed)["content"] == f"db {PLACEHOLDER} and {PLACEHOLDER}"
     found = find_secret(body)
     assert found is not None and found[0].startswith("the value of $")
+
+
+def test_credential_names_with_more_after_the_word_are_secrets_unless_it_names_something_else(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    secrets = {
+        "OPENAI_API_KEY_2": "sk-second-key-0123456789abcdef",
+        "GITHUB_TOKEN_RO": "ghp_readonly0123456789abcdef",
+        "SECRET_KEY_BASE": "rails-secret-base-0123456789",
+    }
+    others = {
+        "AWS_ACCESS_KEY_ID": "AKIAEXAMPLEID0123456",  # an id, not the secret
+        "HF_TOKEN_PATH": "/home/app/.cache/token",  # where the secret is
+        "MY_PUBLIC_KEY_2": "public-key-material-0123456789",
+        "TOKENIZERS_PARALLELISM": "false-but-long-enough",
+    }
+    for name, value in {**secrets, **others}.items():
+        monkeypatch.setenv(name, value)
+    found = dict(secret_env_values())
+    assert {name: found.get(name) for name in secrets} == secrets
+    assert not set(others) & set(found)
+
+
+def test_a_password_in_a_url_variable_is_a_secret_whole_and_alone(monkeypatch: pytest.MonkeyPatch) -> None:
+    url = "postgresql://app:s3cr%40t-passw0rd@db.internal:5432/app"
+    monkeypatch.setenv("DATABASE_URL", url)
+    monkeypatch.setenv("SERVICE_HOME", "https://docs.example.com/path@v2")  # a URL, no password
+    monkeypatch.setenv("REPO", "git+ssh://git@github.com/org/repo.git")  # a user, no password
+    monkeypatch.setenv("BROKEN_URL", "http://[::1@user:password-here")  # no URL at all
+    found = dict(secret_env_values())
+    assert found["DATABASE_URL"] == url
+    assert found["DATABASE_URL (its password)"] == "s3cr@t-passw0rd"
+    assert not {"SERVICE_HOME", "REPO", "BROKEN_URL"} & set(found)
+    body = json.dumps({"dsn": url, "note": "the password is s3cr@t-passw0rd"})
+    scrubbed = scrub_body(body.encode(), {}, secret_env_values())
+    assert b"s3cr" not in scrubbed and b"db.internal" not in scrubbed
+    assert scrubbed.count(PLACEHOLDER.encode()) == 2
