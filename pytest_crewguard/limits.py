@@ -133,9 +133,10 @@ def usage_unknown_message(calls: Sequence[LLMCall], gate: str) -> str:
     if len(calls) > 5:
         lines.append(f"    ... and {len(calls) - 5} more")
     lines.append(
-        "  Record these calls again with usage reported: CrewAI 1.15's own LLM classes ask "
-        'streams for it; with another client send `stream_options={"include_usage": true}` or '
-        "turn streaming off."
+        "  A stream carries usage only in its last chunk, and only when the request asks for it "
+        '(CrewAI 1.15\'s own LLM classes do; with another client send `stream_options={"include_usage": '
+        'true}` or turn streaming off); a stream cut off before that chunk, or token counts that are '
+        "not whole numbers, leave it unknown too. Record these calls again once usage comes back."
     )
     return "\n".join(lines)
 
