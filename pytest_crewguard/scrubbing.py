@@ -9,6 +9,8 @@ byte. What is still there afterwards is for :mod:`.secret_refusal` to find.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import hashlib
 import json
 import re
@@ -58,6 +60,36 @@ _FIELD_SUFFIXES = (
     "bearertoken", "secret", "password", "passwd", "secretkey", "privatekey", "accesskey",
     "subscriptionkey", "authorization",
 )
+
+# A value that is a credential by its form, whatever the header or field holding it is called
+# (``X-Upstream: Basic dXNlcjpw...``, ``{"upstream": "Bearer eyJ..."}``): the scheme is kept.
+_SCHEME_VALUE = re.compile(r"(?i)^\s*(basic|bearer|digest|aws4-hmac-sha256)\s+(\S.*?)\s*$")
+
+
+def _is_credential_value(value: str) -> bool:
+    """Checked by form, not by the scheme's word alone: "Basic concepts" or "Bearer
+    responsibilities" in a prompt are no credentials."""
+    found = _SCHEME_VALUE.match(value)
+    if found is None or found.group(2) == PLACEHOLDER:
+        return False
+    scheme, rest = found.group(1).lower(), found.group(2)
+    if scheme == "basic":  # base64 of user:password
+        try:
+            return b":" in base64.b64decode(rest, validate=True)
+        except (ValueError, binascii.Error):
+            return False
+    if scheme == "bearer":  # one opaque token or JWT: long, with digits or punctuation
+        return len(rest) >= 16 and not any(c.isspace() for c in rest) and any(c in _TOKEN_MARKS for c in rest)
+    return "response=" in rest.lower() or "signature=" in rest.lower()  # signed: Digest, AWS SigV4
+
+
+_TOKEN_MARKS = frozenset("0123456789._-~+/=")
+
+
+def _scrub_credential_value(value: str) -> str:
+    """``value`` with the credential after its scheme replaced; ``value`` when it is none."""
+    return f"{value.split()[0]} {PLACEHOLDER}" if _is_credential_value(value) else value
+
 
 def _words(name: str) -> list[str]:
     return [w for w in re.split(r"[^a-z0-9]+", name.lower()) if w]
@@ -133,11 +165,15 @@ def scrub_headers(
         if is_secret_header(name):
             value = [PLACEHOLDER] * len(value) if isinstance(value, list) else PLACEHOLDER
         elif isinstance(value, list):
-            value = [scrub_text(v, secrets) if isinstance(v, str) else v for v in value]
-        elif isinstance(value, str):
-            value = scrub_text(value, secrets)
+            value = [_scrub_header_value(v, secrets) for v in value]
+        else:
+            value = _scrub_header_value(value, secrets)
         scrubbed[name] = value
     return scrubbed
+
+
+def _scrub_header_value(value: Any, secrets: list[tuple[str, str]]) -> Any:
+    return scrub_text(_scrub_credential_value(value), secrets) if isinstance(value, str) else value
 
 
 def _needs_scrubbing(
@@ -154,6 +190,8 @@ def _needs_scrubbing(
             texts.extend(v for v in value if isinstance(v, str))
         elif isinstance(value, str):
             texts.append(value)
+    if any(map(_is_credential_value, texts)):
+        return True
     if not secrets:
         return False
     joined = "\0".join(texts)  # one search per secret; no value holds a NUL to join across
@@ -181,6 +219,8 @@ def _scrub_json(value: Any) -> Any:
                 items = items if items is not None else list(value)
                 items[n] = new
         return value if items is None else items
+    if isinstance(value, str) and _is_credential_value(value):
+        return _scrub_credential_value(value)
     if isinstance(value, str) and value.lstrip()[:1] in ("{", "["):
         # JSON inside a string (leading whitespace too): a tool call's "arguments" carry the
         # tool's own fields.
@@ -229,8 +269,11 @@ def _scrubbed(body: bytes | str, headers: Mapping[str, Any], secrets: list[tuple
     try:
         data = json.loads(new)
     except ValueError:
-        if "x-www-form-urlencoded" in content_type(headers):
+        kind = content_type(headers)
+        if "x-www-form-urlencoded" in kind:
             new = _scrub_pairs(new)  # an OAuth token request: client_secret=..., password=...
+        elif "multipart/form-data" in kind:
+            new = _FORM_PART.sub(_scrub_form_part, new)
     else:
         cleaned = _scrub_json(data)
         if cleaned is not data:
@@ -238,6 +281,21 @@ def _scrubbed(body: bytes | str, headers: Mapping[str, Any], secrets: list[tuple
     if new == text:
         return body
     return new if isinstance(body, str) else encode(new)
+
+
+# One part of a multipart/form-data body: its headers (the name in Content-Disposition), a blank
+# line, then the value up to the next boundary line. Parsed here because the email parser
+# would rebuild the whole body, changing bytes the request was sent and matched with.
+_FORM_PART = re.compile(
+    r'(?is)(content-disposition:[^\r\n]*?\bname="([^"]*)"[^\r\n]*\r?\n(?:[^\r\n]+\r?\n)*\r?\n)(.*?)(?=\r?\n--)'
+)
+
+
+def _scrub_form_part(part: re.Match[str]) -> str:
+    """A credential-named part's value replaced (a client_secret, an api_key field of an upload)."""
+    if part.group(3) and part.group(3) != PLACEHOLDER and _is_secret_query(part.group(2)):
+        return part.group(1) + PLACEHOLDER
+    return part.group(0)
 
 
 def scrub_request(request: Any, *, headers: bool = True) -> Any:

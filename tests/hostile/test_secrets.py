@@ -357,3 +357,36 @@ def test_credential_fields_of_a_form_encoded_body_are_scrubbed() -> None:
     assert "Hunter2Hunter2" not in scrubbed and "cs-0123456789" not in scrubbed
     assert scrubbed.startswith("grant_type=password&username=app&password=crewguard-scrubbed")
     assert scrub_body("page=2&size=10", form, []) == "page=2&size=10"  # nothing to scrub: as it was
+
+
+def test_credential_parts_of_a_multipart_body_are_scrubbed() -> None:
+    # An upload (a transcription, a file for a tool) with the key in a form field.
+    from pytest_crewguard.scrubbing import scrub_body
+
+    form = {"Content-Type": ["multipart/form-data; boundary=XyZ"]}
+    body = (
+        '--XyZ\r\nContent-Disposition: form-data; name="model"\r\n\r\nwhisper-1\r\n'
+        '--XyZ\r\nContent-Disposition: form-data; name="api_key"\r\n\r\nab12cd34ef56gh78\r\n'
+        '--XyZ\r\nContent-Disposition: form-data; name="file"; filename="a.txt"\r\n'
+        "Content-Type: text/plain\r\n\r\nhello\r\n--XyZ--\r\n"
+    )
+    scrubbed = scrub_body(body, form, [])
+    assert "ab12cd34ef56gh78" not in scrubbed
+    assert scrubbed == body.replace("ab12cd34ef56gh78", PLACEHOLDER)  # nothing else changed
+    assert scrub_body(scrubbed, form, []) == scrubbed
+
+
+def test_a_credential_is_known_by_its_form_under_any_header_or_field_name() -> None:
+    # Basic and Bearer credentials under names with no credential word in them.
+    from pytest_crewguard.scrubbing import scrub_body, scrub_headers
+
+    basic, bearer = "Basic YXBwOkh1bnRlcjJIdW50ZXIy", "Bearer eyJhbGciOiJIUzI1NiJ9.e30.c2lnbmF0dXJl"
+    sent = {"X-Upstream": [basic], "X-Forward": bearer, "Accept": "text/html"}
+    headers = scrub_headers(sent, frozenset(), [])
+    assert headers == {"X-Upstream": [f"Basic {PLACEHOLDER}"], "X-Forward": f"Bearer {PLACEHOLDER}",
+                       "Accept": "text/html"}
+    body = json.dumps({"upstream": {"auth_header": bearer}, "via": basic, "topic": "Basic concepts",
+                       "note": "Bearer responsibilities"})
+    scrubbed = json.loads(scrub_body(body, {}, []))
+    assert scrubbed["via"] == f"Basic {PLACEHOLDER}" and bearer not in json.dumps(scrubbed)
+    assert scrubbed["topic"] == "Basic concepts" and scrubbed["note"] == "Bearer responsibilities"  # prose
