@@ -12,14 +12,15 @@ from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 
-def _header(headers: Mapping[str, Any], wanted: str) -> str:
+def _header(headers: Mapping[str, Any], wanted: str, lower: bool = True) -> str:
     if callable(getattr(headers, "lower_items", None)):  # vcrpy's case-insensitive headers
         value = headers.get(wanted)
     else:
         value = next((v for name, v in headers.items() if name.lower() == wanted), None)
     if value is None:
         return ""
-    return str(value[0] if isinstance(value, list) and value else value).lower()
+    text = str(value[0] if isinstance(value, list) and value else value)
+    return text.lower() if lower else text
 
 
 def content_encoding(headers: Mapping[str, Any]) -> str:
@@ -27,9 +28,10 @@ def content_encoding(headers: Mapping[str, Any]) -> str:
     return _header(headers, "content-encoding")
 
 
-def content_type(headers: Mapping[str, Any]) -> str:
-    """The ``Content-Type`` header's value, lower-case (``""`` when there is none)."""
-    return _header(headers, "content-type")
+def content_type(headers: Mapping[str, Any], *, as_sent: bool = False) -> str:
+    """The ``Content-Type`` header's value, lower-case unless ``as_sent`` (a multipart boundary
+    is case-sensitive); ``""`` when there is none."""
+    return _header(headers, "content-type", lower=not as_sent)
 
 
 def _same(data: bytes) -> bytes:

@@ -9,8 +9,6 @@ byte. What is still there afterwards is for :mod:`.secret_refusal` to find.
 
 from __future__ import annotations
 
-import base64
-import binascii
 import hashlib
 import json
 import re
@@ -19,7 +17,9 @@ from functools import lru_cache
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
+from . import multipart
 from .body_codec import content_encoding, content_type, decoded
+from .credential_forms import CHALLENGE_HEADERS, scrub_credential_value
 from .secret_values import PLACEHOLDER, secret_env_values, secret_forms
 
 # Request headers that are dropped outright (credentials or account identity). Lower-case.
@@ -60,36 +60,6 @@ _FIELD_SUFFIXES = (
     "bearertoken", "secret", "password", "passwd", "secretkey", "privatekey", "accesskey",
     "subscriptionkey", "authorization",
 )
-
-# A value that is a credential by its form, whatever the header or field holding it is called
-# (``X-Upstream: Basic dXNlcjpw...``, ``{"upstream": "Bearer eyJ..."}``): the scheme is kept.
-_SCHEME_VALUE = re.compile(r"(?i)^\s*(basic|bearer|digest|aws4-hmac-sha256)\s+(\S.*?)\s*$")
-
-
-def _is_credential_value(value: str) -> bool:
-    """Checked by form, not by the scheme's word alone: "Basic concepts" or "Bearer
-    responsibilities" in a prompt are no credentials."""
-    found = _SCHEME_VALUE.match(value)
-    if found is None or found.group(2) == PLACEHOLDER:
-        return False
-    scheme, rest = found.group(1).lower(), found.group(2)
-    if scheme == "basic":  # base64 of user:password
-        try:
-            return b":" in base64.b64decode(rest, validate=True)
-        except (ValueError, binascii.Error):
-            return False
-    if scheme == "bearer":  # one opaque token or JWT: long, with digits or punctuation
-        return len(rest) >= 16 and not any(c.isspace() for c in rest) and any(c in _TOKEN_MARKS for c in rest)
-    return "response=" in rest.lower() or "signature=" in rest.lower()  # signed: Digest, AWS SigV4
-
-
-_TOKEN_MARKS = frozenset("0123456789._-~+/=")
-
-
-def _scrub_credential_value(value: str) -> str:
-    """``value`` with the credential after its scheme replaced; ``value`` when it is none."""
-    return f"{value.split()[0]} {PLACEHOLDER}" if _is_credential_value(value) else value
-
 
 def _words(name: str) -> list[str]:
     return [w for w in re.split(r"[^a-z0-9]+", name.lower()) if w]
@@ -162,18 +132,32 @@ def scrub_headers(
     for name, value in headers.items():
         if name.lower() in drop:
             continue
+        by_form = name.lower() not in CHALLENGE_HEADERS
         if is_secret_header(name):
-            value = [PLACEHOLDER] * len(value) if isinstance(value, list) else PLACEHOLDER
-        elif isinstance(value, list):
-            value = [_scrub_header_value(v, secrets) for v in value]
+            value = [PLACEHOLDER] * len(value) if isinstance(value, (list, tuple)) else PLACEHOLDER
+        elif isinstance(value, (list, tuple)):
+            value = [_scrub_header_value(v, secrets, by_form) for v in value]
         else:
-            value = _scrub_header_value(value, secrets)
+            value = _scrub_header_value(value, secrets, by_form)
         scrubbed[name] = value
     return scrubbed
 
 
-def _scrub_header_value(value: Any, secrets: list[tuple[str, str]]) -> Any:
-    return scrub_text(_scrub_credential_value(value), secrets) if isinstance(value, str) else value
+def _scrub_header_value(value: Any, secrets: list[tuple[str, str]], by_form: bool) -> Any:
+    # Clients may keep header values as bytes (requests does when given bytes): read as Latin-1,
+    # as HTTP sends them, and written back the same way.
+    text = value.decode("latin-1") if isinstance(value, bytes) else value
+    if not isinstance(text, str):
+        return value
+    new = scrub_text(scrub_credential_value(text) if by_form else text, secrets)
+    if new == text:
+        return value
+    return new.encode("latin-1", "replace") if isinstance(value, bytes) else new
+
+
+def _header_texts(value: Any) -> list[str]:
+    values = value if isinstance(value, (list, tuple)) else [value]
+    return [v.decode("latin-1") if isinstance(v, bytes) else v for v in values if isinstance(v, (str, bytes))]
 
 
 def _needs_scrubbing(
@@ -186,12 +170,10 @@ def _needs_scrubbing(
     for name, value in items:
         if name.lower() in drop or is_secret_header(name):
             return True
-        if isinstance(value, list):
-            texts.extend(v for v in value if isinstance(v, str))
-        elif isinstance(value, str):
-            texts.append(value)
-    if any(map(_is_credential_value, texts)):
-        return True
+        found = _header_texts(value)
+        if name.lower() not in CHALLENGE_HEADERS and any(scrub_credential_value(t) is not t for t in found):
+            return True
+        texts.extend(found)
     if not secrets:
         return False
     joined = "\0".join(texts)  # one search per secret; no value holds a NUL to join across
@@ -219,14 +201,12 @@ def _scrub_json(value: Any) -> Any:
                 items = items if items is not None else list(value)
                 items[n] = new
         return value if items is None else items
-    if isinstance(value, str) and _is_credential_value(value):
-        return _scrub_credential_value(value)
     if isinstance(value, str) and value.lstrip()[:1] in ("{", "["):
         # JSON inside a string (leading whitespace too): a tool call's "arguments" carry the
         # tool's own fields.
         try:
             inner = json.loads(value)
-        except ValueError:
+        except (ValueError, RecursionError):
             return value
         cleaned = _scrub_json(inner)
         return value if cleaned is inner else json.dumps(cleaned, ensure_ascii=False)
@@ -237,7 +217,7 @@ def _scrub_json(value: Any) -> Any:
 # they were checked under. A replayed request is byte for byte one that loading its cassette
 # already checked, and parsing and walking a crew's JSON request again was a fifth of the time
 # crewguard spends on it. Bounded: forgotten all at once when full (a miss only checks again).
-_Checked = tuple[bytes, str, tuple[tuple[str, str], ...]]
+_Checked = tuple[bytes, str, str, tuple[tuple[str, str], ...]]
 _UNCHANGED: dict[_Checked, None] = {}
 _UNCHANGED_KEEP = 4096
 
@@ -252,7 +232,8 @@ def scrub_body(body: Any, headers: Mapping[str, Any], secrets: list[tuple[str, s
     """The body with credential JSON fields and secret values replaced; same type, same encoding."""
     if not isinstance(body, (bytes, str)) or not body:
         return body
-    checked = (_digest(body), content_encoding(headers), tuple(secrets))
+    # The content type too: the same bytes are a form to scrub as form-encoded, not as text.
+    checked = (_digest(body), content_encoding(headers), content_type(headers), tuple(secrets))
     if checked in _UNCHANGED:
         return body
     new = _scrubbed(body, headers, secrets)
@@ -264,38 +245,33 @@ def scrub_body(body: Any, headers: Mapping[str, Any], secrets: list[tuple[str, s
 
 
 def _scrubbed(body: bytes | str, headers: Mapping[str, Any], secrets: list[tuple[str, str]]) -> Any:
-    text, encode = decoded(body.encode("utf-8") if isinstance(body, str) else body, headers)
+    text, encode = decoded(body.encode("utf-8", "surrogatepass") if isinstance(body, str) else body, headers)
     new = scrub_text(text, secrets)
+    bom = "\ufeff" if new.startswith("\ufeff") else ""  # json.loads refuses a leading BOM
+    cleaned: Any = None
     try:
-        data = json.loads(new)
-    except ValueError:
+        data = json.loads(new[len(bom) :])
+        cleaned = _scrub_json(data)
+    except (ValueError, RecursionError):  # not JSON, or nested deeper than can be walked
         kind = content_type(headers)
         if "x-www-form-urlencoded" in kind:
             new = _scrub_pairs(new)  # an OAuth token request: client_secret=..., password=...
-        elif "multipart/form-data" in kind:
-            new = _FORM_PART.sub(_scrub_form_part, new)
+        elif "multipart/" in kind:  # an upload with a credential field
+            boundary = multipart.boundary_of(content_type(headers, as_sent=True))
+            new = multipart.scrub_fields(new, boundary, _is_secret_query) if boundary else new
     else:
-        cleaned = _scrub_json(data)
         if cleaned is not data:
-            new = json.dumps(cleaned, ensure_ascii=False, separators=(",", ":"))
+            new = bom + json.dumps(cleaned, ensure_ascii=False, separators=(",", ":"))
     if new == text:
         return body
-    return new if isinstance(body, str) else encode(new)
-
-
-# One part of a multipart/form-data body: its headers (the name in Content-Disposition), a blank
-# line, then the value up to the next boundary line. Parsed here because the email parser
-# would rebuild the whole body, changing bytes the request was sent and matched with.
-_FORM_PART = re.compile(
-    r'(?is)(content-disposition:[^\r\n]*?\bname="([^"]*)"[^\r\n]*\r?\n(?:[^\r\n]+\r?\n)*\r?\n)(.*?)(?=\r?\n--)'
-)
-
-
-def _scrub_form_part(part: re.Match[str]) -> str:
-    """A credential-named part's value replaced (a client_secret, an api_key field of an upload)."""
-    if part.group(3) and part.group(3) != PLACEHOLDER and _is_secret_query(part.group(2)):
-        return part.group(1) + PLACEHOLDER
-    return part.group(0)
+    if isinstance(body, str):
+        return new
+    try:
+        return encode(new)
+    except UnicodeEncodeError:  # a body read as Latin-1 whose JSON now holds other characters
+        if cleaned is None:
+            raise
+        return encode(bom + json.dumps(cleaned, ensure_ascii=True, separators=(",", ":")))
 
 
 def scrub_request(request: Any, *, headers: bool = True) -> Any:

@@ -13,7 +13,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from functools import lru_cache
 from typing import Any
-from urllib.parse import quote, quote_plus, unquote, urlsplit
+from urllib.parse import quote, quote_plus, unquote
 
 from .environment import REPLAY_KEY_VARIABLES, REPLAY_PLACEHOLDER_KEY
 
@@ -33,7 +33,7 @@ SECRET_ENV_VARIABLES: tuple[str, ...] = (
 # alike in recorded and live requests, so it still matches; a key written into a cassette is
 # in version control. Public keys are not secrets.
 _SECRET_ENV_NAME = re.compile(
-    r"(?<!PUBLIC)(?:_KEY|APIKEY|TOKEN|SECRET|PASSWORD|PASSWD)$",
+    r"(?<!PUBLIC)(?:_KEYS|(?:_KEY|APIKEY|TOKEN|SECRET|PASSWORD|PASSWD)\d*)$",  # SERPER_API_KEY2
     re.IGNORECASE,
 )
 # A credential word with more after it: a second key (OPENAI_API_KEY_2), a variant
@@ -43,7 +43,9 @@ _CREDENTIAL_WORD = re.compile(
     r"(?:^|_)(?:API_?KEY|KEY|TOKEN|SECRET|PASSWORD|PASSWD)((?:_[A-Z0-9]+)+)$", re.IGNORECASE
 )
 _NOT_THE_SECRET = frozenset(
-    {"ID", "PATH", "FILE", "DIR", "NAME", "URL", "TYPE", "HEADER", "PREFIX", "LENGTH", "SIZE", "LIMIT"}
+    {"ID", "PATH", "FILE", "DIR", "NAME", "URL", "URI", "ENDPOINT", "HOST", "TYPE", "HEADER", "PREFIX",
+     "LENGTH", "SIZE", "LIMIT", "AUDIENCE", "ISSUER", "PROJECT", "REGION", "SCOPE", "SCOPES", "VAULT",
+     "ENV", "VAR", "EXPIRY", "EXPIRES", "TTL", "ALGORITHM", "FORMAT", "VERSION", "MODEL", "LOCATION"}
 )
 # Shorter values ("1", "true", "prod") would be replaced all over ordinary text.
 MIN_SECRET_LENGTH = 8
@@ -82,7 +84,7 @@ def _secret_values(environ: tuple[tuple[Any, Any], ...]) -> list[tuple[str, str]
     # Each test changes a few variables (its storage directory, the replay placeholders), so
     # this misses once per test: the names are classified once, only credentials are decoded.
     named = tuple(item for item in environ if _is_credential_name(item[0]))
-    urls = tuple(item for item in environ if _may_hold_a_password(item[1]) and item not in named)
+    urls = tuple(item for item in environ if _may_hold_a_password(item[1]))
     return _credential_values(named + _url_passwords(urls))
 
 
@@ -103,20 +105,29 @@ def _may_hold_a_password(raw_value: Any) -> bool:
     return scheme in raw_value and at in raw_value
 
 
+# user:password@ after a scheme, anywhere in a value: one URL or several (a broker list, a
+# sentinel list), quoted, or behind a prefix (jdbc:postgresql://...).
+_URL_USERINFO = re.compile(r"[A-Za-z][A-Za-z0-9+.\-]*://([^\s/?#@:\"',;]*):([^\s/?#\"',;]+)@")
+
+
 def _url_passwords(items: tuple[tuple[Any, Any], ...]) -> tuple[tuple[str, str], ...]:
-    """Of variables holding a URL with a password (DATABASE_URL, REDIS_URL, a proxy), the URL
-    and the password alone: a request may carry either."""
+    """Of variables holding URLs with a password (DATABASE_URL, a broker list, a proxy): each
+    URL's ``user:password@``, and the password alone where it looks like one. A default such
+    as ``postgres`` or ``changeme`` would otherwise be replaced in every prompt and answer."""
     found: list[tuple[str, str]] = []
     for raw_name, raw_value in items:
-        value = _text(raw_value)
-        try:
-            password = urlsplit(value.strip()).password
-        except ValueError:  # not a URL after all (a port that is no number, say)
-            continue
-        if password:
-            name = _text(raw_name)
-            found += [(name, value), (f"{name} (its password)", unquote(password))]
+        name = _text(raw_name)
+        for user, password in _URL_USERINFO.findall(_text(raw_value)):
+            found.append((f"{name} (its user and password)", f"{user}:{password}@"))
+            plain = unquote(password)
+            if _looks_like_a_password(plain, unquote(user)):
+                found.append((f"{name} (its password)", plain))
     return tuple(found)
+
+
+def _looks_like_a_password(value: str, user: str) -> bool:
+    kinds = (str.islower, str.isupper, str.isdigit, lambda c: not c.isalnum())
+    return value != user and sum(any(map(kind, value)) for kind in kinds) >= 2
 
 
 @lru_cache(maxsize=16)
@@ -136,7 +147,13 @@ def _text(value: Any) -> str:
 
 @lru_cache(maxsize=256)
 def secret_forms(value: str) -> tuple[str, ...]:
-    """A secret as it may appear: as is, URL-encoded both ways, and escaped inside a JSON
-    string (quotes and backslashes, and non-ASCII as ``\\u00e4`` as most JSON writers do)."""
+    """A secret as it may appear: as is, URL-encoded both ways (in upper- or lower-case hex), and
+    escaped inside a JSON string (quotes and backslashes, and non-ASCII as ``\\u00e4`` as most
+    JSON writers do)."""
     json_forms = (json.dumps(value)[1:-1], json.dumps(value, ensure_ascii=False)[1:-1])
-    return tuple(dict.fromkeys((value, quote(value, safe=""), quote_plus(value, safe=""), *json_forms)))
+    encoded = (quote(value, safe=""), quote_plus(value, safe=""))
+    lower_hex = tuple(_PERCENT.sub(lambda escape: escape.group(0).lower(), form) for form in encoded)
+    return tuple(dict.fromkeys((value, *encoded, *lower_hex, *json_forms)))
+
+
+_PERCENT = re.compile(r"%[0-9A-F]{2}")

@@ -117,12 +117,17 @@ def test_credential_names_with_more_after_the_word_are_secrets_unless_it_names_s
 ) -> None:
     secrets = {
         "OPENAI_API_KEY_2": "sk-second-key-0123456789abcdef",
+        "SERPER_API_KEY2": "serper-second-0123456789abcdef",
+        "ANTHROPIC_API_KEYS": "ant-one-0123456789,ant-two-0123456789",
         "GITHUB_TOKEN_RO": "ghp_readonly0123456789abcdef",
         "SECRET_KEY_BASE": "rails-secret-base-0123456789",
     }
     others = {
         "AWS_ACCESS_KEY_ID": "AKIAEXAMPLEID0123456",  # an id, not the secret
         "HF_TOKEN_PATH": "/home/app/.cache/token",  # where the secret is
+        "OAUTH_TOKEN_URI": "https://oauth2.googleapis.com/token",
+        "AZURE_KEY_VAULT_ENDPOINT": "https://my-vault.vault.azure.net/",
+        "SECRET_MANAGER_PROJECT": "my-gcp-project-123",
         "MY_PUBLIC_KEY_2": "public-key-material-0123456789",
         "TOKENIZERS_PARALLELISM": "false-but-long-enough",
     }
@@ -133,17 +138,24 @@ def test_credential_names_with_more_after_the_word_are_secrets_unless_it_names_s
     assert not set(others) & set(found)
 
 
-def test_a_password_in_a_url_variable_is_a_secret_whole_and_alone(monkeypatch: pytest.MonkeyPatch) -> None:
-    url = "postgresql://app:s3cr%40t-passw0rd@db.internal:5432/app"
-    monkeypatch.setenv("DATABASE_URL", url)
+def test_passwords_in_url_variables_are_secrets_in_their_urls_and_alone_when_they_look_like_one(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("DATABASE_URL", '"postgresql://app:s3cr%40t-passw0rd@db.internal:5432/app"')  # quoted
+    monkeypatch.setenv("CELERY_BROKER_URL", "amqp://u:FirstPassw0rd@h1//;amqp://u:SecondPassw0rd@h2//")
+    monkeypatch.setenv("DEV_DB_URL", "postgresql://postgres:postgres@localhost:5432/postgres")  # a default
+    monkeypatch.setenv("MONGO_SECRET", "mongodb://app:Tr0ub4dor-pw@db/app")  # credential-named too
     monkeypatch.setenv("SERVICE_HOME", "https://docs.example.com/path@v2")  # a URL, no password
     monkeypatch.setenv("REPO", "git+ssh://git@github.com/org/repo.git")  # a user, no password
-    monkeypatch.setenv("BROKEN_URL", "http://[::1@user:password-here")  # no URL at all
-    found = dict(secret_env_values())
-    assert found["DATABASE_URL"] == url
-    assert found["DATABASE_URL (its password)"] == "s3cr@t-passw0rd"
-    assert not {"SERVICE_HOME", "REPO", "BROKEN_URL"} & set(found)
-    body = json.dumps({"dsn": url, "note": "the password is s3cr@t-passw0rd"})
-    scrubbed = scrub_body(body.encode(), {}, secret_env_values())
-    assert b"s3cr" not in scrubbed and b"db.internal" not in scrubbed
-    assert scrubbed.count(PLACEHOLDER.encode()) == 2
+    values = [value for _, value in secret_env_values()]
+    for password in ("s3cr@t-passw0rd", "FirstPassw0rd", "SecondPassw0rd", "Tr0ub4dor-pw"):
+        assert password in values
+    assert "postgres" not in values and "postgres:postgres@" in values
+    assert not any("docs.example.com" in value or "git@" in value for value in values)
+    body = json.dumps({"dsn": "postgresql://app:s3cr%40t-passw0rd@db.internal:5432/app",
+                       "note": "the password is s3cr@t-passw0rd, the broker's SecondPassw0rd",
+                       "answer": "Use postgres 16; the dev URL is postgresql://postgres:postgres@localhost"})
+    scrubbed = json.loads(scrub_body(body.encode(), {}, secret_env_values()))
+    assert "s3cr" not in json.dumps(scrubbed) and "SecondPassw0rd" not in scrubbed["note"]
+    # A default password is scrubbed where it is a URL's, not in prose.
+    assert scrubbed["answer"] == f"Use postgres 16; the dev URL is postgresql://{PLACEHOLDER}localhost"
