@@ -9,11 +9,7 @@ test's cassette still answers, and stops (as ``max_seconds`` does) those that do
 
 from __future__ import annotations
 
-import gc
-import inspect
-import os
 import sys
-import sysconfig
 import threading
 import time
 from collections.abc import Collection
@@ -23,12 +19,10 @@ from typing import Any, NamedTuple
 from . import events as crew_events
 from .events import CrewEvent, EventLog
 from .run_assembly import KICKOFF_ENDS
+from .thread_work import cpu_ns, queued_ns, runs_application_code, work_waiting
 
 DEFAULT_WAIT_S = 10.0  # without max_seconds: replayed crews end in well under a second
 SETTLE_S = 1.0  # for a thread of the test to reach its kickoff (or end)
-# Where installed code lives (the standard library, site-packages): the rest is the application.
-_PATHS = sysconfig.get_paths()
-_LIBRARIES = (*{_PATHS[n] for n in ("stdlib", "platstdlib", "purelib", "platlib") if n in _PATHS}, "<frozen ")
 _POLL_S = 0.02
 _PARKED_S = 0.1  # a thread seen in the same place this long is waiting, not working
 _BUSY_SHARE = 0.25  # of a CPU, used or waited for: a working thread asks for all of one
@@ -59,7 +53,7 @@ def threads_now() -> Threads:
     among them (by object: a finished thread's ident is given to the next one), and one that
     was there but has moved on has been given work (a job submitted to a pool, say)."""
     frames = sys._current_frames()
-    where = {t: (_stack(frames.get(t.ident or -1)), _cpu_ns(t)) for t in threading.enumerate()}
+    where = {t: (_stack(frames.get(t.ident or -1)), cpu_ns(t)) for t in threading.enumerate()}
     return Threads(time.monotonic(), where)
 
 
@@ -69,35 +63,6 @@ def _stack(frame: FrameType | None) -> tuple[tuple[int, int], ...]:
         where.append((id(frame.f_code), frame.f_lineno))
         frame = frame.f_back
     return tuple(where)
-
-
-def _cpu_ns(thread: threading.Thread) -> int:
-    """The CPU time ``thread`` has used, in ns (0 where the platform does not tell): a
-    working thread uses CPU, a waiting one next to none, wherever the interpreter switched it out."""
-    clock = getattr(time, "pthread_getcpuclockid", None)
-    if clock is None or thread.ident is None:
-        return 0
-    try:
-        return time.clock_gettime_ns(clock(thread.ident))
-    except (OSError, OverflowError):  # ended meanwhile
-        return 0
-
-
-def _queued_ns(thread: threading.Thread) -> int:
-    """How long ``thread`` has waited for a CPU while ready to run, in ns (Linux's schedstat; 0
-    elsewhere). On a loaded machine a working thread may get no CPU between two looks (other
-    processes hold the cores, or the GIL's handoff passed it by): it waits in the run queue
-    meanwhile, which a thread waiting for an event does not."""
-    try:
-        fd = os.open(f"/proc/self/task/{thread.native_id}/schedstat", os.O_RDONLY)
-    except OSError:
-        return 0
-    try:
-        return int(os.read(fd, 128).split()[1])
-    except (OSError, ValueError, IndexError):
-        return 0
-    finally:
-        os.close(fd)
 
 
 def wait_for(
@@ -132,8 +97,12 @@ def wait_for(
                 moved[thread] = now.at
         busy = [t for t in now.where if t in moved and now.at - moved[t] < _PARKED_S]
         waited = now.at - started
+        # A thread the body started gets the whole second while it may: it may be waiting for
+        # something before its kickoff (a timer's delay, a subprocess, a lock).
+        fresh = [t for t, crew in kickoffs.items() if crew is None and t is not me and before is not None]
         settling = waited < SETTLE_S and (
-            any(_may_kick_off(t) for t in busy if kickoffs.get(t) is None) or _jobs_waiting()
+            any(runs_application_code(t) for t in {*busy, *fresh} if kickoffs.get(t) is None)
+            or work_waiting(t for t in now.where if t is not me)
         )
         if not (left or running or settling) or waited >= seconds:
             return left, running, waited
@@ -153,7 +122,7 @@ def _working(
         return True
     demand = cpu - previous[1]
     if seen:
-        waiting, queued[thread] = queued.get(thread), _queued_ns(thread)
+        waiting, queued[thread] = queued.get(thread), queued_ns(thread)
         demand += queued[thread] - waiting if waiting is not None else 0
     return demand >= _BUSY_SHARE * (now.at - last.at) * 1e9
 
@@ -162,59 +131,6 @@ def _given_up(crew: Any) -> bool:
     """A crew crewguard stopped waiting for already (past max_seconds): its test has failed."""
     deadline = sys.modules.get("pytest_crewguard.deadline")
     return deadline is not None and bool(deadline.is_abandoned(crew))
-
-
-def _may_kick_off(thread: threading.Thread) -> bool:
-    """Whether ``thread`` runs the application's code or CrewAI's (building a crew, say), as a
-    thread about to kick one off does, or is about to (a new thread's target, a pool's job it
-    took); not a server's or a library's thread serving requests, nor CrewAI's event-bus threads."""
-    frame = sys._current_frames().get(thread.ident or -1)
-    about_to_run: list[Any] = []
-    while frame is not None:
-        module = str(frame.f_globals.get("__name__", ""))
-        if _may_start_a_crew(frame.f_code.co_filename, module):
-            return True
-        if module == "concurrent.futures.thread" and frame.f_code.co_name == "_worker":
-            about_to_run.append(getattr(frame.f_locals.get("work_item"), "fn", None))
-        elif module == "threading" and frame.f_code.co_name == "_bootstrap_inner":
-            about_to_run.append(getattr(thread, "_target", None) or type(thread).run)
-        frame = frame.f_back
-    return any(map(_callable_may_start_a_crew, about_to_run))
-
-
-def _jobs_waiting() -> bool:
-    """Whether a thread pool holds a job not taken yet that may start a crew: on a loaded
-    machine the pool's thread may not have run since the job was handed to it, so nothing
-    about the thread tells."""
-    pools = sys.modules.get("concurrent.futures.thread")
-    queues = getattr(pools, "_threads_queues", None)
-    if not queues:
-        return False
-    for work_queue in {id(q): q for q in list(queues.values())}.values():
-        if not work_queue.qsize():
-            continue
-        # A SimpleQueue cannot be looked into; the garbage collector sees the list it holds.
-        held = [r for r in gc.get_referents(work_queue) if isinstance(r, list)]
-        if not held or any(_callable_may_start_a_crew(getattr(job, "fn", None)) for job in list(held[0])):
-            return True
-    return False
-
-
-def _callable_may_start_a_crew(function: Any) -> bool:
-    """Whether calling ``function`` runs the application's code or CrewAI's first."""
-    function = inspect.unwrap(getattr(function, "func", function))  # functools.partial, wrappers
-    code = getattr(getattr(function, "__func__", function), "__code__", None)  # a bound method's function
-    if code is None:  # a builtin, or a class (its __init__ runs first: judged once it does)
-        return False
-    return _may_start_a_crew(code.co_filename, str(getattr(function, "__module__", "") or ""))
-
-
-def _may_start_a_crew(filename: str, module: str) -> bool:
-    """Whether code of ``module`` (in ``filename``) is CrewAI's (not its event bus) or the
-    application's own, not installed code's."""
-    if module.startswith("crewai"):
-        return not module.startswith("crewai.events")
-    return not filename.startswith(_LIBRARIES) and not module.startswith("pytest_crewguard")
 
 
 def _kickoff_of(thread: threading.Thread) -> Any:

@@ -3,20 +3,20 @@ kickoffs themselves: tests/hostile/test_hangs.py)."""
 
 from __future__ import annotations
 
+import contextvars
 import functools
 import json
+import queue
 import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
 
 from pytest_crewguard.events import EventLog
-from pytest_crewguard.unfinished_kickoffs import (
-    SETTLE_S,
-    _callable_may_start_a_crew,
-    _may_kick_off,
-    threads_now,
-    wait_for,
-)
+from pytest_crewguard.thread_work import callable_may_start_a_crew, cpu_ns, runs_application_code
+from pytest_crewguard.unfinished_kickoffs import SETTLE_S, threads_now, wait_for
 
 
 def test_only_threads_running_the_applications_code_or_crewais_may_be_about_to_kick_off() -> None:
@@ -27,8 +27,8 @@ def test_only_threads_running_the_applications_code_or_crewais_may_be_about_to_k
     library.start()
     application.start()
     try:
-        assert not _may_kick_off(library)
-        assert _may_kick_off(application)
+        assert not runs_application_code(library)
+        assert runs_application_code(application)
     finally:
         gate.set()
 
@@ -90,11 +90,108 @@ def test_a_job_still_queued_in_the_applications_pool_is_waited_for() -> None:
 
 
 def test_what_a_new_thread_or_a_pools_job_is_about_to_run_is_judged_by_its_code() -> None:
-    assert _callable_may_start_a_crew(_finish)  # the application's
-    assert _callable_may_start_a_crew(functools.partial(_finish, []))
-    assert _callable_may_start_a_crew(_Application().handle)  # a bound method
-    assert not _callable_may_start_a_crew(threading.Event().set)  # a library's method
-    assert not _callable_may_start_a_crew(EventLog().add)  # crewguard's own
-    assert not _callable_may_start_a_crew(time.sleep)  # a builtin
-    assert not _callable_may_start_a_crew(json.dumps)  # the standard library's
-    assert not _callable_may_start_a_crew(None)
+    assert callable_may_start_a_crew(_finish)  # the application's
+    assert callable_may_start_a_crew(functools.partial(_finish, []))
+    assert callable_may_start_a_crew(_Application().handle)  # a bound method
+    assert not callable_may_start_a_crew(threading.Event().set)  # a library's method
+    assert not callable_may_start_a_crew(EventLog().add)  # crewguard's own
+    assert not callable_may_start_a_crew(time.sleep)  # a builtin
+    assert not callable_may_start_a_crew(json.dumps)  # the standard library's
+    assert not callable_may_start_a_crew(None)
+    assert callable_may_start_a_crew(_Job([]))  # an object called as a function
+    # asyncio.to_thread hands the pool partial(context.run, function): the function is what runs.
+    assert callable_may_start_a_crew(functools.partial(contextvars.copy_context().run, _finish, []))
+    assert callable_may_start_a_crew(contextvars.copy_context().run, (_finish, []))
+
+
+class _Job:
+    def __init__(self, done: list[str]) -> None:
+        self.done = done
+
+    def __call__(self) -> None:
+        _finish(self.done)
+
+
+def _waited_for(hand_over: Callable[[list[str]], Any]) -> tuple[list[str], float]:
+    """What a job handed over as the body ends had done when the wait returned, and the wait."""
+    done: list[str] = []
+    before = threads_now()
+    hand_over(done)
+    left, running, waited = wait_for(EventLog(), (), before, seconds=5)
+    assert (left, running) == ([], [])
+    return done, waited
+
+
+def test_work_handed_over_in_any_form_is_waited_for() -> None:
+    pool = ThreadPoolExecutor(1)
+    pool.submit(lambda: None).result()
+    try:
+        for job in (_Job, lambda done: functools.partial(contextvars.copy_context().run, _finish, done)):
+            pool.submit(time.sleep, 0.2)  # its thread is busy waiting: the job stays queued
+            assert _waited_for(lambda done, job=job: pool.submit(job(done)))[0] == ["job"]
+    finally:
+        pool.shutdown()
+    # A timer of the application's, not fired yet.
+    assert _waited_for(lambda done: threading.Timer(0.3, _finish, [done]).start())[0] == ["job"]
+    # A new thread that waits for something before its kickoff (a subprocess, a lock).
+    def slow(done: list[str]) -> None:
+        time.sleep(0.3)
+        _finish(done)
+
+    assert _waited_for(lambda done: threading.Thread(target=slow, args=(done,)).start())[0] == ["job"]
+
+
+def test_an_item_for_the_applications_queue_consumer_is_waited_for_before_the_consumer_wakes() -> None:
+    items: queue.Queue[Callable[[], None]] = queue.Queue()
+
+    def consume() -> None:
+        while True:
+            items.get()()
+
+    threading.Thread(target=consume, daemon=True).start()
+    time.sleep(0.05)  # parked in get
+
+    def put_unseen(done: list[str]) -> None:
+        # As on a loaded machine: the item is there, the consumer has not run since.
+        with items.mutex:
+            items.queue.append(lambda: _finish(done))
+            items.unfinished_tasks += 1
+
+        def wake() -> None:
+            with items.not_empty:
+                items.not_empty.notify()
+
+        threading.Timer(0.3, wake).start()
+
+    assert _waited_for(put_unseen)[0] == ["job"]
+
+
+def test_pools_whose_queues_hold_no_application_job_cost_no_wait() -> None:
+    class Bounded(ThreadPoolExecutor):  # a pool with a queue of another kind
+        def __init__(self) -> None:
+            super().__init__(1)
+            self._work_queue: Any = queue.Queue(maxsize=100)
+
+    bounded, closed = Bounded(), ThreadPoolExecutor(1)
+    for pool in (bounded, closed):
+        pool.submit(lambda: None).result()
+    closed.shutdown()  # leaves its stop signal in the queue
+    bounded.submit(time.sleep, SETTLE_S)
+    bounded.submit(time.sleep, 0.01)  # a library's job, queued all the while
+    try:
+        assert _waited_for(lambda done: None)[1] < SETTLE_S / 2
+    finally:
+        bounded.shutdown(wait=False, cancel_futures=True)
+
+
+def test_the_cpu_time_of_a_thread_that_ended_reads_as_zero() -> None:
+    thread = threading.Thread(target=lambda: sum(range(100_000)))
+    thread.start()
+    thread.join()
+    task = Path(f"/proc/self/task/{thread.native_id}")
+    for _ in range(200):  # the system lets the thread go a moment after Python's join returns
+        if not task.exists():
+            break
+        time.sleep(0.01)
+    assert cpu_ns(thread) == 0  # by the thread's id: no read of a thread that is gone
+    assert cpu_ns(threading.current_thread()) > 0
