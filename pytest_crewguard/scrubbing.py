@@ -180,6 +180,23 @@ def _needs_scrubbing(
     return scrub_text(joined, secrets) is not joined
 
 
+def _every_string_scrubbed(value: Any) -> Any:
+    """A credential field's value with every string in it replaced (``{"api_key": ["..."]}``,
+    ``{"password": {"value": "..."}}``); ``value`` itself when none needs it."""
+    if isinstance(value, str):
+        return PLACEHOLDER if value and value != PLACEHOLDER else value
+    if isinstance(value, (list, dict)):
+        items = value.items() if isinstance(value, dict) else enumerate(value)
+        changed = {k: new for k, v in items if (new := _every_string_scrubbed(v)) is not v}
+        if not changed:
+            return value
+        copy: Any = dict(value) if isinstance(value, dict) else list(value)
+        for k, new in changed.items():
+            copy[k] = new
+        return copy
+    return value
+
+
 def _scrub_json(value: Any) -> Any:
     """``value`` with credential fields replaced; ``value`` itself when nothing is (almost no
     body has a credential field, and every recorded and replayed body comes here): containers
@@ -187,8 +204,7 @@ def _scrub_json(value: Any) -> Any:
     if isinstance(value, dict):
         changed: dict[Any, Any] | None = None
         for k, v in value.items():
-            secret = is_secret_field(str(k)) and isinstance(v, str) and v and v != PLACEHOLDER
-            new = PLACEHOLDER if secret else _scrub_json(v)
+            new = _every_string_scrubbed(v) if is_secret_field(str(k)) else _scrub_json(v)
             if new is not v:
                 changed = changed if changed is not None else dict(value)
                 changed[k] = new
@@ -254,7 +270,7 @@ def _scrubbed(body: bytes | str, headers: Mapping[str, Any], secrets: list[tuple
         cleaned = _scrub_json(data)
     except (ValueError, RecursionError):  # not JSON, or nested deeper than can be walked
         kind = content_type(headers)
-        if "x-www-form-urlencoded" in kind:
+        if "x-www-form-urlencoded" in kind or (not kind and _looks_like_a_form(new)):
             new = _scrub_pairs(new)  # an OAuth token request: client_secret=..., password=...
         elif "multipart/" in kind:  # an upload with a credential field
             boundary = multipart.boundary_of(content_type(headers, as_sent=True))
@@ -272,6 +288,11 @@ def _scrubbed(body: bytes | str, headers: Mapping[str, Any], secrets: list[tuple
         if cleaned is None:
             raise
         return encode(bom + json.dumps(cleaned, ensure_ascii=True, separators=(",", ":")))
+
+
+def _looks_like_a_form(text: str) -> bool:
+    """A body sent without a Content-Type that reads as ``name=value&...`` (no spaces)."""
+    return "=" in text and not any(character.isspace() for character in text)
 
 
 def scrub_request(request: Any, *, headers: bool = True) -> Any:

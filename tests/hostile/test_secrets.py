@@ -407,6 +407,11 @@ def test_bodies_that_defeated_the_scrubber_are_scrubbed_or_left_whole() -> None:
     assert b"at-0123" not in scrubbed and scrubbed.startswith("\ufeff".encode())
     latin = b'{"api_key":"abcdefgh12345678","note":"caf\xe9 \\u2019"}'  # not UTF-8, an escape beyond Latin-1
     assert b"abcdefgh" not in scrub_body(latin, {"Content-Type": "application/json"}, [])
+    # A credential field holding more than one string; a form sent without a Content-Type.
+    fields = {"api_key": ["k-0123456789"], "password": {"value": "pw-0123456789"}}
+    nested = json.loads(scrub_body(json.dumps(fields), {}, []))
+    assert nested == {"api_key": [PLACEHOLDER], "password": {"value": PLACEHOLDER}}
+    assert b"hunter2" not in scrub_body(form, {}, [])
     deep = b"[" * 100_000
     assert scrub_body(deep, {"Content-Type": "application/json"}, []) == deep  # no RecursionError
 
