@@ -58,7 +58,7 @@ def json_breaks(text: str) -> frozenset[int]:
         return frozenset()
     try:
         json.loads(text)
-    except ValueError:
+    except (ValueError, RecursionError):  # nested deeper than the parser goes: kept on one line
         return frozenset()
     breaks: list[int] = [0]
     in_string = False

@@ -39,8 +39,12 @@ def is_credential_value(value: str) -> bool:
             decoded = base64.b64decode(rest.replace("-", "+").replace("_", "/") + "=" * (-len(rest) % 4))
         except (ValueError, binascii.Error):
             return False
-        user, colon, _ = decoded.partition(b":")
-        return bool(colon) and bool(user) and decoded.isascii() and decoded.decode().isprintable()
+        try:
+            text = decoded.decode("utf-8")  # RFC 7617 allows UTF-8
+        except UnicodeDecodeError:
+            return False
+        user, colon, password = text.partition(":")
+        return bool(colon) and bool(user or password) and text.isprintable()  # ":<token>" too
     if scheme == "bearer":  # one opaque token or JWT: long, with digits or punctuation
         token = _TOKEN68.fullmatch(rest) is not None
         return token and len(rest) >= 16 and any(c in _TOKEN_MARKS for c in rest)

@@ -18,6 +18,7 @@ from email.utils import collapse_rfc2231_value
 from .secret_values import PLACEHOLDER
 
 _BLANK_LINE = re.compile(r"\r?\n\r?\n")
+_HEADERS_READ = 8192  # a part's headers are a few lines; the email parser is slow on huge ones
 _LINE_END = re.compile(r"\r?\n\Z")
 
 
@@ -67,7 +68,7 @@ def _scrub_part(piece: str, is_secret: Callable[[str], bool]) -> str:
 
 
 def _field_name(headers: str) -> str | None:
-    name = HeaderParser().parsestr(headers).get_param("name", header="content-disposition")
+    name = HeaderParser().parsestr(headers[:_HEADERS_READ]).get_param("name", header="content-disposition")
     if name is None:
         return None
     return str(collapse_rfc2231_value(name))

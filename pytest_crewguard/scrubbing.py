@@ -180,20 +180,26 @@ def _needs_scrubbing(
     return scrub_text(joined, secrets) is not joined
 
 
+# Keys of an object that holds a credential field's value (``{"password": {"value": ...}}``);
+# other keys describe it (a JSON Schema's "type" and "description"), which a replay must keep.
+_VALUE_KEYS = frozenset({"value", "values", "secret", "key", "token", "password", "credential"})
+
+
 def _every_string_scrubbed(value: Any) -> Any:
-    """A credential field's value with every string in it replaced (``{"api_key": ["..."]}``,
-    ``{"password": {"value": "..."}}``); ``value`` itself when none needs it."""
+    """A credential field's value with the strings that hold the credential replaced: itself, a
+    list's items (``{"api_key": ["..."]}``), an object's value (``{"value": "..."}``)."""
     if isinstance(value, str):
         return PLACEHOLDER if value and value != PLACEHOLDER else value
-    if isinstance(value, (list, dict)):
-        items = value.items() if isinstance(value, dict) else enumerate(value)
-        changed = {k: new for k, v in items if (new := _every_string_scrubbed(v)) is not v}
-        if not changed:
-            return value
-        copy: Any = dict(value) if isinstance(value, dict) else list(value)
-        for k, new in changed.items():
-            copy[k] = new
-        return copy
+    if isinstance(value, list):
+        items = [_every_string_scrubbed(item) for item in value]
+        return value if all(new is old for new, old in zip(items, value, strict=True)) else items
+    if isinstance(value, dict):
+        changed = {}
+        for k, v in value.items():
+            new = _every_string_scrubbed(v) if str(k).lower() in _VALUE_KEYS else _scrub_json(v)
+            if new is not v:
+                changed[k] = new
+        return {**value, **changed} if changed else value
     return value
 
 
@@ -268,9 +274,11 @@ def _scrubbed(body: bytes | str, headers: Mapping[str, Any], secrets: list[tuple
     try:
         data = json.loads(new[len(bom) :])
         cleaned = _scrub_json(data)
-    except (ValueError, RecursionError):  # not JSON, or nested deeper than can be walked
+    except RecursionError:  # JSON nested deeper than can be walked: its string fields, as text
+        new = _JSON_STRING_FIELD.sub(_scrub_field_text, new)
+    except ValueError:  # not JSON
         kind = content_type(headers)
-        if "x-www-form-urlencoded" in kind or (not kind and _looks_like_a_form(new)):
+        if "x-www-form-urlencoded" in kind:
             new = _scrub_pairs(new)  # an OAuth token request: client_secret=..., password=...
         elif "multipart/" in kind:  # an upload with a credential field
             boundary = multipart.boundary_of(content_type(headers, as_sent=True))
@@ -290,9 +298,15 @@ def _scrubbed(body: bytes | str, headers: Mapping[str, Any], secrets: list[tuple
         return encode(bom + json.dumps(cleaned, ensure_ascii=True, separators=(",", ":")))
 
 
-def _looks_like_a_form(text: str) -> bool:
-    """A body sent without a Content-Type that reads as ``name=value&...`` (no spaces)."""
-    return "=" in text and not any(character.isspace() for character in text)
+# A JSON member whose value is a string: ``"name": "value"`` (escapes kept whole).
+_JSON_STRING_FIELD = re.compile(r'"((?:[^"\\]|\\.)*)"(\s*:\s*)"((?:[^"\\]|\\.)*)"')
+
+
+def _scrub_field_text(member: re.Match[str]) -> str:
+    name, value = member.group(1), member.group(3)
+    if not is_secret_field(name) or not value or value == PLACEHOLDER:
+        return member.group(0)
+    return f'"{name}"{member.group(2)}"{PLACEHOLDER}"'
 
 
 def scrub_request(request: Any, *, headers: bool = True) -> Any:

@@ -107,7 +107,7 @@ def _may_hold_a_password(raw_value: Any) -> bool:
 
 # user:password@ after a scheme, anywhere in a value: one URL or several (a broker list, a
 # sentinel list), quoted, or behind a prefix (jdbc:postgresql://...).
-_URL_USERINFO = re.compile(r"[A-Za-z][A-Za-z0-9+.\-]*://([^\s/?#@:\"',;]*):([^\s/?#\"',;]+)@")
+_URL_USERINFO = re.compile(r"(?<![A-Za-z0-9+.\-])[A-Za-z][A-Za-z0-9+.\-]*://([^\s/?#@:\"',;]*):([^\s/?#\"',;]+)@")
 
 
 def _url_passwords(items: tuple[tuple[Any, Any], ...]) -> tuple[tuple[str, str], ...]:

@@ -13,6 +13,7 @@ import functools
 import gc
 import inspect
 import os
+import queue
 import site
 import sys
 import sysconfig
@@ -46,6 +47,13 @@ def callable_may_start_a_crew(function: Any, args: tuple[Any, ...] = ()) -> bool
     """Whether calling ``function`` (with ``args``) runs the application's code or CrewAI's
     first: seen through partials, ``Context.run`` (how ``asyncio.to_thread`` hands a function to
     a pool), decorators, bound methods and callable objects."""
+    try:
+        return _may_start_a_crew_when_called(function, args)
+    except Exception:  # an object that raises when looked at (a lazy proxy): not known to
+        return False
+
+
+def _may_start_a_crew_when_called(function: Any, args: tuple[Any, ...]) -> bool:
     function = inspect.unwrap(_called(function, args))
     target = getattr(function, "__func__", function)  # a bound method's function
     code = getattr(target, "__code__", None)
@@ -104,12 +112,19 @@ def _pool_jobs_waiting() -> bool:
     if not queues:
         return False
     for work_queue in {id(q): q for q in list(queues.values())}.values():
-        if work_queue.qsize() and any(
+        if _holds_items(work_queue) and any(
             callable_may_start_a_crew(getattr(job, "fn", None), tuple(getattr(job, "args", ())))
             for job in _jobs_in(work_queue)
         ):
             return True
     return False
+
+
+def _holds_items(work_queue: Any) -> bool:
+    try:
+        return bool(work_queue.qsize())
+    except Exception:  # a queue of the application's kind that cannot tell
+        return False
 
 
 def _jobs_in(work_queue: Any) -> list[Any]:
@@ -142,7 +157,11 @@ def _consumer_has_work(thread: threading.Thread) -> bool:
             return False
         if frame.f_code.co_name == "get" and frame.f_globals.get("__name__") == "queue":
             waiting_on = frame.f_locals.get("self")
-            return bool(getattr(waiting_on, "qsize", lambda: 0)()) and _has_application_frame(frame)
+            try:  # the queue's own count: a subclass's qsize may do anything
+                holds = isinstance(waiting_on, queue.Queue) and bool(waiting_on._qsize())
+            except Exception:
+                return False
+            return holds and _has_application_frame(frame)
         frame = frame.f_back
     return False
 

@@ -159,3 +159,25 @@ def test_passwords_in_url_variables_are_secrets_in_their_urls_and_alone_when_the
     assert "s3cr" not in json.dumps(scrubbed) and "SecondPassw0rd" not in scrubbed["note"]
     # A default password is scrubbed where it is a URL's, not in prose.
     assert scrubbed["answer"] == f"Use postgres 16; the dev URL is postgresql://{PLACEHOLDER}localhost"
+
+
+def test_reading_url_passwords_stays_linear_on_long_values(monkeypatch: pytest.MonkeyPatch) -> None:
+    # A long run of scheme characters was tried at every position: 2.5 s per test for 100 KB.
+    import time
+
+    from pytest_crewguard import secret_values
+
+    def took(value: str) -> float:
+        monkeypatch.setenv("LONG_SETTING", value)
+        best = float("inf")
+        for _ in range(3):
+            secret_values._secret_values.cache_clear()
+            secret_values._credential_values.cache_clear()
+            started = time.perf_counter()
+            secret_env_values()
+            best = min(best, time.perf_counter() - started)
+        return best
+
+    hostile = "ab12" * 25_000 + " postgres://app:S3cr3t-pw@db/app"
+    assert took(hostile) < 20 * took("ab 1" * 25_000 + " postgres://app:S3cr3t-pw@db/app")
+    assert "S3cr3t-pw" in [value for _, value in secret_env_values()]

@@ -195,3 +195,29 @@ def test_the_cpu_time_of_a_thread_that_ended_reads_as_zero() -> None:
         time.sleep(0.01)
     assert cpu_ns(thread) == 0  # by the thread's id: no read of a thread that is gone
     assert cpu_ns(threading.current_thread()) > 0
+
+
+class _Proxy:
+    def __getattr__(self, name: str) -> Any:  # a lazy proxy that raises when looked at
+        raise RuntimeError(f"not loaded: {name}")
+
+    def __call__(self) -> None:
+        pass
+
+
+def test_work_that_raises_when_looked_at_is_not_the_tests_failure() -> None:
+    class Unsized(queue.Queue):  # type: ignore[type-arg]
+        def qsize(self) -> int:
+            raise RuntimeError("qsize unsupported")
+
+    items = Unsized()
+    threading.Thread(target=lambda: items.get(), daemon=True).start()  # an application consumer
+    pool = ThreadPoolExecutor(1)
+    pool.submit(lambda: None).result()
+    pool.submit(time.sleep, 0.2)
+    try:
+        done, _ = _waited_for(lambda done: pool.submit(_Proxy()))
+        assert done == []  # judged "not known to start a crew", and no exception
+    finally:
+        items.put(None)
+        pool.shutdown()

@@ -386,6 +386,12 @@ def test_a_credential_is_known_by_its_form_under_any_header_name_not_in_bodies()
     headers = scrub_headers(sent, frozenset(), [])
     assert headers == {"X-Upstream": [f"Basic {PLACEHOLDER}".encode()],
                        "X-Forward": f"Bearer {PLACEHOLDER}, Basic {PLACEHOLDER}", "Accept": "text/html"}
+    import base64
+
+    for pair in (":my-pat-0123456789", "user:pässwörd"):  # a personal access token; a UTF-8 password
+        credential = "Basic " + base64.b64encode(pair.encode()).decode()
+        scrubbed_header = scrub_headers({"X-Upstream": credential}, frozenset(), [])
+        assert scrubbed_header == {"X-Upstream": f"Basic {PLACEHOLDER}"}
     challenge = {"WWW-Authenticate": 'Bearer resource_metadata="https://mcp.example/.well-known/oauth"'}
     assert scrub_headers(challenge, frozenset(), []) is challenge  # a server's challenge: no credential
     answer = {"text": "Basic Overview", "note": "Bearer YOUR_API_KEY_HERE", "topic": "Basic concepts"}
@@ -407,11 +413,16 @@ def test_bodies_that_defeated_the_scrubber_are_scrubbed_or_left_whole() -> None:
     assert b"at-0123" not in scrubbed and scrubbed.startswith("\ufeff".encode())
     latin = b'{"api_key":"abcdefgh12345678","note":"caf\xe9 \\u2019"}'  # not UTF-8, an escape beyond Latin-1
     assert b"abcdefgh" not in scrub_body(latin, {"Content-Type": "application/json"}, [])
-    # A credential field holding more than one string; a form sent without a Content-Type.
+    # A credential field holding more than one string; one described by a schema is left as it is.
     fields = {"api_key": ["k-0123456789"], "password": {"value": "pw-0123456789"}}
     nested = json.loads(scrub_body(json.dumps(fields), {}, []))
     assert nested == {"api_key": [PLACEHOLDER], "password": {"value": PLACEHOLDER}}
-    assert b"hunter2" not in scrub_body(form, {}, [])
+    schema = {"properties": {"password": {"type": "string", "description": "The database password"}}}
+    assert json.loads(scrub_body(json.dumps(schema), {}, [])) == schema
+    # Nested deeper than the parser goes, beside a credential field.
+    for depth in (500, 2000):
+        deep_secret = f'{{"client_secret":"hunter2hunter2","password":{"[" * depth}"x"{"]" * depth}}}'
+        assert "hunter2" not in scrub_body(deep_secret, {"Content-Type": "application/json"}, [])
     deep = b"[" * 100_000
     assert scrub_body(deep, {"Content-Type": "application/json"}, []) == deep  # no RecursionError
 
