@@ -4,7 +4,9 @@ Scrubbed (the value replaced by ``PLACEHOLDER``, so recording goes on): credenti
 headers, query parameters and JSON fields, whatever the value looks like, and the value of every
 credential-named environment variable wherever it appears. Bodies are scrubbed and scanned in
 decoded form: compressed bodies are decompressed, bodies that are not UTF-8 are read byte for
-byte. What is still there afterwards is for :mod:`.secret_refusal` to find.
+byte. What is still there afterwards is for :mod:`.secret_refusal` to find. JSON fields are
+:mod:`.json_fields`' to find, credentials known by their form in headers
+:mod:`.credential_forms`', credential fields of uploads :mod:`.multipart`'s.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 from . import multipart
 from .body_codec import content_encoding, content_type, decoded
 from .credential_forms import CHALLENGE_HEADERS, scrub_credential_value
+from .json_fields import scrub_as_text, scrub_json
 from .secret_values import PLACEHOLDER, secret_env_values, secret_forms
 
 # Request headers that are dropped outright (credentials or account identity). Lower-case.
@@ -53,14 +56,6 @@ SECRET_QUERY_PARAMETERS: tuple[str, ...] = (
     "key", "api_key", "apikey", "api-key", "access_token", "code", "sig", "signature", "token",
     "auth", "password", "secret", "client_secret", "subscription-key", "x-api-key",
 )
-# JSON fields, compared without case, '-' or '_': "api_key", "apiKey", "client_secret"...
-# A bare "token" or "key" is not one (logprobs carry {"token": "Hello"}).
-_FIELD_SUFFIXES = (
-    "apikey", "accesstoken", "refreshtoken", "authtoken", "sessiontoken", "idtoken", "apitoken",
-    "bearertoken", "secret", "password", "passwd", "secretkey", "privatekey", "accesskey",
-    "subscriptionkey", "authorization",
-)
-
 def _words(name: str) -> list[str]:
     return [w for w in re.split(r"[^a-z0-9]+", name.lower()) if w]
 
@@ -69,13 +64,6 @@ def _words(name: str) -> list[str]:
 def is_secret_header(name: str) -> bool:
     """A header whose value is a credential: a known name or one with a credential word."""
     return name.lower() in SECRET_HEADERS or any(w in _HEADER_WORDS for w in _words(name))
-
-
-@lru_cache(maxsize=4096)
-def is_secret_field(name: str) -> bool:
-    """A JSON field (any depth) whose value is a credential, e.g. ``api_key``, ``clientSecret``."""
-    flat = re.sub(r"[^a-z0-9]", "", name.lower())
-    return flat.endswith(_FIELD_SUFFIXES)
 
 
 def scrub_text(text: str, secrets: list[tuple[str, str]]) -> str:
@@ -180,61 +168,6 @@ def _needs_scrubbing(
     return scrub_text(joined, secrets) is not joined
 
 
-# Keys of an object that holds a credential field's value (``{"password": {"value": ...}}``);
-# other keys describe it (a JSON Schema's "type" and "description"), which a replay must keep.
-_VALUE_KEYS = frozenset({"value", "values", "secret", "key", "token", "password", "credential"})
-
-
-def _every_string_scrubbed(value: Any) -> Any:
-    """A credential field's value with the strings that hold the credential replaced: itself, a
-    list's items (``{"api_key": ["..."]}``), an object's value (``{"value": "..."}``)."""
-    if isinstance(value, str):
-        return PLACEHOLDER if value and value != PLACEHOLDER else value
-    if isinstance(value, list):
-        items = [_every_string_scrubbed(item) for item in value]
-        return value if all(new is old for new, old in zip(items, value, strict=True)) else items
-    if isinstance(value, dict):
-        changed = {}
-        for k, v in value.items():
-            new = _every_string_scrubbed(v) if str(k).lower() in _VALUE_KEYS else _scrub_json(v)
-            if new is not v:
-                changed[k] = new
-        return {**value, **changed} if changed else value
-    return value
-
-
-def _scrub_json(value: Any) -> Any:
-    """``value`` with credential fields replaced; ``value`` itself when nothing is (almost no
-    body has a credential field, and every recorded and replayed body comes here): containers
-    are copied only from their first change on."""
-    if isinstance(value, dict):
-        changed: dict[Any, Any] | None = None
-        for k, v in value.items():
-            new = _every_string_scrubbed(v) if is_secret_field(str(k)) else _scrub_json(v)
-            if new is not v:
-                changed = changed if changed is not None else dict(value)
-                changed[k] = new
-        return value if changed is None else changed
-    if isinstance(value, list):
-        items: list[Any] | None = None
-        for n, v in enumerate(value):
-            new = _scrub_json(v)
-            if new is not v:
-                items = items if items is not None else list(value)
-                items[n] = new
-        return value if items is None else items
-    if isinstance(value, str) and value.lstrip()[:1] in ("{", "["):
-        # JSON inside a string (leading whitespace too): a tool call's "arguments" carry the
-        # tool's own fields.
-        try:
-            inner = json.loads(value)
-        except (ValueError, RecursionError):
-            return value
-        cleaned = _scrub_json(inner)
-        return value if cleaned is inner else json.dumps(cleaned, ensure_ascii=False)
-    return value
-
-
 # Bodies that scrub_body gave back unchanged (by digest, so no body is kept alive), with what
 # they were checked under. A replayed request is byte for byte one that loading its cassette
 # already checked, and parsing and walking a crew's JSON request again was a fifth of the time
@@ -273,9 +206,9 @@ def _scrubbed(body: bytes | str, headers: Mapping[str, Any], secrets: list[tuple
     cleaned: Any = None
     try:
         data = json.loads(new[len(bom) :])
-        cleaned = _scrub_json(data)
+        cleaned = scrub_json(data)
     except RecursionError:  # JSON nested deeper than can be walked: its string fields, as text
-        new = _JSON_STRING_FIELD.sub(_scrub_field_text, new)
+        new = scrub_as_text(new)
     except ValueError:  # not JSON
         kind = content_type(headers)
         if "x-www-form-urlencoded" in kind:
@@ -296,17 +229,6 @@ def _scrubbed(body: bytes | str, headers: Mapping[str, Any], secrets: list[tuple
         if cleaned is None:
             raise
         return encode(bom + json.dumps(cleaned, ensure_ascii=True, separators=(",", ":")))
-
-
-# A JSON member whose value is a string: ``"name": "value"`` (escapes kept whole).
-_JSON_STRING_FIELD = re.compile(r'"((?:[^"\\]|\\.)*)"(\s*:\s*)"((?:[^"\\]|\\.)*)"')
-
-
-def _scrub_field_text(member: re.Match[str]) -> str:
-    name, value = member.group(1), member.group(3)
-    if not is_secret_field(name) or not value or value == PLACEHOLDER:
-        return member.group(0)
-    return f'"{name}"{member.group(2)}"{PLACEHOLDER}"'
 
 
 def scrub_request(request: Any, *, headers: bool = True) -> Any:
