@@ -35,25 +35,25 @@ _LIBRARIES = (
 _QUEUE_FRAMES = 4  # a consumer waiting in queue.get: get and the lock's wait above it
 
 
-def may_start_a_crew(filename: str, module: str) -> bool:
-    """Whether code of ``module`` (in ``filename``) is CrewAI's (not its event bus) or the
-    application's own, not installed code's."""
+def may_start_a_crew(filename: str, module: str, crewai: bool = True) -> bool:
+    """Whether code of ``module`` (in ``filename``) is CrewAI's (not its event bus; not at all
+    unless ``crewai``) or the application's own, not installed code's."""
     if module.startswith("crewai"):
-        return not module.startswith("crewai.events")
+        return crewai and not module.startswith("crewai.events")
     return not filename.startswith(_LIBRARIES) and not module.startswith("pytest_crewguard")
 
 
-def callable_may_start_a_crew(function: Any, args: tuple[Any, ...] = ()) -> bool:
-    """Whether calling ``function`` (with ``args``) runs the application's code or CrewAI's
-    first: seen through partials, ``Context.run`` (how ``asyncio.to_thread`` hands a function to
-    a pool), decorators, bound methods and callable objects."""
+def callable_may_start_a_crew(function: Any, args: tuple[Any, ...] = (), crewai: bool = True) -> bool:
+    """Whether calling ``function`` (with ``args``) runs the application's code (or CrewAI's,
+    when ``crewai``) first: seen through partials, ``Context.run`` (how ``asyncio.to_thread``
+    hands a function to a pool), decorators, bound methods and callable objects."""
     try:
-        return _may_start_a_crew_when_called(function, args)
+        return _may_start_a_crew_when_called(function, args, crewai)
     except Exception:  # an object that raises when looked at (a lazy proxy): not known to
         return False
 
 
-def _may_start_a_crew_when_called(function: Any, args: tuple[Any, ...]) -> bool:
+def _may_start_a_crew_when_called(function: Any, args: tuple[Any, ...], crewai: bool) -> bool:
     function = inspect.unwrap(_called(function, args))
     target = getattr(function, "__func__", function)  # a bound method's function
     code = getattr(target, "__code__", None)
@@ -63,7 +63,7 @@ def _may_start_a_crew_when_called(function: Any, args: tuple[Any, ...]) -> bool:
         target = call
     if code is None:  # a builtin, or a class (its __init__ runs first: judged once it does)
         return False
-    return may_start_a_crew(code.co_filename, str(getattr(target, "__module__", "") or ""))
+    return may_start_a_crew(code.co_filename, str(getattr(target, "__module__", "") or ""), crewai)
 
 
 def _called(function: Any, args: tuple[Any, ...]) -> Any:
@@ -83,21 +83,23 @@ def runs_application_code(thread: threading.Thread) -> bool:
     function, a pool's job it took); not a server's or a library's thread serving requests,
     nor CrewAI's event-bus threads."""
     frame = sys._current_frames().get(thread.ident or -1)
-    about_to_run: list[tuple[Any, tuple[Any, ...]]] = []
+    about_to_run: list[tuple[Any, tuple[Any, ...], bool]] = []
     while frame is not None:
         module = str(frame.f_globals.get("__name__", ""))
         if may_start_a_crew(frame.f_code.co_filename, module):
             return True
         if module == "concurrent.futures.thread" and frame.f_code.co_name == "_worker":
             job = frame.f_locals.get("work_item")
-            about_to_run.append((getattr(job, "fn", None), tuple(getattr(job, "args", ()))))
+            about_to_run.append((getattr(job, "fn", None), tuple(getattr(job, "args", ())), True))
         elif module == "threading" and frame.f_code.co_name == "_bootstrap_inner":
             if isinstance(thread, threading.Timer):
-                about_to_run.append((thread.function, tuple(thread.args)))
+                # The application's timer only: CrewAI's own (its max_rpm counter's reset, every
+                # minute, left running after the kickoff) starts no crew.
+                about_to_run.append((thread.function, tuple(thread.args), False))
             else:
-                about_to_run.append((getattr(thread, "_target", None) or type(thread).run, ()))
+                about_to_run.append((getattr(thread, "_target", None) or type(thread).run, (), True))
         frame = frame.f_back
-    return any(callable_may_start_a_crew(function, args) for function, args in about_to_run)
+    return any(callable_may_start_a_crew(*job) for job in about_to_run)
 
 
 def work_waiting(threads: Iterable[threading.Thread]) -> bool:

@@ -221,3 +221,20 @@ def test_work_that_raises_when_looked_at_is_not_the_tests_failure() -> None:
     finally:
         items.put(None)
         pool.shutdown()
+
+
+def test_crewais_own_timers_left_running_cost_no_wait() -> None:
+    # A crew with max_rpm leaves CrewAI's counter-reset timers running after its kickoff.
+    from crewai import Agent, Crew, Task
+    from crewai.llms.base_llm import BaseLLM
+
+    class Answers(BaseLLM):
+        def call(self, messages: Any, *args: Any, **kwargs: Any) -> str:
+            return "done"
+
+    agent = Agent(role="R", goal="g", backstory="b", llm=Answers(model="stub"), max_iter=2)
+    crew = Crew(agents=[agent], tasks=[Task(description="d", expected_output="e", agent=agent)], max_rpm=10)
+    before = threads_now()
+    crew.kickoff()
+    assert any(isinstance(thread, threading.Timer) for thread in threading.enumerate())
+    assert wait_for(EventLog(), (), before, seconds=5)[2] < SETTLE_S / 2
