@@ -81,13 +81,14 @@ def scrub_json(value: Any) -> Any:
     return value
 
 
-# A JSON member whose value is a string: ``"name": "value"`` (escapes kept whole).
-_STRING_MEMBER = re.compile(r'"((?:[^"\\]|\\.)*)"(\s*:\s*)"((?:[^"\\]|\\.)*)"')
+# A JSON string, whole (escapes kept, possessive: never tried again from a quote inside it),
+# with the string value after it when it is a member's name: ``"name": "value"``.
+_STRING_MEMBER = re.compile(r'"((?:[^"\\]|\\.)*+)(?:"(?:(\s*:\s*)"((?:[^"\\]|\\.)*+)")?|\\?\Z)')
 
 
 def _scrub_member(member: re.Match[str]) -> str:
     name, value = member.group(1), member.group(3)
-    if not is_secret_field(name) or not value or value == PLACEHOLDER:
+    if member.group(2) is None or not is_secret_field(name) or not value or value == PLACEHOLDER:
         return member.group(0)
     return f'"{name}"{member.group(2)}"{PLACEHOLDER}"'
 

@@ -15,7 +15,7 @@ from typing import Any
 
 from .errors import ConfigError
 
-_FENCE = re.compile(r"^\s*```(?:json)?\s*(.*?)\s*```\s*$", re.DOTALL)
+_FENCE = re.compile(r"```(?:json)?(.*)```", re.DOTALL)  # on stripped text: linear
 
 
 def field_path(parts: Sequence[Any]) -> str:
@@ -91,9 +91,9 @@ def output_data(output: Any) -> tuple[Any, str]:
     if not raw.strip():
         return None, raw
     text = raw.strip()
-    fenced = _FENCE.match(text)
+    fenced = _FENCE.fullmatch(text)
     if fenced:
-        text = fenced.group(1)
+        text = fenced.group(1).strip()
     try:
         return json.loads(text), raw
     except ValueError as err:

@@ -93,7 +93,8 @@ def _is_credential_name(raw_name: Any) -> bool:
     name = _text(raw_name)
     if name in SECRET_ENV_VARIABLES or _SECRET_ENV_NAME.search(name) is not None:
         return True
-    word = _CREDENTIAL_WORD.search(name)
+    # Real names are short; the pattern is tried from every "_KEY" of a name, so not on long ones.
+    word = _CREDENTIAL_WORD.search(name) if len(name) <= 256 else None
     if word is None or name[: word.start()].upper().endswith("PUBLIC"):
         return False
     return not any(part.upper() in _NOT_THE_SECRET for part in word.group(1).split("_"))

@@ -10,9 +10,21 @@ from .types import Kind
 Route = tuple[Kind, str, str, str | None]  # kind, provider, api, model named by the URL
 
 _GOOGLE_METHOD = re.compile(r"/models/(?P<model>[^/:]+):(?P<method>[A-Za-z]+)$")
-_BEDROCK_PATH = re.compile(r"/model/(?P<model>.+)/(?P<op>[a-z_-]+)$")
+_BEDROCK_OP = re.compile(r"[a-z_-]+")
 _AZURE_DEPLOYMENT = re.compile(r"/deployments/(?P<model>[^/]+)/")
 OLLAMA_PORT = 11434  # Ollama's default port: its OpenAI-compatible paths are Ollama's too
+
+
+def _bedrock_model_op(path: str) -> tuple[str, str] | None:
+    """``/model/<model id>/<operation>``: the model id may hold slashes (an ARN). Split by hand,
+    not with a pattern, which backtracked on a long path."""
+    start = path.find("/model/")
+    if start < 0:
+        return None
+    model, slash, op = path[start + len("/model/") :].rpartition("/")
+    if not slash or not model or _BEDROCK_OP.fullmatch(op) is None:
+        return None
+    return model, op
 
 
 def host_provider(host: str, port: int | None) -> str | None:
@@ -42,8 +54,8 @@ def route(method: str, host: str, port: int | None, path: str) -> Route | None:
 
     if provider == "google" and (m := _GOOGLE_METHOD.search(path)):
         return _google(m["model"], m["method"], path)
-    if provider == "bedrock" and (m := _BEDROCK_PATH.search(path)):
-        return _bedrock(m["model"], m["op"])
+    if provider == "bedrock" and (model_op := _bedrock_model_op(path)):
+        return _bedrock(*model_op)
 
     # Ollama's native API, on any host (a remote Ollama server is common).
     if path.endswith("/api/chat"):
