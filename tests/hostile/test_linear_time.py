@@ -84,3 +84,21 @@ def test_a_long_variable_name_is_classified_in_linear_time(monkeypatch: pytest.M
     assert _took(lambda: classify("_KEY" * 10_000 + "-")) < FACTOR * _took(lambda: classify("_KE-" * 10_000))
     monkeypatch.setenv("OPENAI_API_KEY_2", "sk-second-0123456789abcdef")
     assert ("OPENAI_API_KEY_2", "sk-second-0123456789abcdef") in secret_env_values()
+
+
+def test_credentials_by_form_and_multipart_fields_are_found_in_linear_time() -> None:
+    size = 2_000_000
+    spaces, token = "Bearer x" + " " * size + "y", "Bearer " + "x" * size
+    assert _took(lambda: scrubbing.scrub_headers({"X-A": spaces}, frozenset(), [])) < FACTOR * _took(
+        lambda: scrubbing.scrub_headers({"X-A": token}, frozenset(), [])
+    )
+    headers = {"Content-Type": "multipart/form-data; boundary=B"}
+
+    def upload(file: str) -> bytes:
+        return f'--B\r\nContent-Disposition: form-data; name="f"\r\n\r\n{file}\r\n--B--\r\n'.encode()
+
+    parts = "select 1\n-- note\n" + 'Content-Disposition: form-data; name="a"\r\n' * 3_000
+    hostile, plain = upload(parts), upload("x" * len(parts))
+    assert _took(lambda: scrubbing.scrub_body(hostile, headers, [])) < FACTOR * _took(
+        lambda: scrubbing.scrub_body(plain, headers, [])
+    )

@@ -425,35 +425,3 @@ def test_bodies_that_defeated_the_scrubber_are_scrubbed_or_left_whole() -> None:
         assert "hunter2" not in scrub_body(deep_secret, {"Content-Type": "application/json"}, [])
     deep = b"[" * 100_000
     assert scrub_body(deep, {"Content-Type": "application/json"}, []) == deep  # no RecursionError
-
-
-def test_the_scrubber_stays_linear_on_hostile_bodies_and_headers() -> None:
-    # Each took seconds to minutes with a backtracking pattern. Compared with input of the same
-    # size that holds nothing to find (best of three), so a slow machine does not fail it.
-    import time
-
-    from pytest_crewguard import scrubbing
-    from pytest_crewguard.scrubbing import scrub_body, scrub_headers
-
-    def took(call: Any) -> float:
-        best = float("inf")
-        for _ in range(3):
-            scrubbing._UNCHANGED.clear()  # bodies found clean are remembered
-            started = time.perf_counter()
-            call()
-            best = min(best, time.perf_counter() - started)
-        return best
-
-    size = 2_000_000
-    spaces, token = "Bearer x" + " " * size + "y", "Bearer " + "x" * size
-    assert took(lambda: scrub_headers({"X-A": spaces}, frozenset(), [])) < 20 * took(
-        lambda: scrub_headers({"X-A": token}, frozenset(), [])
-    )
-    headers = {"Content-Type": "multipart/form-data; boundary=B"}
-
-    def upload(file: str) -> bytes:
-        return f'--B\r\nContent-Disposition: form-data; name="f"\r\n\r\n{file}\r\n--B--\r\n'.encode()
-
-    parts = "select 1\n-- note\n" + 'Content-Disposition: form-data; name="a"\r\n' * 3_000
-    hostile, plain = upload(parts), upload("x" * len(parts))
-    assert took(lambda: scrub_body(hostile, headers, [])) < 20 * took(lambda: scrub_body(plain, headers, []))
