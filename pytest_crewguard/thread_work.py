@@ -19,7 +19,7 @@ import sys
 import sysconfig
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from types import FrameType
 from typing import Any
 
@@ -77,20 +77,22 @@ def _called(function: Any, args: tuple[Any, ...]) -> Any:
     return function
 
 
-def runs_application_code(thread: threading.Thread) -> bool:
+Frames = Mapping[int, FrameType]  # sys._current_frames(): one look at every thread
+
+
+def runs_application_code(thread: threading.Thread, frames: Frames | None = None) -> bool:
     """Whether ``thread`` runs the application's code or CrewAI's (building a crew, say), as a
     thread about to kick one off does, or is about to (a new thread's target, a timer's
     function, a pool's job it took); not a server's or a library's thread serving requests,
-    nor CrewAI's event-bus threads."""
-    frame = sys._current_frames().get(thread.ident or -1)
+    nor CrewAI's event-bus threads. ``frames``: a look taken already."""
+    frame = (sys._current_frames() if frames is None else frames).get(thread.ident or -1)
     about_to_run: list[tuple[Any, tuple[Any, ...], bool]] = []
     while frame is not None:
         module = str(frame.f_globals.get("__name__", ""))
         if may_start_a_crew(frame.f_code.co_filename, module):
             return True
         if module == "concurrent.futures.thread" and frame.f_code.co_name == "_worker":
-            job = frame.f_locals.get("work_item")
-            about_to_run.append((getattr(job, "fn", None), tuple(getattr(job, "args", ())), True))
+            about_to_run.append((*_job_call(frame.f_locals.get("work_item")), True))
         elif module == "threading" and frame.f_code.co_name == "_bootstrap_inner":
             if isinstance(thread, threading.Timer):
                 # The application's timer only: CrewAI's own (its max_rpm counter's reset, every
@@ -102,10 +104,16 @@ def runs_application_code(thread: threading.Thread) -> bool:
     return any(callable_may_start_a_crew(*job) for job in about_to_run)
 
 
-def work_waiting(threads: Iterable[threading.Thread]) -> bool:
+def work_waiting(threads: Iterable[threading.Thread], frames: Frames | None = None) -> bool:
     """Whether work that may start a crew waits for a thread to take it: a job in a thread
     pool's queue, or an item in the queue a consumer of the application's waits on."""
-    return _pool_jobs_waiting() or any(map(_consumer_has_work, threads))
+    frames = sys._current_frames() if frames is None else frames
+    return _pool_jobs_waiting() or any(_consumer_has_work(frames.get(t.ident or -1)) for t in threads)
+
+
+def _job_call(job: Any) -> tuple[Any, tuple[Any, ...]]:
+    """A pool job's function and arguments (``None``: no job)."""
+    return getattr(job, "fn", None), tuple(getattr(job, "args", ()))
 
 
 def _pool_jobs_waiting() -> bool:
@@ -114,10 +122,8 @@ def _pool_jobs_waiting() -> bool:
     if not queues:
         return False
     for work_queue in {id(q): q for q in list(queues.values())}.values():
-        if _holds_items(work_queue) and any(
-            callable_may_start_a_crew(getattr(job, "fn", None), tuple(getattr(job, "args", ())))
-            for job in _jobs_in(work_queue)
-        ):
+        jobs = _jobs_in(work_queue) if _holds_items(work_queue) else []
+        if any(callable_may_start_a_crew(*_job_call(job)) for job in jobs):
             return True
     return False
 
@@ -150,10 +156,9 @@ def _jobs_in(work_queue: Any) -> list[Any]:
     return jobs
 
 
-def _consumer_has_work(thread: threading.Thread) -> bool:
-    """A thread of the application's waiting in ``queue.Queue.get`` on a queue with an item:
-    woken, but perhaps not run since."""
-    frame = sys._current_frames().get(thread.ident or -1)
+def _consumer_has_work(frame: FrameType | None) -> bool:
+    """A thread (at ``frame``) of the application's waiting in ``queue.Queue.get`` on a queue
+    with an item: woken, but perhaps not run since."""
     for _ in range(_QUEUE_FRAMES):
         if frame is None:
             return False

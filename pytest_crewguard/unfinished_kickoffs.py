@@ -19,7 +19,7 @@ from typing import Any, NamedTuple
 from . import events as crew_events
 from .events import CrewEvent, EventLog
 from .run_assembly import KICKOFF_ENDS
-from .thread_work import cpu_ns, queued_ns, runs_application_code, work_waiting
+from .thread_work import Frames, cpu_ns, queued_ns, runs_application_code, work_waiting
 
 DEFAULT_WAIT_S = 10.0  # without max_seconds: replayed crews end in well under a second
 SETTLE_S = 1.0  # for a thread of the test to reach its kickoff (or end)
@@ -48,11 +48,12 @@ class Threads(NamedTuple):
     where: dict[threading.Thread, Where]
 
 
-def threads_now() -> Threads:
+def threads_now(frames: Frames | None = None) -> Threads:
     """The threads alive now, with where each is: those the test body starts are the ones not
     among them (by object: a finished thread's ident is given to the next one), and one that
-    was there but has moved on has been given work (a job submitted to a pool, say)."""
-    frames = sys._current_frames()
+    was there but has moved on has been given work (a job submitted to a pool, say).
+    ``frames``: a look taken already."""
+    frames = sys._current_frames() if frames is None else frames
     where = {t: (_stack(frames.get(t.ident or -1)), cpu_ns(t)) for t in threading.enumerate()}
     return Threads(time.monotonic(), where)
 
@@ -88,8 +89,9 @@ def wait_for(
         # A kickoff that a BaseException (pytest.skip, KeyboardInterrupt) ended has no end event:
         # it runs only while some thread still holds its crew.
         left = [k for k in unfinished(events, skip) if _object_with_id(k.source_id) is not None]
-        now = threads_now()
-        kickoffs = {t: _kickoff_of(t) for t in now.where if t not in there_before}
+        frames = sys._current_frames()  # one look at every thread, for all that follows
+        now = threads_now(frames)
+        kickoffs = {t: _kickoff_of(t, frames) for t in now.where if t not in there_before}
         # A crew stopped at max_seconds has failed its test already: not waited for again.
         running = [t for t, crew in kickoffs.items() if crew is not None and not _given_up(crew)]
         for thread in now.where:
@@ -99,10 +101,10 @@ def wait_for(
         waited = now.at - started
         # A thread the body started gets the whole second while it may: it may be waiting for
         # something before its kickoff (a timer's delay, a subprocess, a lock).
-        fresh = [t for t, crew in kickoffs.items() if crew is None and t is not me and before is not None]
+        fresh = [t for t, crew in kickoffs.items() if crew is None] if before is not None else []
         settling = waited < SETTLE_S and (
-            any(runs_application_code(t) for t in {*busy, *fresh} if kickoffs.get(t) is None)
-            or work_waiting(t for t in now.where if t is not me)
+            any(runs_application_code(t, frames) for t in {*busy, *fresh} if kickoffs.get(t) is None)
+            or work_waiting((t for t in now.where if t is not me), frames)
         )
         if not (left or running or settling) or waited >= seconds:
             return left, running, waited
@@ -133,9 +135,9 @@ def _given_up(crew: Any) -> bool:
     return deadline is not None and bool(deadline.is_abandoned(crew))
 
 
-def _kickoff_of(thread: threading.Thread) -> Any:
+def _kickoff_of(thread: threading.Thread, frames: Frames | None = None) -> Any:
     """The crew (or flow, or agent) whose ``kickoff`` ``thread`` is running, if any."""
-    frame = sys._current_frames().get(thread.ident or -1)
+    frame = (sys._current_frames() if frames is None else frames).get(thread.ident or -1)
     found = None
     while frame is not None:
         name = str(frame.f_globals.get("__name__", ""))
