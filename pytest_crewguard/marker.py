@@ -99,6 +99,15 @@ def _number(name: str, value: Any) -> Any:
     return float(value) if not integer else value
 
 
+def _check_schema(schema: Any, shown: str) -> None:
+    from .output_schema import check_schema
+
+    try:
+        check_schema(schema)
+    except ConfigError as err:
+        raise ConfigError(f"argument output={shown}: {err}") from None
+
+
 def _output(value: Any, rootdir: Path | None) -> Any:
     from .output_gates import task_map_problem, task_schemas
 
@@ -111,18 +120,13 @@ def _output(value: Any, rootdir: Path | None) -> Any:
     if value is None:
         return value
     if isinstance(value, dict):  # checked now: a bad schema fails before any crew runs
-        from .output_schema import check_schema
-
-        try:
-            check_schema(value)
-        except ConfigError as err:
-            raise ConfigError(f"argument output={{...}}: {err}") from None
+        _check_schema(value, "{...}")
         return value
     if isinstance(value, (str, Path)):
         if not str(value).endswith(".json"):
             raise ConfigError(f"argument output={value!r}: a schema file path must end in .json")
         if rootdir is not None:  # read it now: a missing file fails before any crew runs
-            from .output_schema import check_schema, load_schema
+            from .output_schema import load_schema
 
             try:
                 loaded = load_schema(value, rootdir)
@@ -131,10 +135,7 @@ def _output(value: Any, rootdir: Path | None) -> Any:
                     f"argument output={str(value)!r}: {err}; give a .json file path relative to "
                     f"the rootdir ({rootdir}), e.g. output=\"schemas/research.json\""
                 ) from None
-            try:
-                check_schema(loaded)
-            except ConfigError as err:
-                raise ConfigError(f"argument output={str(value)!r}: {err}") from None
+            _check_schema(loaded, repr(str(value)))
         return value
     if isinstance(value, type) and hasattr(value, "model_validate"):
         return value

@@ -94,15 +94,15 @@ def _scrub_pairs(encoded: str) -> str:
     """A query string or form-encoded body with its credential fields' values replaced;
     ``encoded`` itself when it has none."""
     pairs = parse_qsl(encoded, keep_blank_values=True)
-    if not any(_is_secret_query(name) for name, _ in pairs):
+    if not any(_is_secret_parameter(name) for name, _ in pairs):
         return encoded
-    return urlencode([(n, PLACEHOLDER if _is_secret_query(n) else v) for n, v in pairs])
+    return urlencode([(n, PLACEHOLDER if _is_secret_parameter(n) else v) for n, v in pairs])
 
 
 @lru_cache(maxsize=1024)
-def _is_secret_query(name: str) -> bool:
-    """A known credential parameter, or one with a credential word, as for headers
-    (``auth_token``, ``client-secret``, ``X-Amz-Signature``)."""
+def _is_secret_parameter(name: str) -> bool:
+    """A query parameter or form field that holds a credential: a known name, or one with a
+    credential word, as for headers (``auth_token``, ``client-secret``, ``X-Amz-Signature``)."""
     return name.lower() in SECRET_QUERY_PARAMETERS or any(w in _HEADER_WORDS for w in _words(name))
 
 
@@ -215,7 +215,7 @@ def _scrubbed(body: bytes | str, headers: Mapping[str, Any], secrets: list[tuple
             new = _scrub_pairs(new)  # an OAuth token request: client_secret=..., password=...
         elif "multipart/" in kind:  # an upload with a credential field
             boundary = multipart.boundary_of(content_type(headers, as_sent=True))
-            new = multipart.scrub_fields(new, boundary, _is_secret_query) if boundary else new
+            new = multipart.scrub_fields(new, boundary, _is_secret_parameter) if boundary else new
     else:
         if cleaned is not data:
             new = bom + json.dumps(cleaned, ensure_ascii=False, separators=(",", ":"))

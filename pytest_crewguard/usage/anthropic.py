@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from .decoding import dicts
-from .types import Usage, count, has_any, token_count
+from .types import Usage, count, has_any, main_counts
 
 
 def fold_messages(chunks: list[Any]) -> dict[str, Any]:
@@ -35,9 +35,10 @@ def messages_usage(data: Any) -> Usage | None:
     block = data.get("usage") if isinstance(data, dict) else None
     if not isinstance(block, dict) or not has_any(block, "input_tokens", "output_tokens"):
         return None
-    input_tokens, output_tokens = token_count(block, "input_tokens"), token_count(block, "output_tokens")
-    if input_tokens is None or output_tokens is None:  # there but unreadable: unknown, not 0
+    counts = main_counts(block, "input_tokens", "output_tokens")
+    if counts is None:
         return None
+    input_tokens, output_tokens = counts
     read = count(block, "cache_read_input_tokens")
     write_1h = count(block, "cache_creation", "ephemeral_1h_input_tokens")
     write = count(block, "cache_creation_input_tokens")

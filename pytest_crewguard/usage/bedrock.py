@@ -7,7 +7,7 @@ from typing import Any
 
 from .anthropic import messages_usage
 from .decoding import Headers, dicts, header_value
-from .types import Usage, count, has_any, token_count
+from .types import Usage, count, has_any, main_counts
 
 
 def fold_stream(chunks: list[Any]) -> dict[str, Any]:
@@ -31,9 +31,10 @@ def converse_usage(data: Any) -> Usage | None:
     block = data.get("usage") if isinstance(data, dict) else None
     if not isinstance(block, dict) or not has_any(block, "inputTokens", "outputTokens"):
         return None
-    input_tokens, output_tokens = token_count(block, "inputTokens"), token_count(block, "outputTokens")
-    if input_tokens is None or output_tokens is None:  # there but unreadable: unknown, not 0
+    counts = main_counts(block, "inputTokens", "outputTokens")
+    if counts is None:
         return None
+    input_tokens, output_tokens = counts
     read, write = count(block, "cacheReadInputTokens"), count(block, "cacheWriteInputTokens")
     details = block.get("cacheDetails")
     write_1h = (

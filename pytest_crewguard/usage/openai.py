@@ -7,7 +7,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from .decoding import dicts, fold_chunks
-from .types import Usage, count, has_any, token_count
+from .types import Usage, count, has_any, main_counts
 
 
 def fold_chat(chunks: list[Any]) -> dict[str, Any]:
@@ -54,9 +54,10 @@ def _usage(block: Mapping[str, Any], inputs: str, outputs: str) -> Usage | None:
     """Chat and Responses differ only in names: ``<inputs>`` and ``<inputs>_details`` hold the
     input and cache counts, ``<outputs>`` and ``<outputs>_details`` the output and reasoning.
     A main count that is there but unreadable leaves the usage unknown."""
-    input_tokens, output_tokens = token_count(block, inputs), token_count(block, outputs)
-    if input_tokens is None or output_tokens is None:
+    counts = main_counts(block, inputs, outputs)
+    if counts is None:
         return None
+    input_tokens, output_tokens = counts
     return Usage(
         input_tokens=input_tokens,
         output_tokens=output_tokens,

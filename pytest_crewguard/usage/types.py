@@ -84,6 +84,13 @@ def token_count(block: Any, *path: str) -> int | None:
     return int(value)
 
 
+def main_counts(block: Any, inputs: str, outputs: str) -> tuple[int, int] | None:
+    """The input and output counts of a usage block, ``None`` when either is there but
+    unreadable (the usage is then unknown, not 0)."""
+    input_tokens, output_tokens = token_count(block, inputs), token_count(block, outputs)
+    return None if input_tokens is None or output_tokens is None else (input_tokens, output_tokens)
+
+
 def count(block: Any, *path: str) -> int:
     """A detail count (cached, reasoning, cache writes...): 0 when absent or not a count."""
     return token_count(block, *path) or 0
