@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from .decoding import fold_chunks
-from .types import Usage, count, has_any
+from .types import Usage, count, has_any, main_counts
 
 
 def fold_generate(chunks: list[Any]) -> dict[str, Any]:
@@ -22,9 +22,12 @@ def generate_usage(data: Any) -> Usage | None:
         block, "promptTokenCount", "candidatesTokenCount", "totalTokenCount"
     ):
         return None
+    counts = main_counts(block, "promptTokenCount", "candidatesTokenCount")
+    if counts is None:
+        return None
     thoughts = count(block, "thoughtsTokenCount")
-    input_tokens = count(block, "promptTokenCount") + count(block, "toolUsePromptTokenCount")
-    output_tokens = count(block, "candidatesTokenCount") + thoughts
+    input_tokens = counts[0] + count(block, "toolUsePromptTokenCount")
+    output_tokens = counts[1] + thoughts
     if "candidatesTokenCount" not in block:  # some models report only the total
         output_tokens = max(output_tokens, count(block, "totalTokenCount") - input_tokens)
     return Usage(

@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from .decoding import dicts
-from .types import Usage, count, has_any
+from .types import Usage, has_any, main_counts
 
 
 def fold_stream(chunks: list[Any]) -> dict[str, Any]:
@@ -24,4 +24,5 @@ def native_usage(data: Any) -> Usage | None:
     """Ollama omits ``prompt_eval_count`` when the whole prompt came from its cache: 0 then."""
     if not isinstance(data, dict) or not has_any(data, "prompt_eval_count", "eval_count"):
         return None
-    return Usage(input_tokens=count(data, "prompt_eval_count"), output_tokens=count(data, "eval_count"))
+    counts = main_counts(data, "prompt_eval_count", "eval_count")
+    return None if counts is None else Usage(input_tokens=counts[0], output_tokens=counts[1])

@@ -205,6 +205,9 @@ CHAT = "https://api.openai.com/v1/chat/completions"
         ("https://api.anthropic.com/v1/messages", '{"usage": {"input_tokens": 5, "output_tokens": V}}'),
         ("https://bedrock-runtime.us-east-1.amazonaws.com/model/m/converse",
          '{"usage": {"inputTokens": V, "outputTokens": 3}}'),
+        ("https://generativelanguage.googleapis.com/v1beta/models/gemini-2.0-flash:generateContent",
+         '{"usageMetadata": {"promptTokenCount": V, "candidatesTokenCount": 3}}'),
+        ("http://localhost:11434/api/chat", '{"prompt_eval_count": 5, "eval_count": V}'),
     ],
 )
 def test_an_absurd_main_count_makes_the_usage_unknown_never_zero(value: str, url: str, body: str) -> None:
