@@ -85,13 +85,32 @@ def _entries(report: dict[str, Any]) -> dict[str, dict[str, Any]]:
 
 
 def _number(entry: dict[str, Any], metric: str) -> float | None:
-    """The entry's value; ``None`` when unknown (no recorded latencies for ``projected_s``)."""
-    value = entry.get(metric, 0)
+    """The entry's value; ``None`` when unknown (see :func:`_unknown`) or not in the report (a
+    baseline written before the metric was)."""
+    if metric not in entry or _unknown(entry, metric):
+        return None
+    value = entry[metric]
     if metric == "failed_gates":  # gates a test failed: failed_gates:0 catches an output gone invalid
         return float(len(value)) if isinstance(value, list) else 0.0
-    if value is None:
-        return None
-    return float(value) if isinstance(value, (int, float)) else 0.0
+    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+
+
+def _unknown(entry: dict[str, Any], metric: str) -> str | None:
+    """Why the entry's ``metric`` is not a number to compare: a cost or token count that covers
+    only the calls crewguard could read and price is a floor, not the amount."""
+    if metric == "cost" and entry.get("cost_exact") is False:
+        unpriced = entry.get("unpriced_models") or []
+        if unpriced:
+            return f"unknown: no price for {', '.join(map(str, unpriced))}"
+        return "unknown: calls without usage"
+    if metric in _TOKEN_METRICS and entry.get("usage_unknown"):
+        return f"unknown: {entry['usage_unknown']} calls without usage"
+    if metric == "projected_s" and entry.get(metric, 0) is None:
+        return "unknown: no recorded latencies"
+    return None
+
+
+_TOKEN_METRICS = ("tokens", "input_tokens", "output_tokens")
 
 
 def _fmt(metric: str, value: float) -> str:
@@ -120,6 +139,7 @@ class Comparison:
     verdicts: list[str] = field(default_factory=list)  # passed -> FAILED output, and back
     new: list[str] = field(default_factory=list)
     removed: list[str] = field(default_factory=list)
+    uncompared: list[str] = field(default_factory=list)  # unknown on one side: neither better nor worse
 
     def lines(self) -> list[str]:
         """Every change, for a terminal: new and removed tests, verdicts, growths, improvements."""
@@ -127,6 +147,7 @@ class Comparison:
             *(f"{name}: new since the baseline" for name in self.new),
             *(f"{name}: removed since the baseline" for name in self.removed),
             *self.verdicts,
+            *self.uncompared,
             *self.worse,
             *(f"{line} (better)" for line in self.better),
         ]
@@ -152,19 +173,33 @@ def compare(baseline: dict[str, Any], current: dict[str, Any], thresholds: list[
 def _compare_entry(result: Comparison, name: str, before: dict[str, Any], after: dict[str, Any],
                    thresholds: list[Threshold]) -> None:
     for threshold in thresholds:
-        old, new = _number(before, threshold.metric), _number(after, threshold.metric)
-        if old is not None and new is not None and threshold.exceeded(old, new):
+        metric = threshold.metric
+        old, new = _number(before, metric), _number(after, metric)
+        if old is not None and new is not None:
+            if threshold.exceeded(old, new):
+                result.regressions.append(
+                    f"{name}: {metric} {_fmt(metric, old)} -> {_fmt(metric, new)} "
+                    f"({_change(old, new)}; allowed {threshold})"
+                )
+        elif metric != "projected_s" and _unknown(after, metric):
+            # A rule on an amount this run could not count must not pass on what it did count.
             result.regressions.append(
-                f"{name}: {threshold.metric} {_fmt(threshold.metric, old)} -> "
-                f"{_fmt(threshold.metric, new)} ({_change(old, new)}; allowed {threshold})"
+                f"{name}: {metric} {_unknown(after, metric)} in this run, so it cannot be held to "
+                f"{threshold}; make every call's usage readable and every model priced (--crewguard-prices)"
             )
     grew: list[str] = []
     shrank: list[str] = []
     for metric in SHOWN:
         old, new = _number(before, metric), _number(after, metric)
+        if old is None or new is None:
+            earlier = _unknown(before, metric)
+            why = _unknown(after, metric) or (earlier and f"{earlier} in the baseline")
+            if why and metric != "projected_s" and metric in before and metric in after:
+                result.uncompared.append(f"{name}: {metric} not compared ({why})")
+            continue
         # Projected time carries this machine's own overhead: under 10% it is noise, not news.
-        noise = max(0.005, 0.1 * old) if metric == "projected_s" and old is not None else 1e-12
-        if old is None or new is None or abs(new - old) < noise:
+        noise = max(0.005, 0.1 * old) if metric == "projected_s" else 1e-12
+        if abs(new - old) < noise:
             continue
         text = f"{metric} {_fmt(metric, old)} -> {_fmt(metric, new)} ({_change(old, new)})"
         (grew if new > old else shrank).append(text)

@@ -9,8 +9,9 @@ from __future__ import annotations
 from . import events as crew_events
 from . import interception
 from .events import EventLog
+from .usage.decoding import as_text, decompress, header_value, parse_json
 from .verdict import Gate, Violation
-from .wire import WireLog
+from .wire import HttpExchange, WireLog
 
 
 def blind_spots(
@@ -41,14 +42,32 @@ def blind_spots(
 
 
 def _calls_answered(wire: WireLog, events: EventLog) -> tuple[int, int]:
-    """LLM calls CrewAI says completed, and the answers the cassette gave (of any kind, to be
-    safe with endpoints crewguard does not know as LLM calls).
+    """LLM calls CrewAI says completed, and the cassette's answers that may have been theirs.
 
     More calls than answers means something answered above the HTTP transport, where the
     interception check does not look (a patched ``httpx.Client.send``, a mocked SDK client).
+    An answer counts when it came from a model endpoint, or from an endpoint crewguard does not
+    know that answered like a model (a gateway of its own); embeddings, token counts and a
+    tool's own requests do not, else they would make up for the LLM calls crewguard never saw.
     """
-    answered = sum(1 for call in list(wire.calls) if call.status < 400 and call.exchange.kind != "preflight")
+    answered = sum(1 for call in list(wire.calls) if call.status < 400 and _may_answer_llm_call(call))
     return events.count("llm_call_completed"), answered
+
+
+_MODEL_ANSWER_KEYS = ("choices", "candidates", "usage", "usageMetadata", "stop_reason", "done_reason")
+
+
+def _may_answer_llm_call(call: HttpExchange) -> bool:
+    kind = call.exchange.kind
+    if kind != "other":
+        return kind == "llm"
+    text = as_text(decompress(call.response_body, header_value(call.response_headers, "content-encoding")))
+    if text is None:
+        return False
+    if "event-stream" in header_value(call.response_headers, "content-type").lower():
+        return any(key in text for key in _MODEL_ANSWER_KEYS)  # a stream of a model's chunks
+    data = parse_json(text)
+    return isinstance(data, dict) and any(key in data for key in _MODEL_ANSWER_KEYS)
 
 
 def _answered_above_message(completed: int, answered: int, nodeid: str) -> str:

@@ -40,6 +40,9 @@ def parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line ``argv`` (default: ``sys.argv[1:]``); returns the exit code."""
+    for stream in (sys.stdout, sys.stderr):  # a lone surrogate in a recorded answer must not crash
+        if hasattr(stream, "reconfigure"):
+            stream.reconfigure(errors="backslashreplace")
     try:
         args = parser().parse_args(argv)
         code: int = args.run(args)

@@ -16,6 +16,7 @@ from typing import Any
 from .events import EventLog
 from .money import sum_usd
 from .pricing import PriceTable
+from .scrubbing import scrub_uri
 from .usage import Usage
 from .wire import HttpExchange
 
@@ -242,7 +243,7 @@ def build_calls(
                 cost=0.0 if rejected else quote.cost(usage) if usage and quote else None,
                 recorded_latency_s=wire.recorded_latency_s,
                 forced_final_answer=forced,
-                url=wire.uri,
+                url=scrub_uri(wire.uri),  # reports are shared like cassettes: no key in a URL
                 status=wire.status,
                 # An agent's own reasoning round: CrewAI attaches the agent to the LLM call.
                 # The forced final answer and converter calls carry no agent; an error answer

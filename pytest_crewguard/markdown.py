@@ -103,7 +103,8 @@ def write_markdown(text: str, path: Path | None, *, step_summary: bool) -> list[
         written.append(path)
     summary = os.environ.get("GITHUB_STEP_SUMMARY")
     if step_summary and summary:
-        with open(summary, "a", encoding="utf-8") as out:  # other steps append to it too
+        # Other steps append to it too.
+        with open(summary, "a", encoding="utf-8", errors="backslashreplace") as out:
             out.write(text + "\n")
         written.append(Path(summary))
     return written

@@ -93,8 +93,24 @@ def _path(config: pytest.Config, value: Any, source: str, *, must_exist: bool) -
     path = Path(value)
     if not path.is_absolute():
         path = Path(config.rootpath) / path
+    if must_exist and path.is_dir():
+        raise ConfigError(f"{source}={value!r}: {path} is a directory; give the report file in it")
     if must_exist and not path.is_file():
         raise ConfigError(f"{source}={value!r}: no such file ({path})")
+    return path
+
+
+def _output(config: pytest.Config, value: Any, source: str) -> Path | None:
+    """An output file's path, checked before the tests run: a report that cannot be written at
+    the end would otherwise cost the whole run's summary."""
+    path = _path(config, value, source, must_exist=False)
+    if path is None:
+        return None
+    from .output_path import output_problem
+
+    problem = output_problem(path)
+    if problem:
+        raise ConfigError(f"{source}={str(value)[:200]!r}: {problem}; give a file path that can be written")
     return path
 
 
@@ -151,14 +167,14 @@ def settings_from_config(config: pytest.Config) -> Settings:
         or Path(config.rootpath) / "cassettes",
         max_cost=budget,
         prices_file=_path(config, prices, prices_source, must_exist=True),
-        report=_path(config, report, report_source, must_exist=False),
+        report=_output(config, report, report_source),
         baseline=_path(config, baseline, baseline_source, must_exist=True),
         compare_fail=compare_fail,
-        markdown=_path(config, markdown, markdown_source, must_exist=False),
+        markdown=_output(config, markdown, markdown_source),
         step_summary=step_summary,
         match_on=_match_on(match_on_ini),
         allow_hosts=allow_hosts,
-        html=_path(config, html, html_source, must_exist=False),
+        html=_output(config, html, html_source),
         gc_freeze=gc_freeze,
     )
 

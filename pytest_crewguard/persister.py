@@ -11,6 +11,7 @@ is scrubbed of secrets, locked and merged with other tests' writes of the same c
 
 from __future__ import annotations
 
+import errno
 import os
 import secrets
 import stat
@@ -181,20 +182,29 @@ class AtomicYamlPersister:
 def atomic_write(path: Path, text: str) -> None:
     """Write beside the target, then rename over it: readers never see half a file.
 
-    The file keeps the mode it had; a new file gets the usual mode for the umask.
+    A symlink is written through (its target is replaced, the link stays); anything but a
+    regular file is refused, not replaced. The file keeps the mode it had; a new file gets the
+    usual mode for the umask. Characters UTF-8 cannot hold (a lone surrogate from a model's
+    escaped JSON) are written as backslash escapes.
     """
-    path.parent.mkdir(parents=True, exist_ok=True)
+    path = Path(os.path.realpath(path))
     try:
-        mode: int | None = stat.S_IMODE(path.stat().st_mode)
+        info: os.stat_result | None = path.stat()
     except FileNotFoundError:
-        mode = None
+        info = None
+    if info is not None and not stat.S_ISREG(info.st_mode):
+        directory = stat.S_ISDIR(info.st_mode)
+        what = "a directory" if directory else "not a regular file"
+        raise OSError(errno.EISDIR if directory else errno.EINVAL, f"{what}, not replaced", str(path))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    mode = stat.S_IMODE(info.st_mode) if info is not None else None
     tmp = path.parent / f".{path.name}.{secrets.token_hex(6)}.tmp"
     # 0o666 minus the umask, as open() would give; mkstemp would make it 0600.
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
     try:
         if mode is not None and hasattr(os, "fchmod"):
             os.fchmod(fd, mode)
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+        with os.fdopen(fd, "w", encoding="utf-8", errors="backslashreplace") as handle:
             handle.write(text)
         os.replace(tmp, path)
     except BaseException:

@@ -88,10 +88,34 @@ def load_report(path: Path, name: str | None = None) -> dict[str, Any]:
     except (OSError, UnicodeDecodeError) as err:
         raise ConfigError(f"{name}: cannot read it ({err})") from None
     try:
-        data = json.loads(text)
+        data = json.loads(text, parse_constant=_not_a_number, object_pairs_hook=_unique_keys)
+    except _Refused as err:
+        raise ConfigError(f"{name}: not a valid crewguard report: {err}") from None
     except ValueError as err:
         raise ConfigError(f"{name}: not JSON ({err})") from None
+    except RecursionError:
+        raise ConfigError(f"{name}: not a crewguard report (JSON nested too deep to read)") from None
     return check_report(data, name)
+
+
+class _Refused(ValueError):
+    """A JSON report that parses but no crewguard wrote: said as such, not as bad JSON."""
+
+
+def _not_a_number(constant: str) -> Any:
+    # Python's json reads NaN and Infinity, which compare false with every limit: a NaN cost
+    # would pass any threshold.
+    raise _Refused(f"it holds {constant}, which is not a number crewguard writes")
+
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    # JSON keeps the last of a repeated key silently: a test id given twice would lose a test.
+    data: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in data:
+            raise _Refused(f"the key {key[:200]!r} appears twice in one object")
+        data[key] = value
+    return data
 
 
 class RecordedPrices(PriceTable):

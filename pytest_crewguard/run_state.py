@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -31,6 +32,7 @@ class RunState:
     saved_env: dict[str, str | None]
     used: UsedObjects | None = None  # made at the first guarded test
     results: CrewguardSession | None = None
+    write_problems: list[str] = field(default_factory=list)  # reports that could not be written
 
     @classmethod
     def load(cls, settings: Settings) -> RunState:
@@ -98,25 +100,43 @@ class RunState:
         return regressions(self.baseline, report_data(self.results), self.thresholds)
 
     def write_reports(self) -> None:
-        """The JSON, Markdown and HTML reports the options ask for (the run had guarded tests)."""
+        """The JSON, Markdown and HTML reports the options ask for (the run had guarded tests).
+
+        One that cannot be written is kept in :attr:`write_problems`, to be said under the
+        table and fail the run; the others are written still."""
         results = self.results
         if results is None:
             return
-        if self.settings.report is not None:
+        settings = self.settings
+        if settings.report is not None:
             from .report import write_report
 
-            write_report(results, self.settings.report)
-        step_summary = self.settings.step_summary and os.environ.get("GITHUB_STEP_SUMMARY")
-        if self.settings.markdown is not None or step_summary:
+            report = settings.report
+            self._writing("--crewguard-report", report, lambda: write_report(results, report))
+        step_summary = settings.step_summary and os.environ.get("GITHUB_STEP_SUMMARY")
+        if settings.markdown is not None or step_summary:
             from .markdown import markdown, write_markdown
             from .report import report_data
 
             text = markdown(report_data(results), self.comparison())
-            write_markdown(text, self.settings.markdown, step_summary=self.settings.step_summary)
-        if self.settings.html is not None:
+            if settings.markdown is not None:
+                self._writing("--crewguard-markdown", settings.markdown,
+                              lambda: write_markdown(text, settings.markdown, step_summary=False))
+            if step_summary:
+                self._writing("$GITHUB_STEP_SUMMARY", Path(step_summary),
+                              lambda: write_markdown(text, None, step_summary=True))
+        if settings.html is not None:
             from .html_report import write_html
 
-            write_html(results, self.settings.html, baseline=self.baseline)
+            html = settings.html
+            self._writing("--crewguard-html", html, lambda: write_html(results, html, baseline=self.baseline))
+
+    def _writing(self, option: str, path: Path | None, write: Callable[[], object]) -> None:
+        try:
+            write()
+        except (OSError, UnicodeError) as err:
+            detail = getattr(err, "strerror", None) or str(err)
+            self.write_problems.append(f"could not write {option}={path}: {detail}")
 
     def fails_run(self) -> bool:
         """Whether the session budget or a regression fails the run, whatever its tests did."""
@@ -124,7 +144,7 @@ class RunState:
         if results is None:
             return False
         budget_broken = results.over_budget is not None or results.budget_unknown() is not None
-        return budget_broken or bool(self.regressions())
+        return budget_broken or bool(self.write_problems) or bool(self.regressions())
 
 
 def junit_properties(record: GuardedTest) -> list[tuple[str, object]]:

@@ -37,6 +37,8 @@ def write_summary(out: Writer, state: RunState) -> None:
             out.write_line(f"  {line}")
     for line in state.regressions():
         out.write_line(f"crewguard: regression: {line}", red=True, bold=True)
+    for problem in state.write_problems:
+        out.write_line(f"crewguard: {problem}", red=True, bold=True)
     for note, count in _notes(results.records.values()):
         out.write_line(f"crewguard: {count} {'test' if count == 1 else 'tests'} {note}")
     passed = not out.stats.get("failed") and not out.stats.get("error")

@@ -228,3 +228,103 @@ def test_check_applies_the_budget_and_the_baseline() -> None:
     lines, failed = check_lines(data, 0.02, base, parse_compare_fail("cost:10%"))
     assert failed
     assert "crewguard: regression: t.py::a: cost $0.010000 -> $0.013000 (+30.0%; allowed cost:10%)" in lines
+
+
+# -- what a comparison cannot count ------------------------------------------------------------
+
+
+def _without_usage(nodeid: str) -> Any:
+    """A test whose one call came back without usage: cost and tokens count nothing of it."""
+    call = {"model": "gpt-4o-mini", "provider": "openai", "input_tokens": None, "output_tokens": None,
+            "cached_tokens": None, "cache_write_tokens": None, "reasoning_tokens": None, "cost": None,
+            "priced": True, "usage_known": False}
+    return record(nodeid, cost=0.0, tokens=0, calls=[call], usage_unknown=1, cost_exact=False)
+
+
+def test_unknown_cost_and_tokens_are_not_compared_and_fail_a_rule_on_them(tmp_path: Path) -> None:
+    base = report(record("t.py::a", cost=0.0005, tokens=2925))
+    now = report(_without_usage("t.py::a"))
+    assert schema_errors(now) == []  # what the plugin writes for such a call is a valid report
+    found = compare(base, now, parse_compare_fail("cost:0%,tokens:0,llm_calls:0"))
+    assert [line.split(" unknown")[0] for line in found.regressions] == [
+        "t.py::a: cost", "t.py::a: tokens", "TOTAL: cost", "TOTAL: tokens"
+    ]
+    assert "calls without usage in this run, so it cannot be held to cost:0%" in found.regressions[0]
+    lines = found.lines()
+    assert not any("better" in line or "$0.000000" in line for line in lines), lines
+    assert "t.py::a: cost not compared (unknown: calls without usage)" in lines
+    # Read back from files, as `crewguard compare` and --crewguard-baseline read them.
+    code = main(["compare", _write(tmp_path / "b.json", base), _write(tmp_path / "n.json", now),
+                 "--fail", "cost:0%"])
+    assert code == 1
+
+
+def test_an_unpriced_model_in_the_baseline_is_named_not_compared() -> None:
+    base = report(record("t.py::a", cost=0.0, unpriced_models=["acme-1"], cost_exact=False))
+    lines = compare(base, report(record("t.py::a", cost=0.01))).lines()
+    assert "t.py::a: cost not compared (unknown: no price for acme-1 in the baseline)" in lines
+    assert not any(line.startswith("t.py::a: cost $") for line in lines)
+
+
+def test_a_metric_the_baseline_lacks_is_not_compared() -> None:
+    old = report(record("t.py::a"))
+    for entry in (old["tests"]["t.py::a"], old["totals"]):
+        del entry["tool_calls"], entry["projected_s"]
+    now = report(record("t.py::a", tool_calls=3, projected_s=19.0))
+    assert compare(old, now, parse_compare_fail("tool_calls:0,time:20%")).regressions == []
+    assert not any("tool_calls" in line or "projected_s" in line for line in compare(now, old).lines())
+
+
+@pytest.mark.parametrize(("text", "problem"), [
+    ('{"tests": {}, "totals": {"cost": NaN}}', "holds NaN, which is not a number crewguard writes"),
+    ('{"tests": {}, "totals": {"cost": -Infinity}}', "holds -Infinity"),
+    ('{"tests": {"t.py::a": {"cost": 9.99}, "t.py::a": {"cost": 0}}, "totals": {}}',
+     "the key 't.py::a' appears twice"),
+    ("[" * 100_000 + "]" * 100_000, "nested too deep"),
+])
+def test_a_report_no_crewguard_wrote_is_refused_naming_why(tmp_path: Path, text: str, problem: str) -> None:
+    path = tmp_path / "odd.json"
+    path.write_text(text)
+    with pytest.raises(ConfigError, match=problem):
+        load_baseline(path)
+
+
+def test_a_baseline_that_is_a_directory_says_so(pytester: pytest.Pytester) -> None:
+    pytester.mkdir("reports")
+    result = pytester.runpytest("--crewguard-baseline=reports")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["*--crewguard-baseline='reports': * is a directory; give the report file in it"])
+
+
+def test_merge_refuses_shards_checked_against_different_budgets() -> None:
+    a, b = report(record("t.py::a")), report(record("t.py::b"), budget=0.001)
+    with pytest.raises(ConfigError, match=r"different session budgets \(a.json: none, b.json: \$0.001\)"):
+        merge_reports([("a.json", a), ("b.json", b)])
+
+
+# -- writing ----------------------------------------------------------------------------------
+
+
+def test_a_report_is_written_through_a_symlink_and_never_over_a_device(tmp_path: Path) -> None:
+    from pytest_crewguard.persister import atomic_write
+
+    (tmp_path / "real.json").write_text("old")
+    (tmp_path / "link.json").symlink_to("real.json")
+    atomic_write(tmp_path / "link.json", "new")
+    assert (tmp_path / "link.json").is_symlink()
+    assert (tmp_path / "real.json").read_text() == "new"
+    (tmp_path / "fifo").mkdir()
+    with pytest.raises(OSError, match="a directory, not replaced"):
+        atomic_write(tmp_path / "fifo", "x")
+    assert (tmp_path / "fifo").is_dir()
+
+
+def test_a_lone_surrogate_from_a_model_is_written_escaped(tmp_path: Path, capsys: pytest.CaptureFixture[str]
+                                                          ) -> None:
+    from pytest_crewguard.persister import atomic_write
+
+    atomic_write(tmp_path / "r.html", "answer \ud83d here")
+    assert (tmp_path / "r.html").read_text(encoding="utf-8") == "answer \\ud83d here"
+    data = report(record("t.py::a\ud800"))
+    assert main(["report", _write(tmp_path / "s.json", data)]) == 0
+    assert "t.py::a\\ud800" in capsys.readouterr().out

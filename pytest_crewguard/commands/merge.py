@@ -48,10 +48,12 @@ def merge_reports(shards: list[tuple[str, dict[str, Any]]]) -> dict[str, Any]:
             seen[nodeid] = name
     reports = [data for _, data in shards]
     first = reports[0]
-    budgets = {budget_of(data) for data in reports}
-    session = session_from_report(first, budget=budgets.pop() if len(budgets) == 1 else None)
-    if len(budgets) > 1:  # the shards disagree: leave the budget to `crewguard check --max-cost`
-        session.budget = None
+    budgets = {name: budget_of(data) for name, data in shards}
+    if len(set(budgets.values())) > 1:  # dropping one would let `crewguard check` pass unchecked
+        listed = ", ".join(f"{name}: {'none' if b is None else f'${b:g}'}" for name, b in budgets.items())
+        raise ConfigError(f"the reports were checked against different session budgets ({listed}); run "
+                          "every shard with the same --crewguard-max-cost")
+    session = session_from_report(first, budget=budget_of(first))
     for data in reports[1:]:
         for record in session_from_report(data).records.values():
             session.add(record)
@@ -62,14 +64,21 @@ def merge_reports(shards: list[tuple[str, dict[str, Any]]]) -> dict[str, Any]:
 
 
 def run(args: argparse.Namespace) -> int:
+    from ..output_path import output_problem
     from ..persister import atomic_write
 
+    problem = output_problem(Path(args.output))
+    if problem:
+        raise CommandError(f"-o {args.output}: {problem}; give a file path that can be written", 2)
     shards = [(path, read_report(path)) for path in args.files]
     try:
         merged = merge_reports(shards)
     except ConfigError as err:
         raise CommandError(str(err), 1) from None
-    atomic_write(Path(args.output), json.dumps(merged, indent=2, sort_keys=True))
+    try:
+        atomic_write(Path(args.output), json.dumps(merged, indent=2, sort_keys=True))
+    except OSError as err:
+        raise CommandError(f"could not write {args.output}: {err.strerror or err}", 1) from None
     totals = merged["totals"]
     print(f"merged {len(shards)} reports ({totals['tests']} tests, {totals['llm_calls']} LLM calls) "
           f"into {args.output}")
