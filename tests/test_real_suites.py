@@ -5,6 +5,7 @@ preflights an old cassette lacks, and a miss that reaches the application as an 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
@@ -183,7 +184,9 @@ def test_mocked_above_the_transport(crewguard, monkeypatch):
 """
 
 
-def test_llm_calls_answered_above_the_transport_fail_as_not_seen(pytester: pytest.Pytester) -> None:
+def test_llm_calls_answered_above_the_transport_fail_as_not_seen(
+    pytester: pytest.Pytester, crewai_loaded: None
+) -> None:
     # A mock of httpx.Client.send answers before any transport: CrewAI reports the call, the
     # cassette never sees it. It was 0 calls and $0 under a cost gate, and a pass.
     pytester.makepyfile(test_crew=crew_test_file("http://127.0.0.1:9/v1", MOCKED_SEND))
@@ -196,6 +199,44 @@ def test_llm_calls_answered_above_the_transport_fail_as_not_seen(pytester: pytes
             "*test_mocked_above_the_transport*FAILED traffic_not_seen*",
         ]
     )
+
+
+
+
+MOCKED_WITH_OTHER_TRAFFIC = """
+import httpx
+
+ANSWER = {"id": "c1", "object": "chat.completion", "created": 1, "model": "gpt-4o-mini",
+          "choices": [{"index": 0, "finish_reason": "stop",
+                       "message": {"role": "assistant", "content": "Mocked answer."}}],
+          "usage": {"prompt_tokens": 200000, "completion_tokens": 10, "total_tokens": 200010}}
+SEND = httpx.Client.send
+
+@pytest.mark.crewguard(max_cost=0.0001)
+def test_mocked_beside_other_traffic(crewguard, monkeypatch):
+    def send(self, request, **kwargs):  # the chat calls mocked, everything else sent
+        if request.url.path.endswith("/chat/completions"):
+            return httpx.Response(200, json=ANSWER, request=request)
+        return SEND(self, request, **kwargs)
+
+    monkeypatch.setattr(httpx.Client, "send", send)
+    # A tool's own request, answered by the provider and recorded: no LLM call.
+    body = {"input": "a", "model": "text-embedding-3-small"}
+    assert httpx.post(BASE_URL + "/embeddings", json=body).is_success
+    dump(crewguard.kickoff(make_crew, inputs={"topic": "AI"}), "mocked")
+"""
+
+
+def test_other_traffic_does_not_make_up_for_llm_calls_answered_above(
+    pytester: pytest.Pytester, provider: Any, crewai_loaded: None
+) -> None:
+    # The count of answers took any answer: an embeddings request (or a tool's REST call) hid
+    # one mocked LLM call, a pass at $0 under a cost gate.
+    server = provider([])
+    pytester.makepyfile(test_crew=crew_test_file(server.openai_base_url, MOCKED_WITH_OTHER_TRAFFIC))
+    result = pytester.runpytest("--crewguard-record-mode=rewrite")
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(["*test_mocked_beside_other_traffic*FAILED traffic_not_seen*"])
 
 
 CLEARED_MIDWAY = """

@@ -276,7 +276,15 @@ def test_gateway_credentials_in_headers_and_query_are_scrubbed_and_replay_still_
     cassette = Path(pytester.path) / "cassettes" / "test_crew" / "test_research.yaml"
     _written_without(cassette, header_key, auth_key, code_key, ENV_KEY)
     server.stop()
-    pytester.runpytest("--crewguard-record-mode=none").assert_outcomes(passed=1)
+    pytester.runpytest(
+        "--crewguard-record-mode=none", "--crewguard-report=r.json", "--crewguard-html=r.html"
+    ).assert_outcomes(passed=1)
+    # The reports name each call's URL: scrubbed as in the cassette (the key was written there).
+    report = json.loads((Path(pytester.path) / "r.json").read_text())
+    [call] = report["tests"]["test_crew.py::test_research"]["calls"]
+    assert call["url"].endswith("/chat/completions?code=crewguard-scrubbed")
+    html = (Path(pytester.path) / "r.html").read_text()
+    assert code_key not in html and "?code=crewguard-scrubbed" in html
 
 
 def test_a_refused_error_answer_is_told_without_the_keys_in_its_url_and_text(tmp_path, monkeypatch) -> None:
