@@ -47,13 +47,15 @@ def task_map_problem(value: Any) -> str | None:
     """What is wrong with a dict meant as ``{task_name: schema}`` (``None`` if it is not one)."""
     if not isinstance(value, dict) or not value or set(value) & _SCHEMA_KEYWORDS:
         return None
-    if not any(is_schema(v) for v in value.values()):
-        return None  # no schema in it: read as a JSON Schema, checked as one
+    # No JSON Schema keyword at its top: a map of task names, whatever its values are (read as
+    # a schema, {"write": SomeDataclass} would accept any object).
     for task, schema in value.items():
         if not is_schema(schema):
             return (
-                f"task {task!r} has {schema!r}; give each task a pydantic model class, a JSON "
-                'Schema dict or a .json file path, e.g. output={"write": Brief}'
+                f"task {task!r} has {schema!r}, which is not a schema (and the dict has no JSON "
+                "Schema keyword such as type or properties, so it is not one itself); give each "
+                'task a pydantic model class, a JSON Schema dict or a .json file path, e.g. '
+                'output={"write": Brief}'
             )
     return None
 

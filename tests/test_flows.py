@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -202,10 +203,28 @@ def test_a_task_map_with_a_wrong_schema_is_a_usage_error(tmp_path: Path) -> None
     from pytest_crewguard.errors import ConfigError
     from pytest_crewguard.marker import spec_from_marker
 
-    with pytest.raises(ConfigError, match=r"task 'research' has 3; give each task a pydantic model"):
+    with pytest.raises(ConfigError, match=r"task 'research' has 3, which is not a schema"):
         spec_from_marker(
             (), {"output": {"write": {"type": "object"}, "research": 3}}, "t.py::t", rootdir=tmp_path
         )
+
+
+@dataclass
+class _BriefDataclass:
+    summary: str
+
+
+@pytest.mark.parametrize("schema", [_BriefDataclass, "schemas/brief.yaml", 5])
+def test_a_task_map_with_no_schema_at_all_is_a_usage_error_not_an_empty_json_schema(
+    tmp_path: Path, schema: Any
+) -> None:
+    # Read as a JSON Schema of unknown keywords, {"write": <a dataclass>} accepted any output.
+    from pytest_crewguard.errors import ConfigError
+    from pytest_crewguard.marker import spec_from_marker
+
+    expected = r"argument output=\{...\}: task 'write' has .*, which is not a schema"
+    with pytest.raises(ConfigError, match=expected):
+        spec_from_marker((), {"output": {"write": schema}}, "t.py::t", rootdir=tmp_path)
 
 
 def test_a_task_schema_names_crew_and_task_and_skips_other_crews() -> None:
