@@ -13,15 +13,20 @@ from typing import Any
 
 from .baseline import Comparison
 from .money import usd
+from .printable import markdown_text, one_line
 
 
 def _cell(value: Any) -> str:
-    # A pipe in a parametrised test id would end the cell.
-    return str(value).replace("|", "\\|").replace("\n", " ")
+    return markdown_text(str(value), cell=True)
 
 
 def _line(value: Any) -> str:
-    return str(value).replace("\n", " ")
+    return markdown_text(str(value).replace("\n", " "))
+
+
+def _code(value: str) -> str:
+    # A code span shows HTML as text; a backtick would end it early.
+    return f"`{one_line(value)}`" if "`" not in value else _line(value)
 
 
 def markdown(data: dict[str, Any], comparison: Comparison | None = None, title: str = "crewguard") -> str:
@@ -47,7 +52,7 @@ def markdown(data: dict[str, Any], comparison: Comparison | None = None, title: 
     if session.unpriced_models:
         parts.append(
             "### Unpriced models\n\nNever counted as $0; their cost is not in the totals. Price them "
-            "with `--crewguard-prices`:\n\n" + "\n".join(f"- `{m}`" for m in session.unpriced_models)
+            "with `--crewguard-prices`:\n\n" + "\n".join(f"- {_code(m)}" for m in session.unpriced_models)
         )
     if session.usage_unknown:
         parts.append(f"{session.usage_unknown} LLM call(s) had no readable usage in the response: "

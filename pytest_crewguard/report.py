@@ -8,6 +8,7 @@ from typing import Any
 
 from .limits import cost_text
 from .money import usd
+from .printable import one_line
 from .session import CrewguardSession, GuardedTest
 
 REPORT_VERSION = 1
@@ -118,7 +119,8 @@ def table(session: CrewguardSession) -> str:
     headers, rows = table_rows(session)
     records = sorted(session.records.values(), key=lambda r: r.nodeid)
     unknown_usage = session.usage_unknown
-    lines = [tabulate(rows, headers=headers, tablefmt="simple", disable_numparse=True)]
+    cells = [[one_line(v) if isinstance(v, str) else v for v in row] for row in rows]
+    lines = [tabulate(cells, headers=headers, tablefmt="simple", disable_numparse=True)]
     if (budget := budget_line(session)) is not None:
         lines.append(budget)
     if unknown_usage:

@@ -6,6 +6,7 @@ from collections.abc import Iterable
 from typing import Any, Protocol
 
 from .money import usd
+from .printable import printable
 from .run_state import RunState
 from .session import CrewguardSession, GuardedTest
 
@@ -25,25 +26,30 @@ def write_summary(out: Writer, state: RunState) -> None:
 
     results = state.session()
     out.write_sep("=", "crewguard")
-    out.write_line(table(results))
+    _say(out, table(results))
     if (unknown := results.budget_unknown()) is not None:  # unpriced models, calls without usage
-        out.write_line("crewguard: " + unknown, red=True, bold=True)
+        _say(out, "crewguard: " + unknown, red=True, bold=True)
     if state.baseline is not None:
         from .baseline import comparison_lines
 
         changes = comparison_lines(state.baseline, report_data(results))
-        out.write_line("changes since the baseline:" if changes else "no changes since the baseline")
+        _say(out, "changes since the baseline:" if changes else "no changes since the baseline")
         for line in changes:
-            out.write_line(f"  {line}")
+            _say(out, f"  {line}")
     for line in state.regressions():
-        out.write_line(f"crewguard: regression: {line}", red=True, bold=True)
+        _say(out, f"crewguard: regression: {line}", red=True, bold=True)
     for problem in state.write_problems:
-        out.write_line(f"crewguard: {problem}", red=True, bold=True)
+        _say(out, f"crewguard: {problem}", red=True, bold=True)
     for note, count in _notes(results.records.values()):
-        out.write_line(f"crewguard: {count} {'test' if count == 1 else 'tests'} {note}")
+        _say(out, f"crewguard: {count} {'test' if count == 1 else 'tests'} {note}")
     passed = not out.stats.get("failed") and not out.stats.get("error")
     if (message := over_budget_message(results, tests_passed=passed)) is not None:
-        out.write_line(message, red=True, bold=True)
+        _say(out, message, red=True, bold=True)
+
+
+def _say(out: Writer, line: str, **markup: bool) -> None:
+    # Model names, test ids and baseline entries come from recordings and saved files.
+    out.write_line(printable(line), **markup)
 
 
 def over_budget_message(results: CrewguardSession, *, tests_passed: bool) -> str | None:

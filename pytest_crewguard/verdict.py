@@ -12,6 +12,8 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
+from .printable import printable
+
 
 class Gate(StrEnum):
     """Every gate a test can fail, by the name the table and the JSON report show."""
@@ -58,7 +60,8 @@ class GateFailure(BaseException):
 
     def __init__(self, violations: Sequence[Violation], message: str | None = None) -> None:
         self.violations = list(violations)
-        self.message = message if message is not None else joined(self.violations)
+        # Recorded text (an answer, a tool's result) is quoted in messages: no escape sequences.
+        self.message = printable(message if message is not None else joined(self.violations))
         super().__init__(self.message)
 
     def __str__(self) -> str:

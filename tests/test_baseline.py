@@ -98,14 +98,17 @@ def test_an_output_path_that_cannot_be_written_is_a_usage_error_before_the_run(p
     for value, problem in (("reports", "is a directory"), ("file/r.json", "(Not a directory)")):
         result = pytester.runpytest(f"{option}={value}")
         assert result.ret == pytest.ExitCode.USAGE_ERROR
-        result.stderr.fnmatch_lines([f"*{option}='{value}': *{problem}; give a file path that can be written"])
+        expected = f"*{option}='{value}': *{problem}; give a file path that can be written"
+        result.stderr.fnmatch_lines([expected])
 
 
 def test_a_report_that_cannot_be_written_at_the_end_fails_the_run_and_keeps_the_rest(pytester, provider):
     _report(pytester, provider, tokens=1000, name="first.json")
     # The path is taken by a directory while the tests run: found only when writing.
     pytester.makepyfile(test_later="import os\n\ndef test_takes_the_path():\n    os.mkdir('now.json')\n")
-    result = pytester.runpytest("-p", "no:warnings", "--crewguard-report=now.json", "--crewguard-markdown=now.md")
+    result = pytester.runpytest(
+        "-p", "no:warnings", "--crewguard-report=now.json", "--crewguard-markdown=now.md"
+    )
     result.assert_outcomes(passed=2)
     assert result.ret == pytest.ExitCode.TESTS_FAILED
     result.stdout.fnmatch_lines([

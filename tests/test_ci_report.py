@@ -293,7 +293,9 @@ def test_a_baseline_that_is_a_directory_says_so(pytester: pytest.Pytester) -> No
     pytester.mkdir("reports")
     result = pytester.runpytest("--crewguard-baseline=reports")
     assert result.ret == pytest.ExitCode.USAGE_ERROR
-    result.stderr.fnmatch_lines(["*--crewguard-baseline='reports': * is a directory; give the report file in it"])
+    result.stderr.fnmatch_lines(
+        ["*--crewguard-baseline='reports': * is a directory; give the report file in it"]
+    )
 
 
 def test_merge_refuses_shards_checked_against_different_budgets() -> None:
@@ -328,3 +330,17 @@ def test_a_lone_surrogate_from_a_model_is_written_escaped(tmp_path: Path, capsys
     data = report(record("t.py::a\ud800"))
     assert main(["report", _write(tmp_path / "s.json", data)]) == 0
     assert "t.py::a\\ud800" in capsys.readouterr().out
+
+
+def test_recorded_text_reaches_table_and_markdown_without_escapes_or_html() -> None:
+    from pytest_crewguard.report import table
+    from pytest_crewguard.report_file import session_from_report
+
+    model = "acme<img src=x onerror=alert(1)>\x1b[2J-7"
+    data = report(record("t.py::a", cost=0.0, unpriced_models=[model], cost_exact=False))
+    shown = table(session_from_report(data))
+    assert "\x1b" not in shown and "acme<img src=x onerror=alert(1)>\\x1b[2J-7" in shown
+    text = markdown(data)
+    assert "<img" not in text.replace("`acme<img", "")  # only inside a code span, shown as text
+    assert "acme&lt;img src=x onerror=alert(1)&gt;\\x1b[2J-7" in text  # in the table's cell
+    assert "- `acme<img src=x onerror=alert(1)>\\x1b[2J-7`" in text and "\x1b" not in text

@@ -39,6 +39,8 @@ ANSWERS = {
     ),
     "blank topic": "  \n ",
     "silent topic": "",
+    # Escape sequences in a model's answer: quoted in the failure, never sent to the terminal.
+    "escaped topic": "not JSON \x1b[2J\x1b]0;pwned\x07\r\x1b[32mPASSED everything\x1b[0m",
     "the article": json.dumps({"summary": 42, "key_findings": "none"}),
 }
 
@@ -109,6 +111,11 @@ def test_wrong_file(crewguard):
 @pytest.mark.crewguard(output=ResearchOutput)
 def test_blank(crewguard):
     crewguard.kickoff(lambda: make_json_crew("blank topic"))
+
+
+@pytest.mark.crewguard(output=ResearchOutput)
+def test_escaped(crewguard):
+    crewguard.kickoff(lambda: make_json_crew("escaped topic"))
 
 
 @pytest.mark.crewguard
@@ -208,8 +215,13 @@ def test_output_validation_names_field_paths(pytester: pytest.Pytester, provider
     )
 
 
-def test_empty_output_is_its_own_failure(pytester: pytest.Pytester, provider: Any) -> None:
-    replayed = record_and_replay(pytester, provider, {"test_blank": "failed", "test_silent": "failed"})
+def test_empty_and_escaped_outputs_fail_readably(pytester: pytest.Pytester, provider: Any) -> None:
+    replayed = record_and_replay(
+        pytester, provider, {"test_blank": "failed", "test_silent": "failed", "test_escaped": "failed"}
+    )
+    escaped = failure_of(replayed, "test_escaped")
+    assert "\x1b" not in escaped and "\r" not in escaped and "\x07" not in escaped
+    assert "not JSON \\x1b[2J\\x1b]0;pwned\\x07\\r\\x1b[32mPASSED everything" in escaped
     # Whitespace is an answer CrewAI accepts: the task's output is then empty.
     assert failure_of(replayed, "test_blank").startswith(
         "crewguard: the crew's final output is empty: the agent returned no text, so there is "
