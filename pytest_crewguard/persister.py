@@ -67,6 +67,15 @@ def _interactions_of(path: Path, data: Any) -> list[Any]:
 
 
 def _parse(path: Path, text: str, serializer: Any) -> list[Any]:
+    conflict = _conflict_line(text)
+    if conflict:
+        # Markers inside a quoted body still parse as YAML: the cassette would load with a
+        # half-merged answer and wrong token counts.
+        raise CassetteError(
+            f"crewguard cannot load cassette {path}: it holds git merge-conflict markers (line "
+            f"{conflict}). Resolve the conflict (keep one side), or take one side with git "
+            "checkout --ours/--theirs and record again with --crewguard-record-mode=rewrite."
+        )
     try:
         data = serializer.deserialize(text)
     except yaml.YAMLError as err:
@@ -77,6 +86,16 @@ def _parse(path: Path, text: str, serializer: Any) -> list[Any]:
             f"({getattr(err, 'problem', None) or err}). {_RECORD_AGAIN}"
         ) from err
     return _interactions_of(path, data)
+
+
+def _conflict_line(text: str) -> int | None:
+    """The line of the first git conflict marker pair (``<<<<<<<`` then ``>>>>>>>``), if any."""
+    start = 0 if text.startswith("<<<<<<< ") else text.find("\n<<<<<<< ") + 1
+    if start == 0 and not text.startswith("<<<<<<< "):
+        return None
+    if text.find("\n>>>>>>> ", start) < 0:
+        return None
+    return text.count("\n", 0, start) + 1
 
 
 # Parsed cassettes by file identity: a cassette shared by many tests is parsed once per session.
@@ -231,5 +250,9 @@ def read_interactions(path: str | os.PathLike[str]) -> list[dict[str, Any]]:
             f"crewguard cannot load cassette {file}: it is not UTF-8 text ({err}). {_RECORD_AGAIN}"
         ) from err
     if not text.strip():
-        return []
+        # A cassette crewguard or vcrpy wrote always names its interactions, even none.
+        raise CassetteError(
+            f"crewguard cannot load cassette {file}: it is empty (no YAML at all, not even an "
+            f"empty list of interactions). {_RECORD_AGAIN}"
+        )
     return _parse(file, text, ReadableYamlSerializer)

@@ -189,3 +189,40 @@ def test_cost_takes_relative_and_absolute_paths_together(
     assert main(["cost", "data/crewai_cassettes/llms/bedrock", str(EXAMPLE.resolve())]) == 0
     out = capsys.readouterr().out
     assert "test_bedrock_async_basic_call.yaml" in out and "test_usage_in_bounds.yaml" in out
+
+
+EXAMPLE_CASSETTE = (
+    Path(__file__).parent.parent / "cassettes/fixtures/example/test_research_crew/test_usage_in_bounds.yaml"
+)
+
+
+def _conflicted() -> str:
+    # A merge conflict on one count: the markers land inside a quoted body, which still parses.
+    lines = EXAMPLE_CASSETTE.read_text().splitlines(keepends=True)
+    at = next(i for i, line in enumerate(lines) if '\\"prompt_tokens\\": 738' in line)
+    ours = lines[at]
+    theirs = ours.replace("738", "9738")
+    conflict = ["<<<<<<< HEAD\n", ours, "=======\n", theirs, ">>>>>>> other\n"]
+    return "".join([*lines[:at], *conflict, *lines[at + 1:]])
+
+
+@pytest.mark.parametrize(("text", "problem"), [
+    ("", "it is empty"), ("\n  \n", "it is empty"), (None, "it holds git merge-conflict markers (line"),
+])
+def test_an_empty_or_conflicted_cassette_is_a_data_error_not_zero_calls(
+    text: str | None, problem: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(_conflicted() if text is None else text)
+    assert main(["show", str(bad)]) == 1
+    assert main(["cost", str(tmp_path)]) == 1
+    err = capsys.readouterr().err
+    assert f"crewguard cannot load cassette {bad}: {problem}" in err and "Traceback" not in err
+
+
+def test_a_folder_without_cassettes_is_a_usage_error_not_zero_dollars(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (tmp_path / "t.json").write_text('{"interactions": []}')
+    assert main(["cost", str(tmp_path)]) == 2
+    assert f"no cassettes in {tmp_path}" in capsys.readouterr().err

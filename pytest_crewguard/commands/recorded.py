@@ -67,7 +67,13 @@ def cassette_files(paths: Iterable[str]) -> list[Path]:
     for name in paths:
         path = Path(name)
         if path.is_dir():
-            found.extend(sorted(p for p in path.rglob("*") if p.suffix in CASSETTE_SUFFIXES and p.is_file()))
+            inside = sorted(p for p in path.rglob("*") if p.suffix in CASSETTE_SUFFIXES and p.is_file())
+            if not inside:  # else a folder of other files would add up to $0
+                raise CommandError(
+                    f"no cassettes in {name}: crewguard reads the .yaml/.yml cassettes in a folder "
+                    "(name a cassette of another serializer by its path to read it)", 2
+                )
+            found.extend(inside)
         elif path.is_file():
             found.append(path)
         else:
