@@ -11,6 +11,8 @@ import zlib
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
+from .usage.decoding import GZIP_WBITS, inflate
+
 
 def _header(headers: Mapping[str, Any], wanted: str, lower: bool = True) -> str:
     if callable(getattr(headers, "lower_items", None)):  # vcrpy's case-insensitive headers
@@ -53,15 +55,15 @@ def _deflater(wbits: int) -> Callable[[bytes], bytes]:
 def _decompressed(body: bytes, encoding: str) -> tuple[bytes, Callable[[bytes], bytes]]:
     if body[:2] == b"\x1f\x8b" or "gzip" in encoding:
         try:
-            return gzip.decompress(body), _gzip
-        except (OSError, EOFError, zlib.error):
+            return inflate(body, GZIP_WBITS), _gzip
+        except zlib.error:
             return body, _same
     # A zlib stream announces itself (0x78, header check) even without Content-Encoding.
     zlib_header = len(body) > 2 and body[0] == 0x78 and (body[0] * 256 + body[1]) % 31 == 0
     if "deflate" in encoding or zlib_header:
         for wbits in (zlib.MAX_WBITS, -zlib.MAX_WBITS):  # zlib-wrapped, then raw deflate
             try:
-                return zlib.decompress(body, wbits), _deflater(wbits)
+                return inflate(body, wbits), _deflater(wbits)
             except zlib.error:
                 continue
     return body, _same

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import gzip
 import json
 import struct
 import zlib
@@ -29,16 +28,34 @@ def header_value(headers: Headers, name: str) -> str:
     return ""
 
 
+# No answer a model sends comes near this; a cassette is untrusted input, and a gzip body of
+# 1.5 MB can unpack to gigabytes.
+MAX_INFLATED = 64 * 1024 * 1024
+GZIP_WBITS = 16 + zlib.MAX_WBITS
+
+
+def inflate(body: bytes, wbits: int, limit: int = MAX_INFLATED) -> bytes:
+    """``body`` decompressed (``wbits`` as for :func:`zlib.decompress`); ``zlib.error`` when it
+    is not such data or would unpack to more than ``limit`` bytes."""
+    inflater = zlib.decompressobj(wbits)
+    data = inflater.decompress(body, limit)
+    if inflater.unconsumed_tail:
+        raise zlib.error(f"unpacks to more than {limit} bytes")
+    if not inflater.eof:
+        raise zlib.error("incomplete or truncated stream")
+    return data
+
+
 def decompress(body: bytes | str | None, encoding: str) -> bytes | str | None:
     """Undo gzip/deflate when the body is still compressed (cassettes differ on this)."""
     if not isinstance(body, bytes):
         return body
     try:
         if body[:2] == b"\x1f\x8b":
-            return gzip.decompress(body)
+            return inflate(body, GZIP_WBITS)
         if encoding == "deflate":
-            return zlib.decompress(body)
-    except (OSError, EOFError, zlib.error):
+            return inflate(body, zlib.MAX_WBITS)
+    except zlib.error:
         pass
     return body
 

@@ -68,8 +68,8 @@ class Exchange:
 def token_count(block: Any, *path: str) -> int | None:
     """A main token count at ``path`` (input, output), which a call's cost rests on: 0 when
     absent (some OpenAI-compatible servers leave out a count they have not got), ``None`` when
-    present but no plausible count (null, a string, a bool, negative, NaN, over a quadrillion): such
-    a call's usage is unknown, never 0."""
+    present but no plausible count (null, a string, a bool, negative, a fraction, NaN, over a
+    quadrillion): such a call's usage is unknown, never 0."""
     value = block
     for key in path:
         if not isinstance(value, Mapping) or key not in value:
@@ -78,6 +78,8 @@ def token_count(block: Any, *path: str) -> int | None:
     if value is None:  # there, but null: as unreadable as a string
         return None
     if isinstance(value, bool) or not isinstance(value, int | float) or value != value or value < 0:
+        return None
+    if isinstance(value, float) and not value.is_integer():  # 738.5 tokens: not a count
         return None
     if value > 10**15:  # no call has a quadrillion tokens: a corrupt or hostile number
         return None

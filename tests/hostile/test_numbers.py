@@ -194,7 +194,7 @@ CHAT = "https://api.openai.com/v1/chat/completions"
 
 
 @pytest.mark.parametrize(
-    "value", ["1e400", "NaN", "Infinity", "-Infinity", "1e300", "-3", "true", '"12"', "null"]
+    "value", ["1e400", "NaN", "Infinity", "-Infinity", "1e300", "-3", "true", '"12"', "null", "738.5"]
 )
 @pytest.mark.parametrize(
     ("url", "body"),
@@ -410,3 +410,19 @@ def test_kickoffs_seen_from_many_handler_threads_at_once_lose_none(monkeypatch) 
     finally:
         sys.setswitchinterval(interval)
     assert errors == [] and len(crew_events._kickoffs_seen) == 50
+
+
+def test_a_compressed_body_that_would_unpack_past_the_limit_is_not_unpacked() -> None:
+    import gzip
+
+    from pytest_crewguard.usage import decoding
+
+    answer = b'{"usage": {"prompt_tokens": 5, "completion_tokens": 3}}'
+    small = gzip.compress(answer)
+    assert decoding.decompress(small, "gzip") == answer
+    # A body of zeros after the answer: it would unpack far past what any answer holds.
+    bomb = gzip.compress(answer + b" " * (decoding.MAX_INFLATED + 1))
+    assert len(bomb) < decoding.MAX_INFLATED // 500
+    assert decoding.decompress(bomb, "gzip") is bomb  # left packed: its usage is then unknown
+    ex = classify_exchange("POST", CHAT, None, 200, {"content-encoding": ["gzip"]}, bomb)
+    assert ex.kind == "llm" and ex.usage is None
