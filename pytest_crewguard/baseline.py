@@ -65,6 +65,8 @@ def parse_compare_fail(text: str, source: str = "--crewguard-compare-fail") -> l
         if problem:
             raise ConfigError(f"{source}={text!r}: {part!r}: {problem}; {EXAMPLE}")
         thresholds.append(Threshold(metric, limit / 100 if relative else limit, relative))
+    if not thresholds:  # " " or "," would otherwise turn every rule off without a word
+        raise ConfigError(f"{source}={text!r}: no rule in it; {EXAMPLE}")
     return thresholds
 
 

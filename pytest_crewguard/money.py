@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
+# A budget above this is a typo (a misplaced exponent), not a budget.
+MAX_BUDGET = 1e9
+
 
 def usd(amount: float) -> str:
     """Dollars with enough digits to tell sub-cent calls apart: ``$0.000540``."""

@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 
 from .errors import ConfigError
+from .money import MAX_BUDGET
 from .settings import RECORD_MODES, Settings
 
 __all__ = ["Settings", "add_options", "settings_from_config"]
@@ -112,10 +113,6 @@ def _output(config: pytest.Config, value: Any, source: str) -> Path | None:
     if problem:
         raise ConfigError(f"{source}={str(value)[:200]!r}: {problem}; give a file path that can be written")
     return path
-
-
-# A session budget above this is a typo (a misplaced exponent), not a budget.
-MAX_BUDGET = 1e9
 
 
 def _budget(raw: Any, source: str) -> float | None:

@@ -52,14 +52,16 @@ def _say(out: Writer, line: str, **markup: bool) -> None:
     out.write_line(printable(line), **markup)
 
 
-def over_budget_message(results: CrewguardSession, *, tests_passed: bool) -> str | None:
+def over_budget_message(
+    results: CrewguardSession, *, tests_passed: bool, option: str = "--crewguard-max-cost"
+) -> str | None:
     """Why the session budget fails the run (``None`` within it): the plugin and
     ``crewguard check`` say it alike."""
     over = results.over_budget
     if over is None:
         return None
     return (
-        f"crewguard: session cost {usd(results.total_cost)} is over --crewguard-max-cost="
+        f"crewguard: session cost {usd(results.total_cost)} is over {option}="
         f"{usd(results.budget or 0.0)} by {usd(over)}; failing the run"
         + (" even though the tests passed." if tests_passed else ".")
     )

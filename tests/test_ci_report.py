@@ -221,7 +221,7 @@ def test_check_applies_the_budget_and_the_baseline() -> None:
     data = report(record("t.py::a", cost=0.013), record("t.py::b", cost=0.002))
     lines, failed = check_lines(data, max_cost=0.01)
     assert failed
-    assert lines[-1] == ("crewguard: session cost $0.015000 is over --crewguard-max-cost=$0.010000 by "
+    assert lines[-1] == ("crewguard: session cost $0.015000 is over --max-cost=$0.010000 by "
                          "$0.005000; failing the run even though the tests passed.")
     assert check_lines(data, max_cost=0.02)[1] is False
     base = report(record("t.py::a", cost=0.010), record("t.py::b", cost=0.002))
@@ -344,3 +344,19 @@ def test_recorded_text_reaches_table_and_markdown_without_escapes_or_html() -> N
     assert "<img" not in text.replace("`acme<img", "")  # only inside a code span, shown as text
     assert "acme&lt;img src=x onerror=alert(1)&gt;\\x1b[2J-7" in text  # in the table's cell
     assert "- `acme<img src=x onerror=alert(1)>\\x1b[2J-7`" in text and "\x1b" not in text
+
+
+@pytest.mark.parametrize("rules", [" ", ",", " , "])
+def test_rules_with_no_rule_in_them_are_refused_not_read_as_none(rules: str) -> None:
+    with pytest.raises(ConfigError, match=r"no rule in it; e\.g\. cost:10%"):
+        parse_compare_fail(rules, "--fail")
+
+
+def test_check_names_the_budget_as_it_was_given_and_caps_it_like_the_plugin(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = _write(tmp_path / "r.json", report(record("t.py::a", cost=0.01)))
+    assert main(["check", path, "--max-cost=0"]) == 1
+    assert "is over --max-cost=$0.000000 by $0.010000" in capsys.readouterr().out
+    assert main(["check", path, "--max-cost=1e300"]) == 2
+    assert "expected a USD amount >= 0 and at most 1e+09" in capsys.readouterr().err

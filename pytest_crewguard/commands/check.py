@@ -23,6 +23,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def check_lines(data: dict[str, Any], max_cost: float | None = None,
                 baseline: dict[str, Any] | None = None, rules: Any = ()) -> tuple[list[str], bool]:
+    # The budget named as it was given: --max-cost here, else the run's --crewguard-max-cost.
     """What the plugin prints after its table for this report, and whether it fails the run."""
     from ..baseline import compare
     from ..report import table
@@ -47,7 +48,8 @@ def check_lines(data: dict[str, Any], max_cost: float | None = None,
     )
     if broken:
         lines.append(f"crewguard: {len(broken)} guarded test(s) failed: {', '.join(broken)}")
-    if (message := over_budget_message(session, tests_passed=not broken)) is not None:
+    option = "--max-cost" if max_cost is not None else "--crewguard-max-cost"
+    if (message := over_budget_message(session, tests_passed=not broken, option=option)) is not None:
         lines.append(message)
         failed = True
     return lines, failed or bool(broken)

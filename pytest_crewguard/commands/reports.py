@@ -9,6 +9,7 @@ from typing import Any
 
 from ..baseline import Threshold, parse_compare_fail
 from ..errors import ConfigError
+from ..money import MAX_BUDGET
 from .recorded import CommandError
 
 FAIL_HELP = (
@@ -50,6 +51,8 @@ def budget(text: str | None) -> float | None:
         value = float(text)
     except ValueError:
         value = math.nan
-    if not math.isfinite(value) or value < 0:
-        raise CommandError(f"--max-cost={text[:40]!r}: expected a USD amount >= 0, e.g. 0.50", 2)
+    if not math.isfinite(value) or not 0 <= value <= MAX_BUDGET:  # as the plugin's option
+        raise CommandError(
+            f"--max-cost={text[:40]!r}: expected a USD amount >= 0 and at most {MAX_BUDGET:g}, e.g. 0.50", 2
+        )
     return value
