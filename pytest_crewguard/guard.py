@@ -153,6 +153,11 @@ class CrewGuard:
     # -- running ---------------------------------------------------------------------------
 
     def _build(self, factory: CrewFactory) -> Any:
+        if not _is_crew(factory) and not callable(factory):
+            raise TypeError(
+                f"crewguard.kickoff() needs a function that returns a crewai Crew (or a Crew); it got "
+                f"{factory!r}, of type {type(factory).__name__}, e.g. crewguard.kickoff(make_crew)"
+            )
         crew = factory if _is_crew(factory) else factory()  # type: ignore[operator]
         if not _is_crew(crew):
             # A flow is built the same way but run by kickoff_flow, which knows flows.
