@@ -282,7 +282,7 @@ def test_kickoff_refuses_a_flow_and_says_which_method_runs_it(lancedb_loaded: No
     guard = CrewGuard(GuardSession.for_test("t.py::t", rootdir=tmp_path, storage_root=tmp_path / "storage"))
     with pytest.raises(TypeError, match=r"gave OneStep; for a Flow use crewguard.kickoff_flow\(\)"):
         guard.kickoff(lambda: OneStep())
-    with pytest.raises(TypeError, match=r"it got None, of type NoneType, e.g. crewguard.kickoff\(make_crew\)"):
+    with pytest.raises(TypeError, match=r"got None, of type NoneType, e.g. crewguard.kickoff\(make_crew\)"):
         guard.kickoff(None)  # type: ignore[arg-type]
     assert isinstance(build_flow(OneStep), OneStep)  # the class itself is a factory
     agent = Agent(role="R", goal="g", backstory="b", llm="gpt-4o-mini")
