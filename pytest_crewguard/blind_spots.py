@@ -31,6 +31,8 @@ def blind_spots(
         if completed > answered:
             message = _answered_above_message(completed, answered, nodeid)
             found.append(Violation(Gate.TRAFFIC_NOT_SEEN, message))
+        elif not completed and not answered and (agents := _agents_answered(events)):
+            found.append(Violation(Gate.TRAFFIC_NOT_SEEN, _no_llm_calls_message(agents, nodeid)))
     lost, earlier = crew_events.calls_without_events(wire.calls, events)
     if earlier:
         found.append(Violation(Gate.EVENTS_MISSING, _earlier_kickoff_message(earlier), {"calls": earlier}))
@@ -78,6 +80,22 @@ def _answered_above_message(completed: int, answered: int, nodeid: str) -> str:
         "CrewAI's events without a request), so crewguard could not count, price or gate them.\n"
         "  Let the provider SDK send its requests and crewguard answer them from the cassette; "
         "a test that mocks the LLM itself is not one to guard with crewguard."
+    )
+
+
+def _agents_answered(events: EventLog) -> int:
+    """Agents CrewAI says finished their work: each asked its LLM at least once."""
+    return events.count("agent_execution_completed") + events.count("lite_agent_execution_completed")
+
+
+def _no_llm_calls_message(agents: int, nodeid: str) -> str:
+    return (
+        f"crewguard: {agents} agent execution(s) completed in {nodeid}, but crewguard saw no LLM "
+        "call: no LLM event and no model's answer from the cassette. The agents' LLM answered by "
+        "a way crewguard cannot see (a custom BaseLLM that sends no HTTP request through httpx or "
+        "emits no LLM events, a stub), so it could not count, price or gate those calls.\n"
+        "  Give the agents crewai's LLM (or an SDK over HTTP) so that crewguard answers them from "
+        "the cassette; a test of a crew with a stub LLM is not one to guard with crewguard."
     )
 
 

@@ -91,8 +91,8 @@ def test_shards_merged_and_checked_equal_the_whole(whole: tuple[Path, dict[str, 
     capsys.readouterr()
     assert main(["check", str(merged), "--max-cost", f"{total * 0.9:.6f}"]) == 1
     out = capsys.readouterr().out
-    assert (f"crewguard: session cost {usd(result['totals']['cost'])} is over --crewguard-max-cost="
+    assert (f"crewguard: session cost {usd(result['totals']['cost'])} is over --max-cost="
             f"{usd(float(f'{total * 0.9:.6f}'))}") in out
     assert "failing the run even though the tests passed." in out
     assert main(["check", str(merged), "--max-cost", f"{total * 1.1:.6f}"]) == 0
-    assert "over --crewguard-max-cost" not in capsys.readouterr().out
+    assert "is over --max-cost" not in capsys.readouterr().out

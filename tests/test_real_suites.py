@@ -239,6 +239,42 @@ def test_other_traffic_does_not_make_up_for_llm_calls_answered_above(
     result.stdout.fnmatch_lines(["*test_mocked_beside_other_traffic*FAILED traffic_not_seen*"])
 
 
+
+OWN_LLM_CLASS = """
+import pytest
+from crewai import Agent, Crew, Task
+from crewai.llms.base_llm import BaseLLM
+
+
+class Gateway(BaseLLM):  # answers without HTTP through httpx and without LLM events
+    def call(self, messages, *args, **kwargs):
+        return "Final answer from our own gateway."
+
+
+def make_crew():
+    agent = Agent(role="Researcher", goal="g", backstory="b", llm=Gateway(model="gpt-4o"))
+    return Crew(agents=[agent], tasks=[Task(description="Research", expected_output="text", agent=agent)])
+
+
+@pytest.mark.crewguard(max_cost=0.01)
+def test_own_llm_class(crewguard):
+    assert crewguard.kickoff(make_crew).output.raw == "Final answer from our own gateway."
+"""
+
+
+def test_agents_answered_by_an_llm_crewguard_cannot_see_fail_as_not_seen(
+    pytester: pytest.Pytester, crewai_loaded: None
+) -> None:
+    # It was 0 calls and $0 under a cost gate, and a pass.
+    pytester.makepyfile(test_own=OWN_LLM_CLASS)
+    result = pytester.runpytest()
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines([
+        "*1 agent execution(s) completed in test_own.py::test_own_llm_class, but crewguard saw no LLM call*",
+        "*test_own_llm_class*FAILED traffic_not_seen*",
+    ])
+
+
 CLEARED_MIDWAY = """
 from crewai.events.event_bus import crewai_event_bus
 
