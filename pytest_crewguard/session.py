@@ -88,7 +88,7 @@ class GuardedTest:
             max_iter_hits=sum(len(r.max_iter_hits) for r in runs),
             iterations=_iterations(runs),
             elapsed_s=sum(r.elapsed_s for r in runs),
-            projected_s=None if not runs or None in projected else sum(p or 0.0 for p in projected),
+            projected_s=_projected(projected, calls),
             runs=len(runs),
             calls=[asdict(c) for c in calls],
             cached_tokens=total_tokens(calls, "cached_tokens"),
@@ -118,6 +118,15 @@ class GuardedTest:
         """The inverse of :meth:`to_json` (how xdist workers hand results to the controller)."""
         names = {f.name for f in fields(cls)}
         return cls(**{k: v for k, v in data.items() if k in names})
+
+
+def _projected(projected: list[float | None], calls: list[LLMCall]) -> float | None:
+    """The test's projected seconds: its runs', or, for calls made outside any run (a direct
+    ``LLM.call()``), their recorded latencies; ``None`` when one is not known."""
+    if not projected:
+        latencies = [c.recorded_latency_s for c in calls]
+        return None if not calls or None in latencies else sum(x or 0.0 for x in latencies)
+    return None if None in projected else sum(p or 0.0 for p in projected)
 
 
 def _iterations(runs: list[GuardedRun]) -> list[dict[str, Any]]:

@@ -360,3 +360,24 @@ def test_check_names_the_budget_as_it_was_given_and_caps_it_like_the_plugin(
     assert "is over --max-cost=$0.000000 by $0.010000" in capsys.readouterr().out
     assert main(["check", path, "--max-cost=1e300"]) == 2
     assert "expected a USD amount >= 0 and at most 1e+09" in capsys.readouterr().err
+
+
+def test_calls_outside_any_run_are_projected_from_their_recorded_latencies() -> None:
+    # A direct LLM.call() in a test: no run, and the table said "projected n/a: calls without a
+    # recorded latency (cassettes recorded by another tool)" of a cassette crewguard recorded.
+    from pytest_crewguard.ledger import LLMCall
+    from pytest_crewguard.report import table
+    from pytest_crewguard.session import CrewguardSession, GuardedTest
+
+    def call(latency: float | None) -> LLMCall:
+        return LLMCall(provider="openai", model="gpt-4o-mini", agent=None, task=None, input_tokens=10,
+                       output_tokens=2, cached_tokens=0, reasoning_tokens=0, cost=0.00001,
+                       recorded_latency_s=latency, forced_final_answer=False, url="http://x/v1/chat/completions",
+                       status=200, agent_round=False, kickoff_id=None)
+
+    direct = GuardedTest.build("t.py::direct", [call(0.4), call(0.6)], [])
+    assert direct.projected_s == pytest.approx(1.0)
+    session = CrewguardSession(prices=PriceTable())
+    session.add(direct)
+    assert "projected n/a" not in table(session)
+    assert GuardedTest.build("t.py::edited", [call(0.4), call(None)], []).projected_s is None
