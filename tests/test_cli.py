@@ -162,13 +162,13 @@ def test_show_puts_other_traffic_on_one_line(tmp_path: Path, capsys: pytest.Capt
     cassette.write_text(ReadableYamlSerializer.serialize({"version": 1, "interactions": [
         interaction("https://telemetry.crewai.com:4319/v1/traces", ""),
         interaction("https://api.openai.com/v1/chat/completions", json.dumps({
-            "model": "gpt-4o-mini", "choices": [{"message": {"role": "assistant", "content": "Hi."}}],
+            "model": "gpt-4o-mini", "choices": [{"message": {"role": "assistant", "content": "Hi.\x1b[2J"}}],
         })),
     ]}))
     assert main(["show", str(cassette)]) == 0
     out = capsys.readouterr().out
     assert "#1 not an LLM call: POST https://telemetry.crewai.com:4319/v1/traces -> 200" in out
-    assert "=> assistant: Hi." in out
+    assert "=> assistant: Hi.\\x1b[2J" in out and "\x1b" not in out  # a recorded escape, shown escaped
     assert "usage: unknown" in out and "calls without usage (not counted): #2" in out
 
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from ..printable import printable
 from .recorded import CommandError
 from .reports import FAIL_HELP, budget, read_report, thresholds
 
@@ -63,5 +64,5 @@ def run(args: argparse.Namespace) -> int:
     data = read_report(args.file)
     baseline = read_report(args.baseline) if args.baseline else None
     lines, failed = check_lines(data, max_cost, baseline, rules)
-    print("\n".join(lines))
+    print(printable("\n".join(lines)))
     return 1 if failed else 0

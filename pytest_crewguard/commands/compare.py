@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 
+from ..printable import printable
 from .reports import FAIL_HELP, read_report, thresholds
 
 NAME = "compare"
@@ -35,7 +36,7 @@ def run(args: argparse.Namespace) -> int:
         lines = comparison.lines()
         print("changes since the baseline:" if lines else "no changes since the baseline")
         for line in lines:
-            print(f"  {line}")
+            print(printable(f"  {line}"))
         for line in comparison.regressions:
-            print(f"crewguard: regression: {line}")
+            print(printable(f"crewguard: regression: {line}"))
     return 1 if comparison.regressions else 0

@@ -11,6 +11,7 @@ from typing import Any
 
 from tabulate import tabulate
 
+from ..printable import printable
 from .recorded import PRICES_HELP, RecordedCall, analyse, cassette_files, load, money, price_table
 from .show import totals
 
@@ -88,5 +89,5 @@ def run(args: argparse.Namespace) -> int:
     prices = price_table(args.prices)
     files = {path: analyse(load(path), prices) for path in cassette_files(args.paths)}
     data = report(files)
-    print(json.dumps(data, indent=2, ensure_ascii=False) if args.json else text(data))
+    print(json.dumps(data, indent=2, ensure_ascii=False) if args.json else printable(text(data)))
     return 0

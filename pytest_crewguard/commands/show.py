@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from ..printable import printable
 from .conversation import Message, reply_of, request_json, request_messages
 from .recorded import PRICES_HELP, RecordedCall, analyse, load, money, price_table, usage_json
 
@@ -158,5 +159,5 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(as_json(path, calls), indent=2, ensure_ascii=False))
     else:
-        print("\n".join(text_lines(path, calls, args.full)))
+        print(printable("\n".join(text_lines(path, calls, args.full))))
     return 0
