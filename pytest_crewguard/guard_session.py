@@ -27,7 +27,7 @@ from .limits import run_violations, tool_violations, total_violations
 from .marker import GuardSpec
 from .match_config import MatchConfig
 from .network import network_blocked
-from .output_gates import application_flow_violations
+from .output_gates import application_flow_violations, end_of_test_violations
 from .pricing import PriceTable
 from .repeat import Repeats
 from .run import GuardedRun
@@ -290,6 +290,7 @@ class GuardSession:
         found += total_violations(self.spec, self.assembly.calls())
         found += tool_violations(self.spec, runs)
         found += application_flow_violations(self.spec.output, self.assembly, self.settings.rootdir)
+        found += end_of_test_violations(self.spec.output, runs, self.assembly)
         found = self.verdict.new(found)
         if found:
             raise self.verdict.failure(found)

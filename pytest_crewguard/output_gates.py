@@ -105,6 +105,42 @@ def unmatched_tasks(spec_output: Any, runs: list[Any]) -> list[str]:
     return [name for name in per_task if name not in seen]
 
 
+def end_of_test_violations(spec_output: Any, runs: list[Any], assembly: Any) -> list[Violation]:
+    """What ``output=`` finds at the test's end over all its runs: a task of ``output={...}``
+    that no run ran, or a schema with no output at all to check. Either would pass on nothing
+    (a typo, a coroutine never awaited, a stream never read). Flows run by ``kickoff_flow``
+    were checked by their runner."""
+    if spec_output is None or assembly.fixture_flows:
+        return []
+    flows = assembly.events.count("flow_finished")
+    if task_schemas(spec_output) is None:
+        if runs or flows:
+            return []
+        message = (
+            f"output={_shown(spec_output)} is set, but no crew or flow of this test gave an output "
+            "to check: no kickoff ran. Was a coroutine not awaited (await crewguard.kickoff_async"
+            "(...)), a stream not read to its end, or the kickoff left out?"
+        )
+        return [Violation(Gate.OUTPUT, message)]
+    missing = unmatched_tasks(spec_output, runs)
+    if not missing:
+        return []
+    ran = sorted({(r.crew or "-", _task_name(o)) for r in runs for o in r.task_outputs})
+    known = ", ".join(f"{task!r} (crew {crew!r})" for crew, task in ran) or "none: no kickoff ran"
+    names = ", ".join(map(repr, missing))
+    message = (
+        f"output={{...}} names task{'s' if len(missing) > 1 else ''} {names} but this test ran no such "
+        f"task, so nothing was checked against {'them' if len(missing) > 1 else 'it'}; its tasks: {known}. "
+        "Name the task as the crew's Task(name=...) does."
+    )
+    return [Violation(Gate.OUTPUT, message)]
+
+
+def _shown(schema: Any) -> str:
+    name = getattr(schema, "__name__", None)
+    return name or (repr(str(schema)) if isinstance(schema, (str, Path)) else "{...}")
+
+
 def flow_output_violation(spec_output: Any, output: Any, rootdir: Path | None) -> Violation | None:
     """The plain ``output=`` schema against a flow's return value."""
     from .output_schema import check_output

@@ -133,6 +133,16 @@ def test_task_research(crewguard):
     run.assert_output("schemas/research.json", task="research")
 
 
+@pytest.mark.crewguard(output={{"reserch": ResearchOutput}}, cassette="test_crew/test_task_research.yaml")
+def test_task_typo(crewguard):
+    crewguard.kickoff(make_two_task_crew)
+
+
+@pytest.mark.crewguard(output=ResearchOutput)
+def test_nothing_ran(crewguard):
+    crewguard.kickoff_async(lambda: make_json_crew("valid topic"))  # never awaited: no kickoff
+
+
 @pytest.mark.crewguard(cassette="test_crew/test_task_research.yaml")
 def test_task_write(crewguard):
     run = crewguard.kickoff(make_two_task_crew)
@@ -257,6 +267,21 @@ def test_assert_output_checks_one_task(pytester: pytest.Pytester, provider: Any)
         'E         raw output: {"summary": 42, "key_findings": "none"}\n'
     ), failure
     assert where.startswith("test_crew.py:") and where.endswith(": AssertionError")
+
+
+def test_an_output_gate_with_nothing_to_check_fails(pytester: pytest.Pytester, provider: Any) -> None:
+    # A task name that no run ran, and a schema with no kickoff at all, passed on nothing.
+    replayed = record_and_replay(
+        pytester, provider, {"test_task_research": "passed", "test_task_typo": "failed",
+                             "test_nothing_ran": "failed"},
+        replay_only=("test_task_typo",),
+    )
+    assert failure_of(replayed, "test_task_typo").startswith(
+        "crewguard: output={...} names task 'reserch' but this test ran no such task, so nothing was "
+        "checked against it; its tasks: 'research' (crew 'crew'), 'write' (crew 'crew')."
+    )
+    assert "no crew or flow of this test gave an output to check: no kickoff ran. Was a coroutine not " \
+        "awaited" in failure_of(replayed, "test_nothing_ran")
 
 
 def test_crewai_rejecting_the_output_fails_with_field_paths_and_keeps_the_calls(
