@@ -76,6 +76,10 @@ class GuardSession:
         self.storage_dir: Path = storage_root  # the test's own directory once started
         self.repeat_summaries: list[Callable[[], dict[str, Any]]] = []  # per kickoff call
         self._storage_root = storage_root
+        # Why the test stopped before its end while recording (an error, an interrupt): set by
+        # cut_short; a cassette that replaces one (rewrite) or is new (once) is then not written.
+        self.cut_short_by: str | None = None
+        self._cassette_existed = False
         self._stack = ExitStack()
         self._patches: interception.Snapshot = {}
 
@@ -135,7 +139,7 @@ class GuardSession:
             crew_events.activate(self.events)
             crew_events.reset_scope()
             self._stack.callback(crew_events.activate, None)
-        exists = self.cassette_path.exists()
+        exists = self._cassette_existed = self.cassette_path.exists()
         if self.record_mode != "none" and not (self.record_mode == "once" and exists):
             from .cassette_writers import check_writable
 
@@ -147,7 +151,7 @@ class GuardSession:
                 self.cassette_path,
                 self.record_mode,
                 self.match_config,
-                skip_write=lambda: bool(self.wire and self.wire.error_answers()),
+                skip_write=lambda: bool(self.wire and self.wire.error_answers()) or self.keeps_cassette(),
             )
         )
         self.wire = WireLog(
@@ -182,6 +186,26 @@ class GuardSession:
             wire.injector = FaultInjector(self.spec.faults)
             wire.who = lambda scope: who_from_events(self.events, scope)
         self._stack.enter_context(virtual_waits(wire.waited))
+
+    def cut_short(self, err: BaseException) -> str | None:
+        """The test body ended with ``err``, not with a gate's verdict. While recording in
+        ``rewrite`` (or ``once``, for a new cassette) the recording is then partial: returns the
+        note that the cassette was not written, the one before kept (``None``: it is written)."""
+        if self.record_mode not in ("rewrite", "once") or self.cut_short_by is not None:
+            return None
+        if self.spec.record_errors:  # a fault recorded on purpose: the error is what is kept
+            return None
+        self.cut_short_by = type(err).__name__
+        kept = "the one before is kept" if self._cassette_existed else "none was written"
+        return (
+            f"stopped before its end while recording ({self.cut_short_by}): its cassette "
+            f"{self.display(self.cassette_path)} would hold part of the test's calls, so {kept}; "
+            "record it again once the test runs to its end"
+        )
+
+    def keeps_cassette(self) -> bool:
+        """Whether the cassette is left as it was because the test was cut short (see cut_short)."""
+        return self.cut_short_by is not None
 
     def close(self) -> str | None:
         """Leave the cassette (writing it when recording) and restore the environment.

@@ -199,7 +199,9 @@ def _gates_fail_the_test() -> Iterator[None]:
     try:
         yield
     except GateFailure as failure:  # the core's verdict, as pytest's outcome with the same text
-        raise pytest.fail.Exception(str(failure), pytrace=False) from None
+        outcome = pytest.fail.Exception(str(failure), pytrace=False)
+        outcome.crewguard_gate = True  # type: ignore[attr-defined]  # a verdict, not a test cut short
+        raise outcome from None
 
 
 class GuardedTestHooks:
@@ -251,6 +253,13 @@ class GuardedTestHooks:
             with _gates_fail_the_test():
                 result = yield
         except BaseException as err:
+            # A gate's verdict, a skip or an xfail stops the test where every run stops it; an
+            # error or an interrupt may not recur: its partial recording must not replace a whole one.
+            deliberate = isinstance(err, pytest.skip.Exception | pytest.xfail.Exception)
+            if guard is not None and not deliberate and not getattr(err, "crewguard_gate", False):
+                note = guard.cut_short(err)
+                if note:
+                    item.stash[_notes_key] = [*item.stash.get(_notes_key, []), note]
             if guard is not None and not isinstance(err, KeyboardInterrupt | SystemExit):
                 guard.settle_kickoffs(fail=False)  # failed: nothing of its crews may outlive the cassette
             explained = guard.explain(err) if guard is not None and not isinstance(err, _OUTCOMES) else None

@@ -296,3 +296,39 @@ def test_a_cassette_that_cannot_be_written_stops_before_the_provider_is_called(p
          "cannot be written (*). Nothing was sent to the provider.*--crewguard-cassette-dir*"]
     )
     assert server.requests == []
+
+
+CUT_SHORT = """
+import os
+
+
+@pytest.mark.crewguard
+def test_two(crewguard):
+    crewguard.kickoff(make_crew, inputs={"topic": "first"})
+    if os.environ.get("STOP_MIDWAY"):
+        raise RuntimeError("a flaky assertion")
+    crewguard.kickoff(make_crew, inputs={"topic": "second"})
+"""
+
+
+def test_a_test_cut_short_while_recording_leaves_the_cassette_as_it_was(pytester, provider, monkeypatch):
+    # rewrite replaced a whole recording with the part recorded before the test failed; the
+    # next replay then blamed a changed prompt.
+    server = provider([answer("First."), answer("Second."), answer("First."), answer("First.")])
+    pytester.makepyfile(test_crew=crew_test_file(server.openai_base_url, CUT_SHORT))
+    cassette = Path(pytester.path) / "cassettes" / "test_crew" / "test_two.yaml"
+    pytester.runpytest("--crewguard-record-mode=once").assert_outcomes(passed=1)
+    whole = cassette.read_text()
+    monkeypatch.setenv("STOP_MIDWAY", "1")
+    cut = pytester.runpytest("--crewguard-record-mode=rewrite")
+    cut.assert_outcomes(failed=1)
+    assert cassette.read_text() == whole
+    cut.stdout.fnmatch_lines([
+        "crewguard: 1 test stopped before its end while recording (RuntimeError): its cassette "
+        "cassettes/test_crew/test_two.yaml would hold part of the test's calls, so the one before is "
+        "kept; record it again once the test runs to its end"
+    ])
+    cassette.unlink()  # once, with no cassette yet: none is written rather than a partial one
+    pytester.runpytest("--crewguard-record-mode=once").assert_outcomes(failed=1)
+    assert not cassette.exists()
+    server.stop()
