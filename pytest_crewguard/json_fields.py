@@ -8,7 +8,7 @@ import re
 from functools import lru_cache
 from typing import Any
 
-from .secret_values import PLACEHOLDER
+from .secret_values import PLACEHOLDER, remember
 
 # JSON fields, compared without case, '-' or '_': "api_key", "apiKey", "client_secret"...
 # A bare "token" or "key" is not one (logprobs carry {"token": "Hello"}).
@@ -35,7 +35,10 @@ def _every_string_scrubbed(value: Any) -> Any:
     """A credential field's value with the strings that hold the credential replaced: itself, a
     list's items (``{"api_key": ["..."]}``), an object's value (``{"value": "..."}``)."""
     if isinstance(value, str):
-        return PLACEHOLDER if value and value != PLACEHOLDER else value
+        if value and value != PLACEHOLDER:
+            remember(value)
+            return PLACEHOLDER
+        return value
     if isinstance(value, list):
         items = [_every_string_scrubbed(item) for item in value]
         return value if all(new is old for new, old in zip(items, value, strict=True)) else items
@@ -90,6 +93,7 @@ def _scrub_member(member: re.Match[str]) -> str:
     name, value = member.group(1), member.group(3)
     if member.group(2) is None or not is_secret_field(name) or not value or value == PLACEHOLDER:
         return member.group(0)
+    remember(value)
     return f'"{name}"{member.group(2)}"{PLACEHOLDER}"'
 
 

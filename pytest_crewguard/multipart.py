@@ -15,7 +15,7 @@ from email.message import Message
 from email.parser import HeaderParser
 from email.utils import collapse_rfc2231_value
 
-from .secret_values import PLACEHOLDER
+from .secret_values import PLACEHOLDER, remember
 
 _BLANK_LINE = re.compile(r"\r?\n\r?\n")
 _HEADERS_READ = 8192  # a part's headers are a few lines; the email parser is slow on huge ones
@@ -64,6 +64,7 @@ def _scrub_part(piece: str, is_secret: Callable[[str], bool]) -> str:
     core = value[: end.start()] if end else value
     if not core or core == PLACEHOLDER:
         return piece
+    remember(core)
     return piece[: blank.end()] + PLACEHOLDER + value[len(core) :]
 
 

@@ -23,7 +23,7 @@ from . import multipart
 from .body_codec import content_encoding, content_type, decoded
 from .credential_forms import CHALLENGE_HEADERS, scrub_credential_value
 from .json_fields import scrub_as_text, scrub_json
-from .secret_values import PLACEHOLDER, secret_env_values, secret_forms
+from .secret_values import PLACEHOLDER, remember, secret_env_values, secret_forms
 
 # Request headers that are dropped outright (credentials or account identity). Lower-case.
 SECRET_HEADERS: frozenset[str] = frozenset(
@@ -96,6 +96,9 @@ def _scrub_pairs(encoded: str) -> str:
     pairs = parse_qsl(encoded, keep_blank_values=True)
     if not any(_is_secret_parameter(name) for name, _ in pairs):
         return encoded
+    for name, value in pairs:
+        if _is_secret_parameter(name):
+            remember(value)
     return urlencode([(n, PLACEHOLDER if _is_secret_parameter(n) else v) for n, v in pairs])
 
 
@@ -122,6 +125,8 @@ def scrub_headers(
             continue
         by_form = name.lower() not in CHALLENGE_HEADERS
         if is_secret_header(name):
+            for sent in value if isinstance(value, (list, tuple)) else [value]:
+                remember(sent)
             value = [PLACEHOLDER] * len(value) if isinstance(value, (list, tuple)) else PLACEHOLDER
         elif isinstance(value, (list, tuple)):
             value = [_scrub_header_value(v, secrets, by_form) for v in value]
@@ -247,7 +252,8 @@ def scrub_request(request: Any, *, headers: bool = True) -> Any:
     if uri != request.uri:
         request.uri = uri
     body = request.body_bytes if hasattr(request, "body_bytes") else request.body
-    cleaned = scrub_body(body, request.headers, secrets)
+    # Read again: the headers and URL may have given credentials to scrub in the body too.
+    cleaned = scrub_body(body, request.headers, secret_env_values())
     if cleaned is not body:
         request.body = cleaned
     return request

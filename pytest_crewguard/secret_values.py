@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from functools import lru_cache
@@ -69,14 +70,50 @@ def secrets_fixed() -> Iterator[None]:
 
 
 def secret_env_values() -> list[tuple[str, str]]:
-    """``(name, value)`` of every credential-named environment variable worth scrubbing."""
+    """``(name, value)`` of every credential-named environment variable worth scrubbing, and of
+    every credential scrubbed from a request by its name in this process (see :func:`remember`)."""
     if _fixed:
         return _fixed[-1]
     # Every request and response asks: the scan is remembered for the environment as it is.
     # Keyed by the environment's raw items (os.environ's own store): reading them through the
     # mapping decodes every name and value, tens of microseconds per call.
     raw = getattr(os.environ, "_data", None)
-    return _secret_values(tuple(raw.items()) if isinstance(raw, dict) else tuple(os.environ.items()))
+    found = _secret_values(tuple(raw.items()) if isinstance(raw, dict) else tuple(os.environ.items()))
+    return _with_remembered(found, len(_remembered)) if _remembered else found
+
+
+# Credentials scrubbed from requests by the name they were sent under (a header, a query
+# parameter, a form or JSON field), whatever holds them: a server that echoes the request, an
+# error quoting the key or a next-page link would otherwise keep them in the response.
+_remembered: dict[str, None] = {}
+_remembered_lock = threading.Lock()
+_REMEMBERED_KEEP = 64
+
+
+def remember(value: Any) -> None:
+    """Scrub ``value`` wherever else it appears from now on (it was sent as a credential)."""
+    text = value.decode("latin-1") if isinstance(value, bytes) else value
+    if not isinstance(text, str):
+        return
+    for word in text.split():  # "Bearer <token>": the token, not the scheme
+        if len(word) >= MIN_SECRET_LENGTH and word not in _REPLAY_PLACEHOLDERS and word not in _remembered:
+            with _remembered_lock:
+                _remembered[word] = None
+                if len(_remembered) > _REMEMBERED_KEEP:  # a token per request must not slow every scrub
+                    del _remembered[next(iter(_remembered))]
+
+
+@lru_cache(maxsize=16)
+def _with_remembered_cached(
+    found: tuple[tuple[str, str], ...], count: int, newest: str
+) -> list[tuple[str, str]]:
+    del count, newest  # the key: a new credential makes a new list
+    return list(found) + [("a credential sent by name", v) for v in list(_remembered)]
+
+
+def _with_remembered(found: list[tuple[str, str]], count: int) -> list[tuple[str, str]]:
+    # Keyed by the newest value too: at the bound, the count stays while the values change.
+    return _with_remembered_cached(tuple(found), count, next(reversed(_remembered), ""))
 
 
 @lru_cache(maxsize=16)
@@ -150,8 +187,12 @@ def _text(value: Any) -> str:
 def secret_forms(value: str) -> tuple[str, ...]:
     """A secret as it may appear: as is, URL-encoded both ways (in upper- or lower-case hex), and
     escaped inside a JSON string (quotes and backslashes, and non-ASCII as ``\\u00e4`` as most
-    JSON writers do)."""
-    json_forms = (json.dumps(value)[1:-1], json.dumps(value, ensure_ascii=False)[1:-1])
+    JSON writers do), twice for JSON in a JSON string, and with ``\\/`` for ``/``."""
+    once = json.dumps(value)[1:-1]
+    # Also JSON inside a JSON string (a tool call's arguments), and with "/" written "\\/" as
+    # some JSON writers (PHP's, Java's) do.
+    json_forms = (once, json.dumps(value, ensure_ascii=False)[1:-1], json.dumps(once)[1:-1],
+                  once.replace("/", "\\/"))
     encoded = (quote(value, safe=""), quote_plus(value, safe=""))
     lower_hex = tuple(_PERCENT.sub(lambda escape: escape.group(0).lower(), form) for form in encoded)
     return tuple(dict.fromkeys((value, *encoded, *lower_hex, *json_forms)))

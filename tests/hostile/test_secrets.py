@@ -433,3 +433,66 @@ def test_bodies_that_defeated_the_scrubber_are_scrubbed_or_left_whole() -> None:
         assert "hunter2" not in scrub_body(deep_secret, {"Content-Type": "application/json"}, [])
     deep = b"[" * 100_000
     assert scrub_body(deep, {"Content-Type": "application/json"}, []) == deep  # no RecursionError
+
+
+ECHOED = """
+import os
+
+import httpx
+import pytest
+
+KEY = "Qq8vW2mN4xR7tY1uI3oP5aS6dF9gCCC3"  # in the code, not in a credential-named variable
+
+
+@pytest.mark.crewguard
+def test_echo(crewguard):
+    base = os.environ["ECHO_URL"]
+    with httpx.Client() as client:
+        client.get(base + "/q?api_key=" + KEY)
+        client.post(base + "/f", data={"api_key": KEY})
+        client.post(base + "/j", json={"client_secret": KEY})
+        client.get(base + "/h", headers={"Authorization": "Bearer " + KEY})
+"""
+
+
+def test_a_credential_sent_by_name_is_scrubbed_where_the_server_echoes_it(pytester, monkeypatch) -> None:
+    # The request's credential fields were replaced, the response that quoted them kept them.
+    import http.server
+    import threading
+
+    class Echo(http.server.BaseHTTPRequestHandler):
+        def _echo(self) -> None:
+            length = int(self.headers.get("content-length") or 0)
+            body = json.dumps({"path": self.path, "headers": dict(self.headers),
+                               "body": self.rfile.read(length).decode()}).replace("/", "\\\\/")
+            self.send_response(200)
+            self.send_header("content-type", "application/json")
+            self.end_headers()
+            self.wfile.write(body.encode())
+
+        do_GET = do_POST = _echo
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Echo)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    monkeypatch.setenv("ECHO_URL", f"http://127.0.0.1:{server.server_port}")
+    try:
+        pytester.makepyfile(test_echo=ECHOED)
+        pytester.runpytest("--crewguard-record-mode=once").assert_outcomes(passed=1)
+    finally:
+        server.shutdown()
+    text = _written_without(Path(pytester.path) / "cassettes" / "test_echo" / "test_echo.yaml",
+                            "Qq8vW2mN4xR7tY1uI3oP5aS6dF9gCCC3")
+    assert text.count(PLACEHOLDER) >= 4 + 2  # each echo, and the requests named by field
+
+
+def test_secret_forms_cover_json_in_json_and_escaped_slashes() -> None:
+    from pytest_crewguard.secret_values import secret_forms
+
+    value = "wJalrXUtnFEMI/K7MDENG/bPxRfi\"CYEX"
+    forms = secret_forms(value)
+    as_tool_arguments = json.dumps({"arguments": json.dumps({"note": value})})
+    assert any(form in as_tool_arguments for form in forms if form != value)
+    assert "wJalrXUtnFEMI\\/K7MDENG\\/bPxRfi\\\"CYEX" in forms
