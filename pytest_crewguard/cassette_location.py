@@ -59,7 +59,11 @@ def cassette_path(cassette_dir: Path, nodeid: str, override: str | None = None) 
     parts = ["__" if part == ".." else part for part in given.parts if part != given.anchor]
     test_file = Path(*parts) if parts else Path()
     folder = test_file.with_suffix("") if test_file.suffix == ".py" else test_file
-    test_name = file_safe(name_part.replace("::", "."))
+    # A parametrize id may hold a secret (a key passed as a parameter): not into a file name.
+    from .scrubbing import scrub_text  # not at import: scrubbing's modules import this one
+    from .secret_values import secret_env_values
+
+    test_name = file_safe(scrub_text(name_part, secret_env_values()).replace("::", "."))
     if len(test_name.encode()) > _LONGEST:  # file systems refuse names over 255 bytes
         digest = hashlib.sha256(name_part.encode()).hexdigest()[:12]
         test_name = f"{test_name.encode()[:_LONGEST - 13].decode(errors='ignore')}-{digest}"

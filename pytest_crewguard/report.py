@@ -232,8 +232,22 @@ def report_data(session: CrewguardSession, *, crewai: str | None = None) -> dict
             "problem": session.budget_unknown(),
         },
         "totals": totals_data(session),
-        "tests": {r.nodeid: r.to_json() for r in records},
+        "tests": _scrubbed_ids({r.nodeid: r.to_json() for r in records}),
     }
+
+
+def _scrubbed_ids(tests: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Test ids with secret values replaced (a key given as a parametrize value): reports are
+    kept and shared like cassettes."""
+    from .scrubbing import scrub_text
+    from .secret_values import secret_env_values
+
+    secrets = secret_env_values()
+    out = {}
+    for nodeid, entry in tests.items():
+        clean = scrub_text(nodeid, secrets)
+        out[clean] = entry if clean == nodeid else {**entry, "nodeid": clean}
+    return out
 
 
 def write_report(session: CrewguardSession, path: Path) -> None:

@@ -496,3 +496,29 @@ def test_secret_forms_cover_json_in_json_and_escaped_slashes() -> None:
     as_tool_arguments = json.dumps({"arguments": json.dumps({"note": value})})
     assert any(form in as_tool_arguments for form in forms if form != value)
     assert "wJalrXUtnFEMI\\/K7MDENG\\/bPxRfi\\\"CYEX" in forms
+
+
+SECRET_AS_PARAMETER = """
+import os
+
+
+@pytest.mark.crewguard
+@pytest.mark.parametrize("account", [os.environ["DEEPSEEK_API_KEY"]])
+def test_research(crewguard, account):
+    crewguard.kickoff(make_crew, inputs={"topic": "AI agents"})
+"""
+
+
+def test_a_secret_given_as_a_parameter_is_in_no_file_name_or_report(pytester, provider):
+    server = provider([answer("Noted.")])
+    pytester.makepyfile(test_crew=crew_test_file(server.openai_base_url, SECRET_AS_PARAMETER))
+    pytester.runpytest(
+        "--crewguard-record-mode=once", "--crewguard-report=r.json", "--crewguard-markdown=r.md"
+    ).assert_outcomes(passed=1)
+    written = [p for p in Path(pytester.path).rglob("*") if p.is_file()]
+    assert not [p for p in written if ENV_KEY in str(p)]
+    [cassette] = (Path(pytester.path) / "cassettes").rglob("*.yaml")
+    assert cassette.name == f"test_research-{PLACEHOLDER}.yaml"
+    for report in ("r.json", "r.md"):
+        text = (Path(pytester.path) / report).read_text()
+        assert ENV_KEY not in text and f"test_research[{PLACEHOLDER}]" in text
