@@ -176,7 +176,10 @@ def wrote(path: Path, text: str) -> None:
 
 def check_writable(path: Path) -> None:
     """Raise :class:`CassetteError` now if the cassette at ``path`` could not be written at the
-    end of the test (a read-only or full file system): recording would pay the provider first."""
+    end of the test (a read-only or full file system, a JSON cassette): recording would pay the
+    provider first."""
+    if path.suffix.lower() == ".json":
+        raise CassetteError(json_cassette_message(path))
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         probe = path.parent / f".{path.name}.crewguard-write-check"
@@ -189,3 +192,14 @@ def check_writable(path: Path) -> None:
             f"({err.strerror or err}). Nothing was sent to the provider. Make the directory "
             "writable or free space, or record into another one with --crewguard-cassette-dir."
         ) from None
+
+
+def json_cassette_message(path: Path) -> str:
+    """Why crewguard does not record into ``path``, a cassette of vcrpy's JSON serializer."""
+    return (
+        f"crewguard will not record into cassette {path}: it is a JSON cassette (vcrpy's json "
+        "serializer, pytest-recording's serializer='json') and crewguard writes YAML, which the "
+        "tool that owns this file could no longer read. Nothing was sent to the provider. Replay "
+        "reads it as it is; to record with crewguard, give the test a cassette of its own "
+        "(@pytest.mark.crewguard(cassette=\"....yaml\")), or record this one with the tool that wrote it."
+    )

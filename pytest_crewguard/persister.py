@@ -180,6 +180,8 @@ class AtomicYamlPersister:
         cassette_path: str | os.PathLike[str], cassette_dict: dict[str, Any], serializer: Any
     ) -> None:
         path = Path(cassette_path)
+        if path.suffix.lower() == ".json":  # YAML under a .json name would break its other readers
+            raise CassetteError(writers.json_cassette_message(path))
         mine = [scrub_interaction(i) for i in serialize(cassette_dict, _Capture)["interactions"]]
         with writers.locked(path):
             writers.remove_leftovers(path)

@@ -332,3 +332,27 @@ def test_a_test_cut_short_while_recording_leaves_the_cassette_as_it_was(pytester
     pytester.runpytest("--crewguard-record-mode=once").assert_outcomes(failed=1)
     assert not cassette.exists()
     server.stop()
+
+
+JSON_CASSETTE = """
+@pytest.mark.crewguard(cassette="theirs.json")
+def test_research(crewguard):
+    crewguard.kickoff(make_crew, inputs={"topic": "AI agents"})
+"""
+
+
+def test_a_json_cassette_is_replayed_but_never_rewritten_as_yaml(pytester, provider):
+    server = provider([answer("Summary.")])
+    pytester.makepyfile(test_crew=crew_test_file(server.openai_base_url, JSON_CASSETTE))
+    theirs = Path(pytester.path) / "cassettes" / "theirs.json"
+    theirs.parent.mkdir()
+    theirs.write_text('{"version": 1, "interactions": []}')
+    result = pytester.runpytest("--crewguard-record-mode=new_episodes")
+    assert result.ret != 0
+    result.stdout.fnmatch_lines([
+        "*crewguard will not record into cassette *theirs.json: it is a JSON cassette*Nothing was sent "
+        "to the provider*",
+    ])
+    assert theirs.read_text() == '{"version": 1, "interactions": []}'
+    assert server.requests == []
+    server.stop()
