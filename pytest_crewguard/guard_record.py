@@ -33,6 +33,11 @@ def notes(guard: GuardSession) -> list[str]:
             f"replayed with match_on={list(guard.match_config.match_on)}: their request bodies were "
             "not checked against the recording (a changed prompt is not a miss)"
         )
+    if guard.spec.faults is not None and guard.wire is not None and guard.wire.injector is None:
+        found.append(
+            "recorded with faults= set: faults are answered in replay only, so this run "
+            "met none of them; replay the test to exercise them"
+        )
     if guard.wire is not None and guard.wire.unrecorded_preflights:
         found.append(
             "sent token-count preflights their cassettes do not hold: answered as unavailable, "

@@ -315,9 +315,29 @@ class GuardSession:
         found += tool_violations(self.spec, runs)
         found += application_flow_violations(self.spec.output, self.assembly, self.settings.rootdir)
         found += end_of_test_violations(self.spec.output, runs, self.assembly)
+        found += self._faults_unused()
         found = self.verdict.new(found)
         if found:
             raise self.verdict.failure(found)
+
+    def _faults_unused(self) -> list[Violation]:
+        """``faults=`` in replay that answered no request: the test checked nothing it meant to
+        (a misspelt agent, task or model, or no LLM call at all)."""
+        wire = self.wire
+        if wire is None or wire.injector is None or wire.fault_log.faults:
+            return []
+        plan = wire.injector.plan
+        scope = ", ".join(f"{k} {v!r}" for k, v in (("agent", plan.agent), ("task", plan.task),
+                                                     ("model", plan.model)) if v is not None)
+        calls = self.assembly.calls()
+        seen = sorted({f"{c.agent or '-'} / {c.task or '-'} / {c.model}" for c in calls})
+        message = (
+            f"faults= answered no request in {self.nodeid}: "
+            + (f"no LLM request matched {scope}" if scope else "the test made no LLM request")
+            + (f"; its LLM calls (agent / task / model): {', '.join(seen)}" if seen else "")
+            + ". Name an agent, task or model the test's calls have, or drop faults= from this test."
+        )
+        return [Violation(Gate.PROVIDER_FAULT, message)]
 
     def begin_call(self) -> None:
         """The test body starts: threads it starts from now on may run kickoffs of its own, and

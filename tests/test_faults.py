@@ -128,7 +128,7 @@ RECORD = (
     RETRYING_CREW
     + """
 
-@pytest.mark.crewguard(cassette="retrying.yaml")
+@pytest.mark.crewguard(cassette="retrying.yaml", faults={"429": 1})  # not answered while recording
 def test_record(crewguard):
     dump(crewguard.kickoff(retrying_crew, inputs={"topic": "rate limits"}), "recorded")
 """
@@ -172,6 +172,11 @@ def test_server_error(crewguard):
 @pytest.mark.crewguard(cassette="retrying.yaml", faults={"timeout": 1})
 def test_timeout(crewguard):
     report(crewguard.kickoff(retrying_crew, inputs={"topic": "rate limits"}), "timeout")
+
+
+@pytest.mark.crewguard(cassette="retrying.yaml", faults={"429": 2, "agent": "Reseacher"})
+def test_misspelt_agent(crewguard):
+    crewguard.kickoff(retrying_crew, inputs={"topic": "rate limits"})
 """
 )
 
@@ -198,7 +203,10 @@ def test_rate_limited_crew_retries_on_the_virtual_clock(
     base_url = server.openai_base_url if model.startswith("gpt") else server.anthropic_base_url
     warm_up(server.openai_base_url)
     pytester.makepyfile(test_crew=crew_test_file(base_url, RECORD, model=model))
-    pytester.runpytest("--crewguard-record-mode=once").assert_outcomes(passed=1)
+    recording = pytester.runpytest("--crewguard-record-mode=once")
+    recording.assert_outcomes(passed=1)
+    recording.stdout.fnmatch_lines(["crewguard: 1 test recorded with faults= set: faults are answered in "
+                                    "replay only, so this run met none of them; replay the test to *"])
     recorded = read_dump(pytester, "recorded")
     server.stop()
 
@@ -214,6 +222,7 @@ def test_rate_limited_crew_retries_on_the_virtual_clock(
         "test_crew_fails": "failed",
         "test_server_error": "passed",
         "test_timeout": "passed",
+        "test_misspelt_agent": "failed",  # its faults answered nothing: it tested no fault
     }
 
     retried = read_dump(pytester, "retried")
@@ -251,6 +260,11 @@ def test_rate_limited_crew_retries_on_the_virtual_clock(
             "  (the test then failed with *",
         ]
     )
+    result.stdout.fnmatch_lines([
+        "crewguard: faults= answered no request in test_crew.py::test_misspelt_agent: no LLM request "
+        "matched agent 'Reseacher'; its LLM calls (agent / task / model): Researcher / research / *. "
+        "Name an agent, task or model the test's calls have, or drop faults= from this test."
+    ])
     result.stdout.fnmatch_lines(
         [
             "*test_gives_up*FAILED provider_fault*",
