@@ -316,9 +316,25 @@ class GuardSession:
         found += application_flow_violations(self.spec.output, self.assembly, self.settings.rootdir)
         found += end_of_test_violations(self.spec.output, runs, self.assembly)
         found += self._faults_unused()
+        found += self._repeat_unused()
         found = self.verdict.new(found)
         if found:
             raise self.verdict.failure(found)
+
+    def _repeat_unused(self) -> list[Violation]:
+        """``repeat=N`` where nothing was repeated: only ``crewguard.kickoff`` (and
+        ``kickoff_flow``) run a factory N times; a test that kicks off crews itself ran them once
+        and compared nothing."""
+        if self.spec.repeat <= 1 or self.repeat_summaries or self.assembly.fixture_flows:
+            return []
+        message = (
+            f"repeat={self.spec.repeat} repeated nothing in {self.nodeid}: it applies to "
+            "crewguard.kickoff(factory) and crewguard.kickoff_flow(factory), which build and run the "
+            "crew that many times; this test ran "
+            + ("its crews itself, once each" if self.assembly.all_runs() else "no crew")
+            + ". Kick the crew off with crewguard.kickoff(make_crew), or drop repeat=."
+        )
+        return [Violation(Gate.REPEAT, message)]
 
     def _faults_unused(self) -> list[Violation]:
         """``faults=`` in replay that answered no request: the test checked nothing it meant to

@@ -150,6 +150,11 @@ def test_clean(crewguard):
     run = crewguard.kickoff(lambda: make_crew(tools=[note_finding_clean]), inputs={"topic": "AI agents"})
     assert len(crewguard.runs) == 2 and run is crewguard.runs[0]
     assert [r.llm_calls for r in crewguard.runs] == [2, 2]
+
+
+@pytest.mark.crewguard(repeat=2, cassette="test_crew/test_clean.yaml")
+def test_repeat_of_the_applications_kickoff(crewguard):
+    make_crew(tools=[note_finding_clean]).kickoff(inputs={"topic": "AI agents"})  # not repeated
 """
 
 FINDING = "Agents plan their steps before acting"
@@ -177,7 +182,7 @@ LEAK_MESSAGE = [
 def test_a_tool_that_keeps_a_module_level_list_fails_repeat(pytester, provider):
     server = provider(notes_then_answers)
     pytester.makepyfile(test_crew=crew_test_file(server.openai_base_url, LEAK_BODY))
-    recorded = pytester.runpytest("--crewguard-record-mode=once")
+    recorded = pytester.runpytest("--crewguard-record-mode=once", "-k", "not applications_kickoff")
     recorded.assert_outcomes(passed=1, failed=1)
     recorded.stdout.fnmatch_lines(["*_ test_leaky _*", *LEAK_MESSAGE])
     recorded.stdout.no_fnmatch_line("FAILED test_crew.py::test_clean*")
@@ -202,6 +207,14 @@ def test_a_tool_that_keeps_a_module_level_list_fails_repeat(pytester, provider):
     replayed = pytester.runpytest("-k", "test_leaky")
     replayed.assert_outcomes(failed=1)
     replayed.stdout.fnmatch_lines(["*_ test_leaky _*", *LEAK_MESSAGE])
+    # repeat= on a crew the test kicks off itself ran it once and compared nothing: not a pass.
+    itself = pytester.runpytest("-k", "test_repeat_of_the_applications_kickoff")
+    itself.assert_outcomes(failed=1)
+    itself.stdout.fnmatch_lines([
+        "crewguard: repeat=2 repeated nothing in test_crew.py::test_repeat_of_the_applications_kickoff: "
+        "it applies to crewguard.kickoff(factory) and crewguard.kickoff_flow(factory)*this test ran its "
+        "crews itself, once each. Kick the crew off with crewguard.kickoff(make_crew), or drop repeat=."
+    ])
 
 
 # -- memory growth -----------------------------------------------------------------------------
