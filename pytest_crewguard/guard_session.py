@@ -37,6 +37,7 @@ from .session import CrewguardSession, GuardedTest
 from .settings import Settings
 from .storage import remove_if_disposable, remove_if_empty, storage_at
 from .tls import shared_tls_context
+from .unused_arguments import unused_arguments
 from .verdict import Gate, GateFailure, Verdict, Violation
 from .wire import WireLog
 
@@ -315,45 +316,10 @@ class GuardSession:
         found += tool_violations(self.spec, runs)
         found += application_flow_violations(self.spec.output, self.assembly, self.settings.rootdir)
         found += end_of_test_violations(self.spec.output, runs, self.assembly)
-        found += self._faults_unused()
-        found += self._repeat_unused()
+        found += unused_arguments(self)
         found = self.verdict.new(found)
         if found:
             raise self.verdict.failure(found)
-
-    def _repeat_unused(self) -> list[Violation]:
-        """``repeat=N`` where nothing was repeated: only ``crewguard.kickoff`` (and
-        ``kickoff_flow``) run a factory N times; a test that kicks off crews itself ran them once
-        and compared nothing."""
-        if self.spec.repeat <= 1 or self.repeat_summaries or self.assembly.fixture_flows:
-            return []
-        message = (
-            f"repeat={self.spec.repeat} repeated nothing in {self.nodeid}: it applies to "
-            "crewguard.kickoff(factory) and crewguard.kickoff_flow(factory), which build and run the "
-            "crew that many times; this test ran "
-            + ("its crews itself, once each" if self.assembly.all_runs() else "no crew")
-            + ". Kick the crew off with crewguard.kickoff(make_crew), or drop repeat=."
-        )
-        return [Violation(Gate.REPEAT, message)]
-
-    def _faults_unused(self) -> list[Violation]:
-        """``faults=`` in replay that answered no request: the test checked nothing it meant to
-        (a misspelt agent, task or model, or no LLM call at all)."""
-        wire = self.wire
-        if wire is None or wire.injector is None or wire.fault_log.faults:
-            return []
-        plan = wire.injector.plan
-        scope = ", ".join(f"{k} {v!r}" for k, v in (("agent", plan.agent), ("task", plan.task),
-                                                     ("model", plan.model)) if v is not None)
-        calls = self.assembly.calls()
-        seen = sorted({f"{c.agent or '-'} / {c.task or '-'} / {c.model}" for c in calls})
-        message = (
-            f"faults= answered no request in {self.nodeid}: "
-            + (f"no LLM request matched {scope}" if scope else "the test made no LLM request")
-            + (f"; its LLM calls (agent / task / model): {', '.join(seen)}" if seen else "")
-            + ". Name an agent, task or model the test's calls have, or drop faults= from this test."
-        )
-        return [Violation(Gate.PROVIDER_FAULT, message)]
 
     def begin_call(self) -> None:
         """The test body starts: threads it starts from now on may run kickoffs of its own, and
