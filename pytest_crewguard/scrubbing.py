@@ -49,7 +49,8 @@ SECRET_RESPONSE_HEADERS: frozenset[str] = frozenset(
 # ``x-ratelimit-remaining-tokens`` is a count, not a credential.
 _HEADER_WORDS = frozenset(
     {"auth", "authorization", "key", "apikey", "token", "secret", "password", "passwd",
-     "signature", "cookie", "credential", "credentials", "sig"}
+     "signature", "cookie", "credential", "credentials", "sig", "pass", "pwd", "session", "jwt",
+     "bearer"}
 )
 # Query parameters (any case): Google's key=, Azure Functions' code=, Azure SAS sig=, ...
 SECRET_QUERY_PARAMETERS: tuple[str, ...] = (

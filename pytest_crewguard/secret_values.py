@@ -34,7 +34,9 @@ SECRET_ENV_VARIABLES: tuple[str, ...] = (
 # alike in recorded and live requests, so it still matches; a key written into a cassette is
 # in version control. Public keys are not secrets.
 _SECRET_ENV_NAME = re.compile(
-    r"(?<!PUBLIC)(?:_KEYS|(?:_KEY|APIKEY|TOKEN|SECRET|PASSWORD|PASSWD)\d*)$",  # SERPER_API_KEY2
+    # SERPER_API_KEY2; DB_PASS, GITHUB_PAT, GCP_CREDENTIALS, SLACK_WEBHOOK_URL (the URL is the secret)
+    r"(?<!PUBLIC)(?:_KEYS|(?:_KEY|APIKEY|TOKEN|SECRET|PASSWORD|PASSWD|_PASS|_PAT|_PWD|CREDENTIALS?)\d*"
+    r"|_WEBHOOK|_WEBHOOK_URL)$",
     re.IGNORECASE,
 )
 # A credential word with more after it: a second key (OPENAI_API_KEY_2), a variant

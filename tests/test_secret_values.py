@@ -121,8 +121,14 @@ def test_credential_names_with_more_after_the_word_are_secrets_unless_it_names_s
         "ANTHROPIC_API_KEYS": "ant-one-0123456789,ant-two-0123456789",
         "GITHUB_TOKEN_RO": "ghp_readonly0123456789abcdef",
         "SECRET_KEY_BASE": "rails-secret-base-0123456789",
+        "DB_PASS": "db-pass-0123456789abcdef",
+        "GITHUB_PAT": "github_pat_0123456789abcdef",
+        "GCP_CREDENTIALS": '{"private_key": "0123456789abcdef"}',
+        "SLACK_WEBHOOK_URL": "https://hooks.slack.com/services/T0/B0/0123456789abcdef",
     }
     others = {
+        "COMPASS_HEADING": "north-north-west",
+        "CREDENTIALS_FILE": "/home/app/.config/credentials.json",
         "AWS_ACCESS_KEY_ID": "AKIAEXAMPLEID0123456",  # an id, not the secret
         "HF_TOKEN_PATH": "/home/app/.cache/token",  # where the secret is
         "OAUTH_TOKEN_URI": "https://oauth2.googleapis.com/token",

@@ -92,7 +92,9 @@ def _written_without(path: Path, *secrets: str) -> str:
 
 
 @pytest.mark.parametrize(
-    "header", ["Ocp-Apim-Subscription-Key", "Helicone-Auth", "X-Auth-Token", "X-Portkey-Api-Key"]
+    "header",
+    ["Ocp-Apim-Subscription-Key", "Helicone-Auth", "X-Auth-Token", "X-Portkey-Api-Key", "X-Session-Id",
+     "X-Pass"],
 )
 def test_credential_named_request_headers_are_scrubbed_whatever_the_value(tmp_path, header):
     path = tmp_path / "c.yaml"
@@ -455,7 +457,9 @@ def test_echo(crewguard):
 """
 
 
-def test_a_credential_sent_by_name_is_scrubbed_where_the_server_echoes_it(pytester, monkeypatch) -> None:
+def test_a_credential_sent_by_name_is_scrubbed_where_the_server_echoes_it(
+    pytester, monkeypatch, crewai_loaded
+) -> None:
     # The request's credential fields were replaced, the response that quoted them kept them.
     import http.server
     import threading
