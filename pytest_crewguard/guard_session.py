@@ -78,9 +78,12 @@ class GuardSession:
         self.repeat_summaries: list[Callable[[], dict[str, Any]]] = []  # per kickoff call
         self._storage_root = storage_root
         # Why the test stopped before its end while recording (an error, an interrupt): set by
-        # cut_short; a cassette that replaces one (rewrite) or is new (once) is then not written.
+        # cut_short; after an interrupt, a cassette that replaces one (rewrite) or is new (once)
+        # is not written.
         self.cut_short_by: str | None = None
+        self._keep_cassette = False
         self._cassette_existed = False
+        self._recording = False
         self._stack = ExitStack()
         self._patches: interception.Snapshot = {}
 
@@ -166,6 +169,7 @@ class GuardSession:
             shared=self.spec.cassette is not None,
         )
         cassette.wire = self.wire
+        self._recording = not cassette.write_protected
         self._patches = interception.snapshot()
         # `none`, and `once` with an existing cassette: nothing may reach the network.
         if cassette.write_protected:
@@ -189,24 +193,32 @@ class GuardSession:
         self._stack.enter_context(virtual_waits(wire.waited))
 
     def cut_short(self, err: BaseException) -> str | None:
-        """The test body ended with ``err``, not with a gate's verdict. While recording in
-        ``rewrite`` (or ``once``, for a new cassette) the recording is then partial: returns the
-        note that the cassette was not written, the one before kept (``None``: it is written)."""
-        if self.record_mode not in ("rewrite", "once") or self.cut_short_by is not None:
+        """The test body ended with ``err``, not with a gate's verdict, while recording: returns
+        the note for the table (``None``: not recording). An interrupt (Ctrl-C, a signal) in
+        ``rewrite``, or in ``once`` for a new cassette, leaves the cassette as it was: the
+        recording is partial, and a whole one must not be replaced by it. A failure is written as
+        vcrpy writes it (its calls were paid for), and the note says what it holds."""
+        if self.record_mode == "none" or not self._recording or self.cut_short_by is not None:
             return None
         if self.spec.record_errors:  # a fault recorded on purpose: the error is what is kept
             return None
         self.cut_short_by = type(err).__name__
-        kept = "the one before is kept" if self._cassette_existed else "none was written"
+        where = self.display(self.cassette_path)
+        if isinstance(err, KeyboardInterrupt | SystemExit) and self.record_mode in ("rewrite", "once"):
+            self._keep_cassette = True
+            kept = "the one before is kept" if self._cassette_existed else "none was written"
+            return (
+                f"stopped while recording ({self.cut_short_by}): {where} would hold part of the "
+                f"test's calls, so {kept}; record it again"
+            )
         return (
-            f"stopped before its end while recording ({self.cut_short_by}): its cassette "
-            f"{self.display(self.cassette_path)} would hold part of the test's calls, so {kept}; "
-            "record it again once the test runs to its end"
+            f"failed while recording ({self.cut_short_by}): {where} holds the calls made before "
+            "the failure; if the failure stopped the test early, record it again once it passes"
         )
 
     def keeps_cassette(self) -> bool:
-        """Whether the cassette is left as it was because the test was cut short (see cut_short)."""
-        return self.cut_short_by is not None
+        """Whether the cassette is left as it was: the test was interrupted (see cut_short)."""
+        return self._keep_cassette
 
     def close(self) -> str | None:
         """Leave the cassette (writing it when recording) and restore the environment.

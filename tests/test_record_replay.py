@@ -305,32 +305,40 @@ import os
 @pytest.mark.crewguard
 def test_two(crewguard):
     crewguard.kickoff(make_crew, inputs={"topic": "first"})
-    if os.environ.get("STOP_MIDWAY"):
+    if os.environ.get("STOP_MIDWAY") == "interrupt":
+        raise SystemExit(143)  # a signal's handler exiting, as Ctrl-C's KeyboardInterrupt would
+    if os.environ.get("STOP_MIDWAY") == "fail":
         raise RuntimeError("a flaky assertion")
     crewguard.kickoff(make_crew, inputs={"topic": "second"})
 """
 
 
-def test_a_test_cut_short_while_recording_leaves_the_cassette_as_it_was(pytester, provider, monkeypatch):
-    # rewrite replaced a whole recording with the part recorded before the test failed; the
-    # next replay then blamed a changed prompt.
-    server = provider([answer("First."), answer("Second."), answer("First."), answer("First.")])
+def test_a_test_stopped_while_recording_says_what_its_cassette_holds(pytester, provider, monkeypatch):
+    # An interrupt under rewrite replaced a whole recording with the part made before it, and
+    # the next replay blamed a changed prompt; a failure is written (its calls were paid for),
+    # saying so.
+    server = provider([answer("First."), answer("Second.")] + [answer("First.")] * 4)
     pytester.makepyfile(test_crew=crew_test_file(server.openai_base_url, CUT_SHORT))
     cassette = Path(pytester.path) / "cassettes" / "test_crew" / "test_two.yaml"
     pytester.runpytest("--crewguard-record-mode=once").assert_outcomes(passed=1)
     whole = cassette.read_text()
-    monkeypatch.setenv("STOP_MIDWAY", "1")
-    cut = pytester.runpytest("--crewguard-record-mode=rewrite")
-    cut.assert_outcomes(failed=1)
+    monkeypatch.setenv("STOP_MIDWAY", "interrupt")
+    stopped = pytester.runpytest("--crewguard-record-mode=rewrite")
+    stopped.assert_outcomes(failed=1)
     assert cassette.read_text() == whole
-    cut.stdout.fnmatch_lines([
-        "crewguard: 1 test stopped before its end while recording (RuntimeError): its cassette "
-        "cassettes/test_crew/test_two.yaml would hold part of the test's calls, so the one before is "
-        "kept; record it again once the test runs to its end"
+    stopped.stdout.fnmatch_lines([
+        "crewguard: 1 test stopped while recording (SystemExit): cassettes/test_crew/test_two.yaml "
+        "would hold part of the test's calls, so the one before is kept; record it again"
     ])
-    cassette.unlink()  # once, with no cassette yet: none is written rather than a partial one
-    pytester.runpytest("--crewguard-record-mode=once").assert_outcomes(failed=1)
-    assert not cassette.exists()
+    monkeypatch.setenv("STOP_MIDWAY", "fail")
+    failed = pytester.runpytest("--crewguard-record-mode=rewrite")
+    failed.assert_outcomes(failed=1)
+    assert len(yaml.safe_load(cassette.read_text())["interactions"]) == 1
+    failed.stdout.fnmatch_lines([
+        "crewguard: 1 test failed while recording (RuntimeError): cassettes/test_crew/test_two.yaml holds "
+        "the calls made before the failure; if the failure stopped the test early, record it again once "
+        "it passes"
+    ])
     server.stop()
 
 
