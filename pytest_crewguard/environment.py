@@ -76,8 +76,48 @@ def session_storage_parent() -> str | None:
 
 
 def new_storage_root(prefix: str = "crewguard-storage-") -> Path:
-    """A new directory for a run's CrewAI storage, under :func:`session_storage_parent`."""
-    return Path(tempfile.mkdtemp(prefix=prefix, dir=session_storage_parent()))
+    """A new directory for a run's CrewAI storage, under :func:`session_storage_parent`.
+
+    It holds the pid of the process that made it; roots of processes that have ended without
+    removing theirs (killed by CI's cancel, SIGTERM, SIGKILL) are removed first: in /dev/shm
+    they would hold memory until the machine restarts.
+    """
+    root = Path(tempfile.mkdtemp(prefix=prefix, dir=session_storage_parent()))
+    _remove_orphans(root.parent, prefix, keep=root)
+    (root / OWNER_FILE).write_text(str(os.getpid()))
+    return root
+
+
+OWNER_FILE = ".crewguard-pid"
+_ORPHAN_AGE_S = 60.0  # a root younger than this may belong to a process still starting
+
+
+def _remove_orphans(parent: Path, prefix: str, keep: Path) -> None:
+    import shutil
+    import time
+
+    try:
+        candidates = [p for p in parent.iterdir() if p.name.startswith(prefix) and p != keep]
+    except OSError:
+        return
+    for root in candidates:
+        try:
+            owner = int((root / OWNER_FILE).read_text())
+            stale = time.time() - root.stat().st_mtime > _ORPHAN_AGE_S and root.stat().st_uid == os.getuid()
+        except (OSError, ValueError, AttributeError):  # not ours, no owner file, or no uids (Windows)
+            continue
+        if stale and not _alive(owner):
+            shutil.rmtree(root, ignore_errors=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # another user's process: alive
+        return True
+    return True
 
 
 def storage_dir_for(session_storage: Path, nodeid: str) -> Path:

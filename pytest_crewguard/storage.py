@@ -203,8 +203,13 @@ def _remove_lock_file(database: Path) -> None:
 
 
 def remove_if_empty(directory: Path) -> None:
-    """Remove ``directory`` if it is empty (a run's own storage root, once its tests' went)."""
+    """Remove ``directory`` if it holds nothing but its owner file (a run's own storage root,
+    once its tests' went)."""
+    from .environment import OWNER_FILE
+
     try:
-        directory.rmdir()
+        if set(os.listdir(directory)) <= {OWNER_FILE}:
+            (directory / OWNER_FILE).unlink(missing_ok=True)
+            directory.rmdir()
     except OSError:
         pass

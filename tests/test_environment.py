@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 
 import pytest
@@ -50,3 +51,34 @@ def test_storage_goes_to_memory_only_when_it_has_room_and_tmpdir_is_not_set(
     monkeypatch.setattr(environment, "MEMORY_DIR", str(tmp_path))
     monkeypatch.setenv("TMPDIR", str(tmp_path / "mine"))  # the user's choice wins
     assert environment.session_storage_parent() is None
+
+
+def test_a_storage_root_left_by_a_process_that_ended_is_removed_by_the_next_run(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A run killed by CI's cancel left its root in /dev/shm, holding memory until a reboot.
+    import subprocess
+    import tempfile
+
+    from pytest_crewguard.environment import OWNER_FILE, new_storage_root
+    from pytest_crewguard.storage import remove_if_empty
+
+    monkeypatch.setenv("TMPDIR", str(tmp_path))
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    ended = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True,
+                           text=True, check=True)
+    old = os.stat(tmp_path).st_mtime - 3600
+    roots = {}
+    for name, pid in (("dead", ended.stdout.strip()), ("alive", str(os.getppid())), ("foreign", None)):
+        root = tmp_path / f"crewguard-storage-{name}"
+        (root / "test-dir").mkdir(parents=True)
+        if pid is not None:
+            (root / OWNER_FILE).write_text(pid)
+        os.utime(root, (old, old))
+        roots[name] = root
+    fresh = new_storage_root()
+    assert not roots["dead"].exists()
+    assert roots["alive"].exists() and roots["foreign"].exists()  # a live owner, or none known
+    assert (fresh / OWNER_FILE).read_text() == str(os.getpid())
+    remove_if_empty(fresh)  # its owner file alone does not keep it
+    assert not fresh.exists()
