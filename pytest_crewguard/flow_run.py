@@ -59,7 +59,7 @@ class FlowRunner:
 
     def kickoff(self, factory: FlowFactory, inputs: dict[str, Any] | None) -> FlowRun:
         guard = self.guard
-        with guard.repeats() as repeats:
+        with guard.fixture_kickoff(), guard.repeats() as repeats:
             numbers = range(1, guard.spec.repeat + 1)
             results = [self._kept(repeats, self._one_run(repeats, n, factory, inputs)) for n in numbers]
         guard.check_repeats(repeats)
@@ -67,7 +67,7 @@ class FlowRunner:
 
     async def kickoff_async(self, factory: FlowFactory, inputs: dict[str, Any] | None) -> FlowRun:
         guard = self.guard
-        with guard.repeats() as repeats:
+        with guard.fixture_kickoff(), guard.repeats() as repeats:
             numbers = range(1, guard.spec.repeat + 1)
             results = [
                 self._kept(repeats, await self._one_run_async(repeats, n, factory, inputs))

@@ -115,7 +115,7 @@ class CrewGuard:
         all of them.
         """
         guard = self._guard_session
-        with guard.repeats() as repeats:
+        with guard.fixture_kickoff(), guard.repeats() as repeats:
             numbers = range(1, guard.spec.repeat + 1)
             runs = [_kept(repeats, self._one_run(repeats, n, factory, inputs)) for n in numbers]
         guard.check_repeats(repeats)
@@ -124,7 +124,7 @@ class CrewGuard:
     async def kickoff_async(self, factory: CrewFactory, inputs: dict[str, Any] | None = None) -> GuardedRun:
         """The same as :meth:`kickoff`, through ``Crew.kickoff_async``."""
         guard = self._guard_session
-        with guard.repeats() as repeats:
+        with guard.fixture_kickoff(), guard.repeats() as repeats:
             numbers = range(1, guard.spec.repeat + 1)
             runs = [
                 _kept(repeats, await self._one_run_async(repeats, n, factory, inputs)) for n in numbers

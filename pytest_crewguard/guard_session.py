@@ -8,8 +8,8 @@ nothing of pytest: a failed gate is raised as :class:`~pytest_crewguard.verdict.
 from __future__ import annotations
 
 import sys
-from collections.abc import Callable
-from contextlib import ExitStack
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -81,6 +81,7 @@ class GuardSession:
         # cut_short; after an interrupt, a cassette that replaces one (rewrite) or is new (once)
         # is not written.
         self.cut_short_by: str | None = None
+        self.fixture_kickoffs_running = 0  # crewguard.kickoff* calls under way (see body_watchdog)
         self._keep_cassette = False
         self._cassette_existed = False
         self._recording = False
@@ -260,6 +261,15 @@ class GuardSession:
         prompt_file = getattr(crew, "prompt_file", None)
         if prompt_file:
             self.assembly.prompt_files.add(str(prompt_file))
+
+    @contextmanager
+    def fixture_kickoff(self) -> Iterator[None]:
+        """A ``crewguard.kickoff*`` call runs: its own deadline applies, not the body's watchdog."""
+        self.fixture_kickoffs_running += 1
+        try:
+            yield
+        finally:
+            self.fixture_kickoffs_running -= 1
 
     def repeats(self) -> Repeats:
         repeats = Repeats(self.spec, self.storage_dir, self.wire, self.events)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Generator, Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from typing import TYPE_CHECKING, Any
 
 import pytest
@@ -204,6 +204,14 @@ def _gates_fail_the_test() -> Iterator[None]:
         raise outcome from None
 
 
+def _body_watchdog(guard: Any) -> AbstractContextManager[None]:
+    if guard is None or guard.spec.max_seconds is None:
+        return nullcontext()
+    from .body_watchdog import body_watchdog
+
+    return body_watchdog(guard)
+
+
 class GuardedTestHooks:
     """Hook wrappers for guarded tests, registered only once a session has one: a run of
     plain tests never goes through them. In a mixed run they hand plain tests straight on."""
@@ -250,7 +258,7 @@ class GuardedTestHooks:
         if guard is not None:
             guard.begin_call()
         try:
-            with _gates_fail_the_test():
+            with _gates_fail_the_test(), _body_watchdog(guard):
                 result = yield
         except BaseException as err:
             # A gate's verdict, a skip or an xfail stops the test where every run stops it; an

@@ -91,7 +91,7 @@ def wait_for(
         left = [k for k in unfinished(events, skip) if _object_with_id(k.source_id) is not None]
         frames = sys._current_frames()  # one look at every thread, for all that follows
         now = threads_now(frames)
-        kickoffs = {t: _kickoff_of(t, frames) for t in now.where if t not in there_before}
+        kickoffs = {t: kickoff_of(t, frames) for t in now.where if t not in there_before}
         # A crew stopped at max_seconds has failed its test already: not waited for again.
         running = [t for t, crew in kickoffs.items() if crew is not None and not _given_up(crew)]
         for thread in now.where:
@@ -135,7 +135,7 @@ def _given_up(crew: Any) -> bool:
     return deadline is not None and bool(deadline.is_abandoned(crew))
 
 
-def _kickoff_of(thread: threading.Thread, frames: Frames | None = None) -> Any:
+def kickoff_of(thread: threading.Thread, frames: Frames | None = None) -> Any:
     """The crew (or flow, or agent) whose ``kickoff`` ``thread`` is running, if any."""
     frame = (sys._current_frames() if frames is None else frames).get(thread.ident or -1)
     found = None
@@ -152,7 +152,7 @@ def stop(kickoffs: list[CrewEvent], threads: list[threading.Thread], owner: str)
     :mod:`.deadline`): how many crews, and each thread named with where it is."""
     from . import deadline
 
-    crews = {id(crew): crew for crew in map(_kickoff_of, threads) if crew is not None}
+    crews = {id(crew): crew for crew in map(kickoff_of, threads) if crew is not None}
     for kickoff in kickoffs:
         crew = _object_with_id(kickoff.source_id)
         if crew is not None:  # else ended meanwhile, or run where no frame holds it

@@ -252,3 +252,48 @@ def test_a_cassette_without_latencies_has_no_projection(pytester: pytest.Pyteste
          "latencies of 1 of 3 calls and * s local already add up to that (2 call(s) have no recorded "
          "latency)*"]
     )
+
+
+BLOCKED_IN_THE_BODY = """
+import threading
+import time
+
+
+@tool("lookup")
+def lookup(q: str) -> str:
+    \"\"\"Look something up.\"\"\"
+    time.sleep(20)  # a tool that never answers in time
+    return "some facts"
+
+
+@pytest.mark.crewguard(max_seconds=1)
+def test_app_kickoff_blocks(crewguard):
+    make_crew(tools=[lookup]).kickoff(inputs={"topic": "slow things"})  # the application's own
+
+
+@pytest.mark.crewguard(max_seconds=1)
+def test_app_thread_blocks(crewguard):
+    crew = make_crew(tools=[lookup])
+    worker = threading.Thread(target=lambda: crew.kickoff(inputs={"topic": "slow things"}))
+    worker.start()
+    worker.join()
+"""
+
+
+def test_a_crew_the_test_kicks_off_itself_is_held_to_max_seconds(
+    pytester: pytest.Pytester, provider: Any
+) -> None:
+    # Only crewguard.kickoff had a deadline: a blocked application kickoff hung the session.
+    server = provider(slow_second_call(0.0))
+    pytester.makepyfile(test_crew=crew_test_file(server.openai_base_url, BLOCKED_IN_THE_BODY))
+    started = time.perf_counter()
+    result = pytester.runpytest_subprocess("--crewguard-record-mode=once", "-p", "no:randomly", timeout=60)
+    took = time.perf_counter() - started
+    result.assert_outcomes(failed=2)
+    result.stdout.fnmatch_lines([
+        "crewguard: a crew the test's code kicked off ran past max_seconds=1 (*s so far); the test fails "
+        "now instead of hanging.",
+        "  Where the crew was:",
+        "*time.sleep(20)*",
+    ])
+    assert took < 20, f"the session took {took:.1f} s: it waited for the blocked tool"

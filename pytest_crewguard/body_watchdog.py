@@ -1,0 +1,99 @@
+"""``max_seconds`` for the crews a test's own code kicks off in its body.
+
+``crewguard.kickoff*`` runs its crew under a deadline of its own. A crew the application kicks
+off (an endpoint called by the test, a thread it joins) has none: a tool that blocks would hang
+the test, and CI with it. While the body runs, an interval timer (SIGALRM, main thread only)
+looks every quarter second, once ``max_seconds`` have passed, for a kickoff of this test that
+some thread is still running and that started longer than ``max_seconds`` ago; then the test
+fails in its main thread, naming where the crew is. Written by hand: pytest-timeout's signal
+method does this for a whole test, not for crews; where SIGALRM is taken already (pytest-timeout,
+the application) or there is none (Windows, a thread other than the main one) the watchdog stays
+off, as before.
+"""
+
+from __future__ import annotations
+
+import signal
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Any
+
+from . import deadline
+from .unfinished_kickoffs import kickoff_of, unfinished
+from .verdict import Gate, Violation
+
+if TYPE_CHECKING:
+    from .guard_session import GuardSession
+
+_RECHECK_S = 0.25
+
+
+@contextmanager
+def body_watchdog(guard: GuardSession) -> Iterator[None]:
+    """Within the block (the test body), fail the test when a crew the body kicked off runs past
+    the marker's ``max_seconds``."""
+    max_seconds = guard.spec.max_seconds
+    usable = (
+        max_seconds is not None
+        and hasattr(signal, "setitimer")
+        and threading.current_thread() is threading.main_thread()
+        and signal.getsignal(signal.SIGALRM) in (signal.SIG_DFL, signal.SIG_IGN, None)
+    )
+    if not usable or max_seconds is None:
+        yield
+        return
+
+    def on_alarm(_signum: int, _frame: Any) -> None:
+        overdue = _overdue(guard, max_seconds)
+        if not overdue:
+            signal.setitimer(signal.ITIMER_REAL, _RECHECK_S)
+            return
+        # Again until the body has left: unwinding may block too (asyncio.run waiting, in its
+        # cleanup, for the worker thread the blocked tool runs on).
+        signal.setitimer(signal.ITIMER_REAL, _RECHECK_S)
+        raise guard.verdict.failure([Violation(Gate.MAX_SECONDS, _message(overdue, max_seconds))])
+
+    previous = signal.signal(signal.SIGALRM, on_alarm)
+    signal.setitimer(signal.ITIMER_REAL, max_seconds)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+
+
+def _overdue(guard: GuardSession, max_seconds: float) -> list[tuple[Any, float]]:
+    """The crews of the body's kickoffs that a thread still runs, started over ``max_seconds``
+    ago, with their ages."""
+    if guard.fixture_kickoffs_running:  # crewguard.kickoff's own deadline is on it
+        return []
+    own = {run.kickoff_id for run in guard.assembly.fixture_runs}
+    frames = sys._current_frames()
+    running: dict[int, Any] = {}
+    for thread in threading.enumerate():
+        crew = kickoff_of(thread, frames)
+        if crew is not None:
+            running.setdefault(id(crew), crew)
+    now = time.time()
+    found = []
+    for started in unfinished(guard.events, own):
+        crew = running.get(started.source_id or -1)
+        age = now - started.timestamp if started.timestamp is not None else 0.0
+        if crew is not None and age > max_seconds:
+            found.append((crew, age))
+    return found
+
+
+def _message(overdue: list[tuple[Any, float]], max_seconds: float) -> str:
+    oldest = max(age for _, age in overdue)
+    threads = {t.ident: t for crew, _ in overdue for t in deadline.threads_of(crew)}
+    where = "".join(f"\n  thread {t.name}:\n{deadline.stack_of(t)}" for t in threads.values())
+    return (
+        f"a crew the test's code kicked off ran past max_seconds={max_seconds:g} "
+        f"({oldest:.1f}s so far); the test fails now instead of hanging.\n  Where the crew was:"
+        f"{where or ' (in the test body)'}\n"
+        "  Find what it waits for there (a tool, a lock, a network call), or raise max_seconds."
+    )
