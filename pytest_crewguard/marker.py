@@ -120,6 +120,7 @@ def _output(value: Any, rootdir: Path | None) -> Any:
     if value is None:
         return value
     if isinstance(value, dict):  # checked now: a bad schema fails before any crew runs
+        _refuse_task_named_like_a_keyword(value)
         _check_schema(value, "{...}")
         return value
     if isinstance(value, (str, Path)):
@@ -143,6 +144,27 @@ def _output(value: Any, rootdir: Path | None) -> Any:
         f"argument output={value!r}: expected a pydantic model class, a JSON Schema dict, "
         "or the path of a .json schema file"
     )
+
+
+def _refuse_task_named_like_a_keyword(value: dict[Any, Any]) -> None:
+    """A map of task names whose task is named like a JSON Schema keyword (``format``,
+    ``title``) is read as one JSON Schema: say so, not what the schema validator says."""
+    from .output_gates import SCHEMA_KEYWORDS
+
+    # A class is never a JSON Schema's value; a .json path is, under "$ref" and the like.
+    def names_a_schema(key: Any, schema: Any) -> bool:
+        path = isinstance(schema, (str, Path)) and str(schema).endswith(".json")
+        return isinstance(schema, type) or (key not in SCHEMA_KEYWORDS and path)
+
+    models = [k for k, v in value.items() if names_a_schema(k, v)]
+    keywords = sorted(str(k) for k in value if k in SCHEMA_KEYWORDS)
+    if models and keywords:
+        raise ConfigError(
+            f"argument output={{...}}: its key {keywords[0]!r} is a JSON Schema keyword, so the dict "
+            "was read as one JSON Schema, not as a map of task names to schemas. A task named like a "
+            f"keyword cannot be named there: check it in the test with run.assert_output(Model, "
+            f"task={keywords[0]!r})"
+        )
 
 
 def _allow_hosts(value: Any) -> tuple[str, ...]:

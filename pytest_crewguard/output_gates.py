@@ -15,7 +15,7 @@ from .errors import ConfigError
 from .verdict import Gate, Violation
 
 # Keys that make a dict a JSON Schema rather than a ``{task_name: schema}`` map.
-_SCHEMA_KEYWORDS = frozenset(
+SCHEMA_KEYWORDS = frozenset(
     {
         "$schema", "$ref", "$defs", "$id", "type", "properties", "required", "items", "title",
         "description", "anyOf", "oneOf", "allOf", "not", "enum", "const", "definitions",
@@ -36,7 +36,7 @@ def is_schema(value: Any) -> bool:
 
 def task_schemas(value: Any) -> dict[str, Any] | None:
     """``{task_name: schema}`` when ``value`` is a per-task map, else ``None`` (one schema)."""
-    if not isinstance(value, dict) or not value or set(value) & _SCHEMA_KEYWORDS:
+    if not isinstance(value, dict) or not value or set(value) & SCHEMA_KEYWORDS:
         return None
     if all(isinstance(k, str) and is_schema(v) for k, v in value.items()):
         return {k.strip(): v for k, v in value.items()}
@@ -45,7 +45,7 @@ def task_schemas(value: Any) -> dict[str, Any] | None:
 
 def task_map_problem(value: Any) -> str | None:
     """What is wrong with a dict meant as ``{task_name: schema}`` (``None`` if it is not one)."""
-    if not isinstance(value, dict) or not value or set(value) & _SCHEMA_KEYWORDS:
+    if not isinstance(value, dict) or not value or set(value) & SCHEMA_KEYWORDS:
         return None
     # No JSON Schema keyword at its top: a map of task names, whatever its values are (read as
     # a schema, {"write": SomeDataclass} would accept any object).

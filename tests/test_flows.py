@@ -288,3 +288,18 @@ def test_kickoff_refuses_a_flow_and_says_which_method_runs_it(lancedb_loaded: No
     agent = Agent(role="R", goal="g", backstory="b", llm="gpt-4o-mini")
     with pytest.raises(TypeError, match=r"gave Crew \(for a crew use crewguard.kickoff\)"):
         build_flow(lambda: Crew(agents=[agent], tasks=[]))
+
+
+def test_a_task_named_like_a_schema_keyword_is_told_how_to_check_it(tmp_path: Path) -> None:
+    # {"format": Brief} was read as a JSON Schema and refused with the validator's words.
+    from pydantic import BaseModel
+
+    from pytest_crewguard.errors import ConfigError
+    from pytest_crewguard.marker import spec_from_marker
+
+    class Brief(BaseModel):
+        summary: str
+
+    with pytest.raises(ConfigError, match=r"its key 'format' is a JSON Schema keyword.*task='format'\)"):
+        spec_from_marker((), {"output": {"format": Brief}}, "t.py::t", rootdir=tmp_path)
+    assert spec_from_marker((), {"output": {"type": "object", "title": "Brief"}}, "t.py::t", rootdir=tmp_path)
