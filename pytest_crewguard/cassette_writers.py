@@ -129,7 +129,9 @@ def check_no_conflict(path: Path, shown: str) -> None:
                 f"session (record mode {mode}), and {me.nodeid} (record mode {me.record_mode}) "
                 "would replace its interactions: rewrite keeps only one test's. Give each test "
                 "its own cassette (drop the shared cassette= argument), or record the tests that "
-                "share it with --crewguard-record-mode=all. Nothing was written."
+                f"share it with --crewguard-record-mode=all. {me.nodeid}'s recording was not written: "
+                f"the file holds what {nodeid} wrote, and any other test's interactions it held before "
+                "are gone from it (restore it from version control, or record the tests again)."
             )
 
 

@@ -108,6 +108,9 @@ def test_rewrite_by_two_tests_in_one_session_fails_the_later_one_naming_both(tmp
     message = str(refused.value)
     assert "test_m.py::test_a" in message and "test_m.py::test_b" in message and str(path) in message
     assert path.read_text() == before
+    # Said as it is: test_a's rewrite replaced the file; the message must not say nothing was.
+    assert "Nothing was written" not in message
+    assert "the file holds what test_m.py::test_a wrote" in message
     # The next session starts afresh: rewriting the cassette again is fine.
     writing_as(path, "test_m.py::test_b", "rewrite", object())
     _load(path)
