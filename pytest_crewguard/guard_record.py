@@ -15,6 +15,7 @@ def record_of(guard: GuardSession, notes: list[str]) -> GuardedTest:
     record = GuardedTest.build(guard.nodeid, guard.calls(), guard.runs())
     record.failed_gates = guard.verdict.gate_names
     record.outcome = guard.verdict.outcome
+    record.xfailed = guard.verdict.xfailed
     record.notes = [*notes, *guard.notes()]
     record.cassette = guard.display(guard.cassette_path)
     record.limits = guard.spec.limits()

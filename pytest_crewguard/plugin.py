@@ -290,6 +290,7 @@ class GuardedTestHooks:
         if guard is not None:
             if report.skipped:
                 guard.verdict.mark("skipped")
+                guard.verdict.xfailed = guard.verdict.xfailed or hasattr(report, "wasxfail")
             elif report.failed:
                 guard.verdict.mark("failed" if report.when == "call" else "error")
             if report.when == "teardown":

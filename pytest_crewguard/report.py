@@ -206,7 +206,7 @@ def totals_data(session: CrewguardSession) -> dict[str, Any]:
         "max_iter_hits": session.total("max_iter_hits"),
         "elapsed_s": sum(r.elapsed_s for r in records),
         "projected_s": None if None in projected else sum(p or 0.0 for p in projected),
-        "failed": sum(1 for r in records if r.failed_gates or r.outcome in ("failed", "error")),
+        "failed": sum(1 for r in records if r.failed),
     }
 
 

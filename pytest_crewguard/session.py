@@ -41,6 +41,7 @@ class GuardedTest:
     projected_s: float | None = None
     runs: int = 0
     outcome: str = "passed"
+    xfailed: bool = False  # pytest expected this test to fail (xfail), and it did
     failed_gates: list[str] = field(default_factory=list)
     calls: list[dict[str, Any]] = field(default_factory=list)
     cached_tokens: int = 0
@@ -69,9 +70,17 @@ class GuardedTest:
         return self.input_tokens + self.output_tokens
 
     @property
+    def failed(self) -> bool:
+        """Whether the test failed (a gate, an error), an expected failure (xfail) aside."""
+        return not self.xfailed and bool(self.failed_gates or self.outcome in ("failed", "error"))
+
+    @property
     def verdict(self) -> str:
+        gates = ",".join(dict.fromkeys(self.failed_gates))
+        if self.xfailed:  # as pytest says it: an expected failure, whatever failed
+            return f"XFAIL {gates}".strip()
         if self.failed_gates:
-            return "FAILED " + ",".join(dict.fromkeys(self.failed_gates))
+            return "FAILED " + gates
         return self.outcome.upper() if self.outcome != "passed" else "passed"
 
     @classmethod

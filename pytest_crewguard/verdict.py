@@ -82,6 +82,7 @@ class Verdict:
 
     outcome: str = "passed"
     failed_gates: list[Gate] = field(default_factory=list)
+    xfailed: bool = False  # pytest expected the failure (xfail): the run does not fail on it
 
     def new(self, violations: Iterable[Violation]) -> list[Violation]:
         """The violations of gates this test has not failed yet (each is told once)."""

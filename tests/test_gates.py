@@ -245,3 +245,21 @@ def test_importing_the_plugin_does_not_import_crewai(pytester):
 # Under xdist the controller merges the workers' ledgers and enforces the session budget: checked
 # in the xdist session of tests/hostile/test_cassette_files.py, which records one cassette from
 # two workers (one xdist session for both: each starts two processes that import CrewAI).
+
+
+def test_an_expected_failure_is_xfail_in_the_table_and_fails_no_check(pytester, provider, recordings):
+    # pytest said XFAIL while the table said FAILED max_cost, and `crewguard check` failed on it.
+    from pytest_crewguard.cli import main
+
+    _record(pytester, provider, recordings)
+    _remark(pytester, "max_cost=0.0005")
+    path = Path(pytester.path) / "test_crew.py"
+    marker = "@pytest.mark.crewguard("
+    path.write_text(path.read_text().replace(marker, "@pytest.mark.xfail\n" + marker, 1))
+    result = pytester.runpytest("-p", "no:warnings", "--crewguard-report=r.json")
+    result.assert_outcomes(xfailed=1)
+    result.stdout.fnmatch_lines(["*test_crew.py::test_research*XFAIL max_cost*"])
+    report = json.loads((Path(pytester.path) / "r.json").read_text())
+    assert report["tests"]["test_crew.py::test_research"]["xfailed"] is True
+    assert report["totals"]["failed"] == 0
+    assert main(["check", str(Path(pytester.path) / "r.json")]) == 0

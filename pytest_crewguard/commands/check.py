@@ -45,7 +45,7 @@ def check_lines(data: dict[str, Any], max_cost: float | None = None,
         lines.extend(f"crewguard: regression: {line}" for line in comparison.regressions)
         failed = failed or bool(comparison.regressions)
     broken = sorted(
-        n for n, r in session.records.items() if r.failed_gates or r.outcome in ("failed", "error")
+        n for n, r in session.records.items() if r.failed
     )
     if broken:
         lines.append(f"crewguard: {len(broken)} guarded test(s) failed: {', '.join(broken)}")
