@@ -22,7 +22,7 @@ from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
 from . import deadline
-from .unfinished_kickoffs import kickoff_of, unfinished
+from .run_assembly import KICKOFF_ENDS, LITE_AGENT
 from .verdict import Gate, Violation
 
 if TYPE_CHECKING:
@@ -66,25 +66,37 @@ def body_watchdog(guard: GuardSession) -> Iterator[None]:
 
 
 def _overdue(guard: GuardSession, max_seconds: float) -> list[tuple[Any, float]]:
-    """The crews of the body's kickoffs that a thread still runs, started over ``max_seconds``
-    ago, with their ages."""
+    """The crews (or agents) of the body's kickoffs still running, started over ``max_seconds``
+    ago, with their ages: a kickoff with no end event whose crew some thread's frames still
+    hold (``kickoff_for_each`` runs a copy of the crew; ``Agent.kickoff`` has events of its own)."""
     if guard.fixture_kickoffs_running:  # crewguard.kickoff's own deadline is on it
         return []
     own = {run.kickoff_id for run in guard.assembly.fixture_runs}
-    frames = sys._current_frames()
-    running: dict[int, Any] = {}
-    for thread in threading.enumerate():
-        crew = kickoff_of(thread, frames)
-        if crew is not None:
-            running.setdefault(id(crew), crew)
+    events = guard.events
+    ended = {end.started_id for end in events.of_types(*KICKOFF_ENDS)}
     now = time.time()
-    found = []
-    for started in unfinished(guard.events, own):
-        crew = running.get(started.source_id or -1)
-        age = now - started.timestamp if started.timestamp is not None else 0.0
-        if crew is not None and age > max_seconds:
-            found.append((crew, age))
-    return found
+    old = [
+        started for started in events.of_types("crew_kickoff_started", LITE_AGENT)
+        if started.event_id not in ended and started.event_id not in own
+        and started.timestamp is not None and now - started.timestamp > max_seconds
+    ]
+    if not old:
+        return []
+    held = _objects_in_frames()
+    return [(held[k.source_id], now - (k.timestamp or now)) for k in old if k.source_id in held]
+
+
+def _objects_in_frames() -> dict[int, Any]:
+    """Every ``self`` some thread's frames hold, by id (the current thread's included: a crew
+    kicked off in the main thread is below the signal handler's frame)."""
+    held: dict[int, Any] = {}
+    for frame in sys._current_frames().values():
+        while frame is not None:
+            owner = frame.f_locals.get("self")
+            if owner is not None:
+                held.setdefault(id(owner), owner)
+            frame = frame.f_back  # type: ignore[assignment]
+    return held
 
 
 def _message(overdue: list[tuple[Any, float]], max_seconds: float) -> str:

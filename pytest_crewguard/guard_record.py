@@ -16,6 +16,8 @@ def record_of(guard: GuardSession, notes: list[str]) -> GuardedTest:
     record.failed_gates = guard.verdict.gate_names
     record.outcome = guard.verdict.outcome
     record.xfailed = guard.verdict.xfailed
+    if guard.wire is not None:  # faults after which no answer came count in no call's retries
+        record.unanswered_faults = max(0, len(guard.wire.fault_log.faults) - record.retries)
     record.notes = [*notes, *guard.notes()]
     record.cassette = guard.display(guard.cassette_path)
     record.limits = guard.spec.limits()

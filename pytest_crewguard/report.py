@@ -153,13 +153,15 @@ def table(session: CrewguardSession) -> str:
 
 def _retry_lines(records: list[GuardedTest]) -> list[str]:
     """Under the table: the tests whose calls were retried or waited (the waits are in projected)."""
-    waited = [r for r in records if r.retries or r.waited_s]
+    waited = [r for r in records if r.retries or r.waited_s or r.unanswered_faults]
     if not waited:
         return []
     lines = ["retries and waits (in projected time, not slept in replay):"]
     for r in waited:
         limited = f", {_plural(r.rate_limited_calls, 'call')} rate-limited" if r.rate_limited_calls else ""
         retries = f"{r.retries} {'retry' if r.retries == 1 else 'retries'}"
+        if r.unanswered_faults:
+            retries += f" answered, {_plural(r.unanswered_faults, 'fault answer')} the SDK gave up after"
         lines.append(f"  {r.nodeid}: {retries}{limited}, {r.waited_s:.1f}s waited")
     return lines
 

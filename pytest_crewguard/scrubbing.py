@@ -23,7 +23,7 @@ from . import multipart
 from .body_codec import content_encoding, content_type, decoded
 from .credential_forms import CHALLENGE_HEADERS, scrub_credential_value
 from .json_fields import scrub_as_text, scrub_json
-from .secret_values import PLACEHOLDER, remember, secret_env_values, secret_forms
+from .secret_values import PLACEHOLDER, remember, secret_env_values, secret_forms, sending
 
 # Request headers that are dropped outright (credentials or account identity). Lower-case.
 SECRET_HEADERS: frozenset[str] = frozenset(
@@ -244,6 +244,11 @@ def scrub_request(request: Any, *, headers: bool = True) -> Any:
     ``headers=False`` leaves the headers as they are, for a copy that is only compared with the
     recordings by method, URL and body.
     """
+    with sending():
+        return _scrub_sent(request, headers)
+
+
+def _scrub_sent(request: Any, headers: bool) -> Any:
     secrets = secret_env_values()
     if headers:
         scrubbed = scrub_headers(request.headers, SECRET_HEADERS, secrets)

@@ -6,6 +6,7 @@ still holds one.
 
 from __future__ import annotations
 
+import contextvars
 import json
 import os
 import re
@@ -92,17 +93,44 @@ _remembered_lock = threading.Lock()
 _REMEMBERED_KEEP = 64
 
 
+_sending: contextvars.ContextVar[bool] = contextvars.ContextVar("crewguard_sending", default=False)
+
+
+@contextmanager
+def sending() -> Iterator[None]:
+    """Within the block a request the client sends is scrubbed: credentials found in it by name
+    are remembered. A response is not: a model's tool call may name an argument "secret" and
+    give it an ordinary word, which must not be scrubbed from every later prompt."""
+    token = _sending.set(True)
+    try:
+        yield
+    finally:
+        _sending.reset(token)
+
+
 def remember(value: Any) -> None:
-    """Scrub ``value`` wherever else it appears from now on (it was sent as a credential)."""
+    """Scrub ``value`` wherever else it appears from now on: a client sent it under a credential
+    name (see :func:`sending`). Only what looks like a credential (a token without spaces, of 12
+    characters or more, of two kinds of characters at least), never an ordinary word."""
+    if not _sending.get():
+        return
     text = value.decode("latin-1") if isinstance(value, bytes) else value
     if not isinstance(text, str):
         return
     for word in text.split():  # "Bearer <token>": the token, not the scheme
-        if len(word) >= MIN_SECRET_LENGTH and word not in _REPLAY_PLACEHOLDERS and word not in _remembered:
+        if _credential_like(word) and word not in _REPLAY_PLACEHOLDERS and word not in _remembered:
             with _remembered_lock:
                 _remembered[word] = None
                 if len(_remembered) > _REMEMBERED_KEEP:  # a token per request must not slow every scrub
                     del _remembered[next(iter(_remembered))]
+
+
+def _credential_like(word: str) -> bool:
+    if len(word) < 12:
+        return False
+    kinds = (any(c.islower() for c in word), any(c.isupper() for c in word), any(c.isdigit() for c in word),
+             any(not c.isalnum() for c in word))
+    return sum(kinds) >= 2
 
 
 @lru_cache(maxsize=16)

@@ -52,6 +52,7 @@ class GuardedTest:
     free_models: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)  # what the reader should know, once per run
     retries: int = 0  # requests the SDKs sent again after a provider fault (faults=)
+    unanswered_faults: int = 0  # fault answers no answer of the request followed (the SDK gave up)
     rate_limited_calls: int = 0
     waited_s: float = 0.0  # retry backoff and max_rpm waits, in the projected time
     cassette: str | None = None  # as the user names it: relative to the rootdir when under it

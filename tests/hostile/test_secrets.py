@@ -21,8 +21,9 @@ from vcr.request import Request
 from pytest_crewguard.errors import CassetteError
 from pytest_crewguard.persister import AtomicYamlPersister, ReadableYamlSerializer
 from pytest_crewguard.scrubbing import PLACEHOLDER, scrub_request
+from pytest_crewguard.testing.scripted_provider import Reply
 
-from ..conftest import answer, crew_test_file
+from ..conftest import answer, crew_test_file, recorded_then_replayed
 
 HEX_KEY = "9f3c2a71b8e04d5f9a6c1e2d3b4f5a6c"  # no provider prefix: only its place gives it away
 ENV_KEY = "dsx-7Hq2Lm9Xv4Tz8Rw1Kp6Nc3Bj"  # $DEEPSEEK_API_KEY here; not key-shaped
@@ -526,3 +527,42 @@ def test_a_secret_given_as_a_parameter_is_in_no_file_name_or_report(pytester, pr
     for report in ("r.json", "r.md"):
         text = (Path(pytester.path) / report).read_text()
         assert ENV_KEY not in text and f"test_research[{PLACEHOLDER}]" in text
+
+
+WORD_AS_SECRET = """
+@tool("unlock")
+def unlock(secret: str) -> str:
+    \"\"\"Unlock the door with the secret word.\"\"\"
+    return "unlocked"
+
+
+@pytest.mark.crewguard
+def test_door(crewguard):
+    crew = make_crew(description="Open the lighthouse door; the secret word is lighthouse.", tools=[unlock])
+    assert "open" in crewguard.kickoff(crew).output.raw
+"""
+
+
+def test_a_tool_argument_named_secret_is_no_credential_to_scrub_everywhere(pytester, provider):
+    # The model's tool call {"secret": "lighthouse"} made "lighthouse" a secret scrubbed from
+    # every later request: the cassette just recorded then never replayed.
+    def reply(request):
+        if request.body.get("tools") and not any(m.get("role") == "tool" for m in request.body["messages"]):
+            return Reply.tool("unlock", secret="lighthouse")
+        return Reply(text="The lighthouse door is open.")
+
+    server = provider(reply)
+    pytester.makepyfile(test_crew=crew_test_file(server.openai_base_url, WORD_AS_SECRET))
+    for result in recorded_then_replayed(pytester, server):
+        result.assert_outcomes(passed=1)
+    cassette = (Path(pytester.path) / "cassettes" / "test_crew" / "test_door.yaml").read_text()
+    assert "Open the lighthouse door" in cassette
+
+
+def test_only_credential_shaped_values_are_remembered() -> None:
+    from pytest_crewguard.secret_values import _credential_like
+
+    assert _credential_like("Qq8vW2mN4xR7tY1uI3oP5aS6dF9gCCC3")
+    assert _credential_like("sk-proj-abcdefghijkl")
+    assert not _credential_like("lighthouse") and not _credential_like("keeperswordsmith")
+    assert not _credential_like("Abc123")
