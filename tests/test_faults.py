@@ -269,6 +269,8 @@ def test_rate_limited_crew_retries_on_the_virtual_clock(
         [
             "*test_gives_up*FAILED provider_fault*",
             "retries and waits (in projected time, not slept in replay):",
+            "  test_crew.py::test_crew_fails: 0 retries answered, * fault answers the SDK gave up after, "
+            "*s waited",
             "  test_crew.py::test_gives_up: 5 retries, 1 call rate-limited, *s waited",
             "  test_crew.py::test_retried: 2 retries, 1 call rate-limited, *s waited",
             "  test_crew.py::test_server_error: 1 retry, *s waited",
