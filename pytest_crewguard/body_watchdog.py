@@ -83,7 +83,28 @@ def _overdue(guard: GuardSession, max_seconds: float) -> list[tuple[Any, float]]
     if not old:
         return []
     held = _objects_in_frames()
-    return [(held[k.source_id], now - (k.timestamp or now)) for k in old if k.source_id in held]
+    found = [(held[k.source_id], now - (k.timestamp or now)) for k in old if k.source_id in held]
+    if not found and _threads_in_crewai():
+        # A native async kickoff (akickoff) is on no thread's stack while it awaits a tool
+        # running in an executor thread; that thread is in CrewAI's code.
+        found = [(None, max(now - (k.timestamp or now) for k in old))]
+    return found
+
+
+def _threads_in_crewai() -> list[threading.Thread]:
+    """Threads running CrewAI's code (a tool it called, an LLM call), its event bus aside."""
+    frames = sys._current_frames()
+    busy = []
+    for thread in threading.enumerate():
+        if thread.name.startswith("CrewAI"):  # the event bus's handler and loop threads
+            continue
+        frame = frames.get(thread.ident or -1)
+        while frame is not None:
+            if str(frame.f_globals.get("__name__", "")).startswith("crewai."):
+                busy.append(thread)
+                break
+            frame = frame.f_back
+    return busy
 
 
 def _objects_in_frames() -> dict[int, Any]:
@@ -101,7 +122,9 @@ def _objects_in_frames() -> dict[int, Any]:
 
 def _message(overdue: list[tuple[Any, float]], max_seconds: float) -> str:
     oldest = max(age for _, age in overdue)
-    threads = {t.ident: t for crew, _ in overdue for t in deadline.threads_of(crew)}
+    threads = {t.ident: t for crew, _ in overdue if crew is not None for t in deadline.threads_of(crew)}
+    if not threads:
+        threads = {t.ident: t for t in _threads_in_crewai() if t is not threading.current_thread()}
     where = "".join(f"\n  thread {t.name}:\n{deadline.stack_of(t)}" for t in threads.values())
     return (
         f"a crew the test's code kicked off ran past max_seconds={max_seconds:g} "

@@ -32,7 +32,7 @@ from .pricing import PriceTable
 from .repeat import Repeats
 from .run import GuardedRun
 from .run_assembly import RunAssembly
-from .secret_values import secrets_fixed
+from .secret_values import forget_remembered, secrets_fixed
 from .session import CrewguardSession, GuardedTest
 from .settings import Settings
 from .storage import remove_if_disposable, remove_if_empty, storage_at
@@ -133,6 +133,7 @@ class GuardSession:
     def _enter(self) -> None:
         from . import vcr_setup
 
+        forget_remembered()  # an earlier test's credentials are not this test's to scrub
         directory = storage_dir_for(self._storage_root, self.nodeid)
         # Removed when the test ends (after CrewAI's storage is pointed back) unless it holds
         # memory or knowledge stores, so a suite's storage in memory stays small.
@@ -326,6 +327,9 @@ class GuardSession:
         crew_events.flush()
         self.settle_kickoffs()
         self.fail_if_blind()
+        swallowed = self.verdict.swallowed()
+        if swallowed is not None:
+            raise swallowed
         found: list[Violation] = []
         runs = self.assembly.all_runs()
         for run in runs:

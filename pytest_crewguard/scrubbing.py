@@ -23,7 +23,7 @@ from . import multipart
 from .body_codec import content_encoding, content_type, decoded
 from .credential_forms import CHALLENGE_HEADERS, scrub_credential_value
 from .json_fields import scrub_as_text, scrub_json
-from .secret_values import PLACEHOLDER, remember, secret_env_values, secret_forms, sending
+from .secret_values import PLACEHOLDER, remember, response_secrets, secret_env_values, secret_forms, sending
 
 # Request headers that are dropped outright (credentials or account identity). Lower-case.
 SECRET_HEADERS: frozenset[str] = frozenset(
@@ -258,16 +258,16 @@ def _scrub_sent(request: Any, headers: bool) -> Any:
     if uri != request.uri:
         request.uri = uri
     body = request.body_bytes if hasattr(request, "body_bytes") else request.body
-    # Read again: the headers and URL may have given credentials to scrub in the body too.
-    cleaned = scrub_body(body, request.headers, secret_env_values())
+    cleaned = scrub_body(body, request.headers, secrets)
     if cleaned is not body:
         request.body = cleaned
     return request
 
 
 def scrub_response(response: dict[str, Any]) -> dict[str, Any]:
-    """vcrpy ``before_record_response``: credential headers and secret values out of a response."""
-    secrets = secret_env_values()
+    """vcrpy ``before_record_response``: credential headers and secret values out of a response,
+    and the credentials the test's client sent (an echoing server, an error quoting the key)."""
+    secrets = response_secrets()
     headers = response.get("headers") or {}
     response["headers"] = scrub_headers(headers, SECRET_RESPONSE_HEADERS, secrets)
     body = response.get("body")

@@ -73,21 +73,35 @@ def secrets_fixed() -> Iterator[None]:
 
 
 def secret_env_values() -> list[tuple[str, str]]:
-    """``(name, value)`` of every credential-named environment variable worth scrubbing, and of
-    every credential scrubbed from a request by its name in this process (see :func:`remember`)."""
+    """``(name, value)`` of every credential-named environment variable worth scrubbing."""
     if _fixed:
         return _fixed[-1]
     # Every request and response asks: the scan is remembered for the environment as it is.
     # Keyed by the environment's raw items (os.environ's own store): reading them through the
     # mapping decodes every name and value, tens of microseconds per call.
     raw = getattr(os.environ, "_data", None)
-    found = _secret_values(tuple(raw.items()) if isinstance(raw, dict) else tuple(os.environ.items()))
+    return _secret_values(tuple(raw.items()) if isinstance(raw, dict) else tuple(os.environ.items()))
+
+
+def response_secrets() -> list[tuple[str, str]]:
+    """What a recorded response is scrubbed of: :func:`secret_env_values`, and the credentials
+    the test's client sent under a credential name (see :func:`remember`). Requests are not: a
+    request is matched against its recording, and what the test has remembered by then differs
+    between recording and replay."""
+    found = secret_env_values()
     return _with_remembered(found, len(_remembered)) if _remembered else found
 
 
-# Credentials scrubbed from requests by the name they were sent under (a header, a query
-# parameter, a form or JSON field), whatever holds them: a server that echoes the request, an
-# error quoting the key or a next-page link would otherwise keep them in the response.
+def forget_remembered() -> None:
+    """A new test starts: what an earlier test's client sent is not its secret (a test's
+    cassette must not depend on which tests ran before it)."""
+    with _remembered_lock:
+        _remembered.clear()
+
+
+# Credentials the running test's client sent under a credential name (a header, a query
+# parameter, a form or JSON field): a server that echoes the request, an error quoting the key
+# or a next-page link would otherwise keep them in the response.
 _remembered: dict[str, None] = {}
 _remembered_lock = threading.Lock()
 _REMEMBERED_KEEP = 64
@@ -109,8 +123,8 @@ def sending() -> Iterator[None]:
 
 
 def remember(value: Any) -> None:
-    """Scrub ``value`` wherever else it appears from now on: a client sent it under a credential
-    name (see :func:`sending`). Only what looks like a credential (a token without spaces, of 12
+    """Scrub ``value`` from the test's recorded responses from now on: its client sent it under a
+    credential name (see :func:`sending`). Only what looks like a credential (a token without spaces, of 12
     characters or more, of two kinds of characters at least), never an ordinary word."""
     if not _sending.get():
         return

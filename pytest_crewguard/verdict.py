@@ -83,6 +83,7 @@ class Verdict:
     outcome: str = "passed"
     failed_gates: list[Gate] = field(default_factory=list)
     xfailed: bool = False  # pytest expected the failure (xfail): the run does not fail on it
+    raised: list[str] = field(default_factory=list)  # the failures' messages, first first
 
     def new(self, violations: Iterable[Violation]) -> list[Violation]:
         """The violations of gates this test has not failed yet (each is told once)."""
@@ -91,7 +92,17 @@ class Verdict:
     def failure(self, violations: Sequence[Violation], message: str | None = None) -> GateFailure:
         """Record the violations' gates and return the failure to raise."""
         self.failed_gates.extend(v.gate for v in violations)
-        return GateFailure(violations, message)
+        failure = GateFailure(violations, message)
+        self.raised.append(failure.message)
+        return failure
+
+    def swallowed(self) -> GateFailure | None:
+        """The test body returned although crewguard failed it (its code caught the failure, an
+        ``except BaseException``): the failure again, so that pytest and the table agree."""
+        if not self.raised:
+            return None
+        return GateFailure([], "crewguard: the test's code caught crewguard's failure and went on; the "
+                               "test fails on it all the same:\n" + self.raised[0])
 
     def mark(self, outcome: str) -> None:
         """The test's report said ``outcome``; the first non-passing outcome is kept."""

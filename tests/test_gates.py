@@ -263,3 +263,23 @@ def test_an_expected_failure_is_xfail_in_the_table_and_fails_no_check(pytester, 
     assert report["tests"]["test_crew.py::test_research"]["xfailed"] is True
     assert report["totals"]["failed"] == 0
     assert main(["check", str(Path(pytester.path) / "r.json")]) == 0
+
+
+def test_a_gate_failure_the_test_catches_still_fails_it(pytester, provider, recordings):
+    # except BaseException around the kickoff: pytest said passed, the table FAILED max_cost.
+    _record(pytester, provider, recordings)
+    _remark(pytester, "max_cost=0.0005")
+    path = Path(pytester.path) / "test_crew.py"
+    source = path.read_text()
+    start = source.index("    crewguard.kickoff(make_crew")
+    body = source[start:]
+    caught = "    try:\n" + "".join("    " + line + "\n" for line in body.splitlines()[:2]) + \
+        "    except BaseException:\n        pass\n"
+    path.write_text(source[:start] + caught + "\n".join(body.splitlines()[2:]))
+    result = pytester.runpytest("-p", "no:warnings")
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines([
+        "crewguard: the test's code caught crewguard's failure and went on; the test fails on it all the "
+        "same:",
+        "crewguard: cost $0.000960 is over max_cost=$0.000500*",
+    ])

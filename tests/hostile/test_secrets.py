@@ -458,10 +458,8 @@ def test_echo(crewguard):
 """
 
 
-def test_a_credential_sent_by_name_is_scrubbed_where_the_server_echoes_it(
-    pytester, monkeypatch, crewai_loaded
-) -> None:
-    # The request's credential fields were replaced, the response that quoted them kept them.
+def _echo_server() -> Any:
+    """An HTTP server on 127.0.0.1 answering every request with its path, headers and body."""
     import http.server
     import threading
 
@@ -469,7 +467,7 @@ def test_a_credential_sent_by_name_is_scrubbed_where_the_server_echoes_it(
         def _echo(self) -> None:
             length = int(self.headers.get("content-length") or 0)
             body = json.dumps({"path": self.path, "headers": dict(self.headers),
-                               "body": self.rfile.read(length).decode()}).replace("/", "\\\\/")
+                               "body": self.rfile.read(length).decode()}).replace("/", "\\/")
             self.send_response(200)
             self.send_header("content-type", "application/json")
             self.end_headers()
@@ -482,6 +480,14 @@ def test_a_credential_sent_by_name_is_scrubbed_where_the_server_echoes_it(
 
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Echo)
     threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server
+
+
+def test_a_credential_sent_by_name_is_scrubbed_where_the_server_echoes_it(
+    pytester, monkeypatch, crewai_loaded
+) -> None:
+    # The request's credential fields were replaced, the response that quoted them kept them.
+    server = _echo_server()
     monkeypatch.setenv("ECHO_URL", f"http://127.0.0.1:{server.server_port}")
     try:
         pytester.makepyfile(test_echo=ECHOED)
@@ -566,3 +572,57 @@ def test_only_credential_shaped_values_are_remembered() -> None:
     assert _credential_like("sk-proj-abcdefghijkl")
     assert not _credential_like("lighthouse") and not _credential_like("keeperswordsmith")
     assert not _credential_like("Abc123")
+
+
+SENT_THEN_PROMPTED = """
+import os
+
+import httpx
+
+TOKEN = "Zx9Qw7Er5Ty3Ui1Op"  # in the code, not in a credential-named variable
+
+
+@tool("fetch_profile")
+def fetch_profile(q: str) -> str:
+    \"\"\"Fetch the profile.\"\"\"
+    httpx.post(os.environ["ECHO_URL"] + "/profile", json={"user": "bob", "access_token": TOKEN})
+    return "profile fetched for account " + TOKEN
+
+
+@pytest.mark.crewguard
+def test_a_sends_then_prompts(crewguard):
+    crewguard.kickoff(lambda: make_crew(tools=[fetch_profile]), inputs={"topic": "x"})
+
+
+@pytest.mark.crewguard
+def test_b_prompts_only(crewguard):
+    crew = make_crew(description="Summarise {topic} for account " + TOKEN)
+    crewguard.kickoff(crew, inputs={"topic": "y"})
+"""
+
+
+def test_a_remembered_credential_changes_no_request_and_no_other_test(pytester, provider, monkeypatch):
+    # Remembered credentials scrubbed requests too: a prompt holding one was recorded scrubbed
+    # and replayed raw (a miss), and one test's credential changed the next test's cassette.
+    def reply(request):
+        if request.body.get("tools") and not any(m.get("role") == "tool" for m in request.body["messages"]):
+            return Reply.tool("fetch_profile", q="me")
+        return Reply(text="Done.")
+
+    server = provider(reply)
+    echo = _echo_server()
+    monkeypatch.setenv("ECHO_URL", f"http://127.0.0.1:{echo.server_port}")
+    try:
+        pytester.makepyfile(test_crew=crew_test_file(server.openai_base_url, SENT_THEN_PROMPTED))
+        pytester.runpytest("--crewguard-record-mode=once").assert_outcomes(passed=2)
+    finally:
+        echo.shutdown()
+    server.stop()
+    pytester.runpytest().assert_outcomes(passed=2)
+    # A process of its own: what this one remembered must not help the test replay.
+    pytester.runpytest_subprocess("-k", "b_prompts", timeout=120).assert_outcomes(passed=1)
+    pytester.runpytest("-p", "no:randomly", "-k", "b_prompts or a_sends").assert_outcomes(passed=2)
+    path = Path(pytester.path) / "cassettes" / "test_crew" / "test_a_sends_then_prompts.yaml"
+    interactions = yaml.safe_load(path.read_text())["interactions"]
+    [profile] = [i for i in interactions if "/profile" in i["request"]["uri"]]
+    assert "Zx9Qw7Er5Ty3Ui1Op" not in json.dumps(profile)  # the field by name, its echo remembered
