@@ -200,13 +200,26 @@ class RunAssembly:
             if started.event_id in known or self._inside_crew(started):
                 continue
             done = ends.get(started.event_id)
-            end = done.timestamp if done is not None and done.timestamp else started.timestamp
+            end = done.timestamp if done is not None and done.timestamp else self._last_seen(started)
             elapsed = (end or 0.0) - (started.timestamp or 0.0)
             output = self._application_output(started, done)
             runs.append(self.make_run(started.event_id, output, max(elapsed, 0.0), None))
         # Positions, not emission_sequence: CrewAI restarts that at every top-level kickoff.
         order = {e.event_id: i for i, e in enumerate(starts)}
         return sorted(runs, key=lambda r: order.get(r.kickoff_id or "", 1 << 62))
+
+    def _last_seen(self, started: CrewEvent) -> float | None:
+        """Until when a kickoff with no end event ran: now if a thread still runs it (stopped at
+        max_seconds, left behind), else its last event (ended by an exception CrewAI does not
+        catch). Its time is not 0."""
+        import time
+
+        from .unfinished_kickoffs import running_crew
+
+        if running_crew(started.source_id) is not None:
+            return time.time()
+        stamps = [e.timestamp for e in self.events.descendants(started.event_id) if e.timestamp is not None]
+        return max(stamps, default=started.timestamp)
 
     def _application_output(self, started: CrewEvent, done: CrewEvent | None) -> Any:
         """What the application's kickoff returned to it, as the fixture would have it.

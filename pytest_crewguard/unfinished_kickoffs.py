@@ -88,7 +88,7 @@ def wait_for(
         crew_events.flush()
         # A kickoff that a BaseException (pytest.skip, KeyboardInterrupt) ended has no end event:
         # it runs only while some thread still holds its crew.
-        left = [k for k in unfinished(events, skip) if _object_with_id(k.source_id) is not None]
+        left = [k for k in unfinished(events, skip) if running_crew(k.source_id) is not None]
         frames = sys._current_frames()  # one look at every thread, for all that follows
         now = threads_now(frames)
         kickoffs = {t: kickoff_of(t, frames) for t in now.where if t not in there_before}
@@ -154,7 +154,7 @@ def stop(kickoffs: list[CrewEvent], threads: list[threading.Thread], owner: str)
 
     crews = {id(crew): crew for crew in map(kickoff_of, threads) if crew is not None}
     for kickoff in kickoffs:
-        crew = _object_with_id(kickoff.source_id)
+        crew = running_crew(kickoff.source_id)
         if crew is not None:  # else ended meanwhile, or run where no frame holds it
             crews.setdefault(id(crew), crew)
     shown = []
@@ -165,7 +165,7 @@ def stop(kickoffs: list[CrewEvent], threads: list[threading.Thread], owner: str)
     return max(len(crews), len(kickoffs)), shown
 
 
-def _object_with_id(wanted: int | None) -> Any:
+def running_crew(wanted: int | None) -> Any:
     """The crew whose kickoff a thread is running, found by its id among the threads' frames."""
     if wanted is None:
         return None

@@ -319,3 +319,6 @@ def test_a_crew_the_test_kicks_off_itself_is_held_to_max_seconds(
         "*time.sleep(20)*",
     ])
     assert took < 60, f"the session took {took:.1f} s: it waited for the blocked tools"
+    # The stopped runs took their time: not 0.00s in the table.
+    row = next(line for line in result.outlines if line.startswith("test_crew.py::test_app_thread_blocks "))
+    assert float(row.split()[-3].rstrip("s")) >= 1.0, row
