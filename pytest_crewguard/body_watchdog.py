@@ -54,7 +54,7 @@ def body_watchdog(guard: GuardSession) -> Iterator[None]:
         # Again until the body has left: unwinding may block too (asyncio.run waiting, in its
         # cleanup, for the worker thread the blocked tool runs on).
         signal.setitimer(signal.ITIMER_REAL, _RECHECK_S)
-        raise guard.verdict.failure([Violation(Gate.MAX_SECONDS, _message(overdue, max_seconds))])
+        raise guard.verdict.failure([Violation(Gate.MAX_SECONDS, _message(guard, overdue, max_seconds))])
 
     previous = signal.signal(signal.SIGALRM, on_alarm)
     signal.setitimer(signal.ITIMER_REAL, max_seconds)
@@ -75,28 +75,32 @@ def _overdue(guard: GuardSession, max_seconds: float) -> list[tuple[Any, float]]
     events = guard.events
     ended = {end.started_id for end in events.of_types(*KICKOFF_ENDS)}
     now = time.time()
-    old = [
+    unended = [
         started for started in events.of_types("crew_kickoff_started", LITE_AGENT)
-        if started.event_id not in ended and started.event_id not in own
-        and started.timestamp is not None and now - started.timestamp > max_seconds
+        if started.event_id not in ended and started.event_id not in own and started.timestamp is not None
     ]
+    old = [k for k in unended if now - (k.timestamp or now) > max_seconds]
     if not old:
         return []
     held = _objects_in_frames()
     found = [(held[k.source_id], now - (k.timestamp or now)) for k in old if k.source_id in held]
-    if not found and _threads_in_crewai():
+    if not found and not any(k.source_id in held for k in unended) and _threads_in_crewai(guard):
         # A native async kickoff (akickoff) is on no thread's stack while it awaits a tool
-        # running in an executor thread; that thread is in CrewAI's code.
+        # running in an executor thread, which is in CrewAI's code. Only when no kickoff on a
+        # stack explains that thread: an old kickoff a BaseException ended has no end event.
         found = [(None, max(now - (k.timestamp or now) for k in old))]
     return found
 
 
-def _threads_in_crewai() -> list[threading.Thread]:
-    """Threads running CrewAI's code (a tool it called, an LLM call), its event bus aside."""
+def _threads_in_crewai(guard: GuardSession) -> list[threading.Thread]:
+    """Threads the body started that run CrewAI's code (a tool it called, an LLM call), its event
+    bus aside: one an earlier test left behind (a crew stopped at its max_seconds, blocked in C
+    code) is not this test's."""
+    before = guard.threads_before.where if guard.threads_before is not None else {}
     frames = sys._current_frames()
     busy = []
     for thread in threading.enumerate():
-        if thread.name.startswith("CrewAI"):  # the event bus's handler and loop threads
+        if thread.name.startswith("CrewAI") or thread in before:  # the event bus's threads
             continue
         frame = frames.get(thread.ident or -1)
         while frame is not None:
@@ -120,11 +124,11 @@ def _objects_in_frames() -> dict[int, Any]:
     return held
 
 
-def _message(overdue: list[tuple[Any, float]], max_seconds: float) -> str:
+def _message(guard: GuardSession, overdue: list[tuple[Any, float]], max_seconds: float) -> str:
     oldest = max(age for _, age in overdue)
     threads = {t.ident: t for crew, _ in overdue if crew is not None for t in deadline.threads_of(crew)}
     if not threads:
-        threads = {t.ident: t for t in _threads_in_crewai() if t is not threading.current_thread()}
+        threads = {t.ident: t for t in _threads_in_crewai(guard) if t is not threading.current_thread()}
     where = "".join(f"\n  thread {t.name}:\n{deadline.stack_of(t)}" for t in threads.values())
     return (
         f"a crew the test's code kicked off ran past max_seconds={max_seconds:g} "

@@ -210,16 +210,17 @@ class RunAssembly:
 
     def _last_seen(self, started: CrewEvent) -> float | None:
         """Until when a kickoff with no end event ran: now if a thread still runs it (stopped at
-        max_seconds, left behind), else its last event (ended by an exception CrewAI does not
-        catch). Its time is not 0."""
+        max_seconds, left behind: its time is not 0), else its start (ended by an exception
+        CrewAI does not catch, which leaves its scope open: a later kickoff of the thread would
+        count among its events)."""
+        import threading
         import time
 
-        from .unfinished_kickoffs import running_crew
+        from .unfinished_kickoffs import kickoff_of
 
-        if running_crew(started.source_id) is not None:
+        if any(id(kickoff_of(thread)) == started.source_id for thread in threading.enumerate()):
             return time.time()
-        stamps = [e.timestamp for e in self.events.descendants(started.event_id) if e.timestamp is not None]
-        return max(stamps, default=started.timestamp)
+        return started.timestamp
 
     def _application_output(self, started: CrewEvent, done: CrewEvent | None) -> Any:
         """What the application's kickoff returned to it, as the fixture would have it.

@@ -122,12 +122,14 @@ def scrub_headers(
         return headers
     scrubbed: dict[str, Any] = {}
     for name, value in headers.items():
+        secret = name.lower() in drop or is_secret_header(name)
+        if secret:  # Authorization, x-api-key...: an error answer may quote what they held
+            for sent in value if isinstance(value, (list, tuple)) else [value]:
+                remember(sent)
         if name.lower() in drop:
             continue
         by_form = name.lower() not in CHALLENGE_HEADERS
-        if is_secret_header(name):
-            for sent in value if isinstance(value, (list, tuple)) else [value]:
-                remember(sent)
+        if secret:
             value = [PLACEHOLDER] * len(value) if isinstance(value, (list, tuple)) else PLACEHOLDER
         elif isinstance(value, (list, tuple)):
             value = [_scrub_header_value(v, secrets, by_form) for v in value]
@@ -258,16 +260,19 @@ def _scrub_sent(request: Any, headers: bool) -> Any:
     if uri != request.uri:
         request.uri = uri
     body = request.body_bytes if hasattr(request, "body_bytes") else request.body
-    cleaned = scrub_body(body, request.headers, secrets)
+    # With what the test sent by name so far, headers and URL included: recorded and replayed
+    # alike, request by request, so a request scrubbed when recorded is scrubbed when replayed.
+    cleaned = scrub_body(body, request.headers, response_secrets())
     if cleaned is not body:
         request.body = cleaned
     return request
 
 
-def scrub_response(response: dict[str, Any]) -> dict[str, Any]:
+def scrub_response(response: dict[str, Any], secrets: list[tuple[str, str]] | None = None) -> dict[str, Any]:
     """vcrpy ``before_record_response``: credential headers and secret values out of a response,
-    and the credentials the test's client sent (an echoing server, an error quoting the key)."""
-    secrets = response_secrets()
+    and the credentials the test's client sent so far (an echoing server, an error quoting the
+    key). ``secrets``: those to use instead."""
+    secrets = response_secrets() if secrets is None else secrets
     headers = response.get("headers") or {}
     response["headers"] = scrub_headers(headers, SECRET_RESPONSE_HEADERS, secrets)
     body = response.get("body")
@@ -287,5 +292,8 @@ def scrub_interaction(interaction: dict[str, Any]) -> dict[str, Any]:
             request["uri"] = scrub_uri(request["uri"], secrets)
         request["body"] = scrub_body(request.get("body"), headers, secrets)
     if isinstance(interaction.get("response"), dict):
-        scrub_response(interaction["response"])
+        # The environment's only: what the test sent by name was applied when each answer was
+        # recorded, in order; applied again to earlier answers it would change what replay
+        # hands the application, and so its later requests.
+        scrub_response(interaction["response"], secrets)
     return interaction

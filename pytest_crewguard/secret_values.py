@@ -84,10 +84,10 @@ def secret_env_values() -> list[tuple[str, str]]:
 
 
 def response_secrets() -> list[tuple[str, str]]:
-    """What a recorded response is scrubbed of: :func:`secret_env_values`, and the credentials
-    the test's client sent under a credential name (see :func:`remember`). Requests are not: a
-    request is matched against its recording, and what the test has remembered by then differs
-    between recording and replay."""
+    """:func:`secret_env_values`, and the credentials the test's client has sent under a
+    credential name so far (see :func:`remember`): what each answer is scrubbed of when it is
+    recorded, and each request's body when it is recorded or replayed, in the order they come
+    (so that both ways a request is scrubbed alike)."""
     found = secret_env_values()
     return _with_remembered(found, len(_remembered)) if _remembered else found
 

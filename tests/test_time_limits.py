@@ -293,6 +293,31 @@ def test_app_agent_kickoff_blocks(crewguard):
     agent.kickoff("Research slow things")
 
 
+@tool("lookup")
+def quick_lookup(q: str) -> str:
+    \"\"\"Look something up.\"\"\"
+    time.sleep(0.6)  # slow enough for the watchdog to look while it runs, well within max_seconds
+    return "some facts"
+
+
+class Stop(BaseException):
+    \"\"\"The application's own BaseException: CrewAI sends no end event for the kickoff.\"\"\"
+
+
+def stop(_output):
+    raise Stop("stop here")
+
+
+@pytest.mark.crewguard(max_seconds=1)
+def test_app_kickoff_stopped_then_a_quick_one(crewguard):
+    crew = make_crew()
+    crew.tasks[0].callback = stop
+    with pytest.raises(Stop):
+        crew.kickoff(inputs={"topic": "quick things"})
+    time.sleep(1.2)  # the first kickoff is now older than max_seconds, and over
+    make_crew(tools=[quick_lookup]).kickoff(inputs={"topic": "slow things"})
+
+
 @pytest.mark.crewguard(max_seconds=1)
 def test_app_akickoff_blocks(crewguard):
     import asyncio
@@ -310,7 +335,7 @@ def test_a_crew_the_test_kicks_off_itself_is_held_to_max_seconds(
     started = time.perf_counter()
     result = pytester.runpytest_subprocess("--crewguard-record-mode=once", "-p", "no:randomly", timeout=60)
     took = time.perf_counter() - started
-    result.assert_outcomes(failed=5)
+    result.assert_outcomes(failed=5, passed=1)  # a kickoff ended by a BaseException is no running one
     assert result.stdout.str().count("kicked off ran past max_seconds=1") == 5
     result.stdout.fnmatch_lines([
         "crewguard: a crew the test's code kicked off ran past max_seconds=1 (*s so far); the test fails "
