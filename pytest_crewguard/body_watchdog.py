@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 from . import deadline
 from .run_assembly import KICKOFF_ENDS, LITE_AGENT
+from .unfinished_kickoffs import held_objects
 from .verdict import Gate, Violation
 
 if TYPE_CHECKING:
@@ -82,7 +83,7 @@ def _overdue(guard: GuardSession, max_seconds: float) -> list[tuple[Any, float]]
     old = [k for k in unended if now - (k.timestamp or now) > max_seconds]
     if not old:
         return []
-    held = _objects_in_frames()
+    held = held_objects(include_current=True)  # a main-thread crew is below this handler
     found = [(held[k.source_id], now - (k.timestamp or now)) for k in old if k.source_id in held]
     if not found and not any(k.source_id in held for k in unended) and _threads_in_crewai(guard):
         # A native async kickoff (akickoff) is on no thread's stack while it awaits a tool
@@ -109,19 +110,6 @@ def _threads_in_crewai(guard: GuardSession) -> list[threading.Thread]:
                 break
             frame = frame.f_back
     return busy
-
-
-def _objects_in_frames() -> dict[int, Any]:
-    """Every ``self`` some thread's frames hold, by id (the current thread's included: a crew
-    kicked off in the main thread is below the signal handler's frame)."""
-    held: dict[int, Any] = {}
-    for frame in sys._current_frames().values():
-        while frame is not None:
-            owner = frame.f_locals.get("self")
-            if owner is not None:
-                held.setdefault(id(owner), owner)
-            frame = frame.f_back  # type: ignore[assignment]
-    return held
 
 
 def _message(guard: GuardSession, overdue: list[tuple[Any, float]], max_seconds: float) -> str:

@@ -75,15 +75,15 @@ def session_storage_parent() -> str | None:
     return MEMORY_DIR
 
 
-def new_storage_root(prefix: str = "crewguard-storage-") -> Path:
+def new_storage_root(prefix: str = "crewguard-storage-", *, sweep: bool = True) -> Path:
     """A new directory for a run's CrewAI storage, under :func:`session_storage_parent`.
 
-    It holds the pid of the process that made it; roots of processes that have ended without
-    removing theirs (killed by CI's cancel, SIGTERM, SIGKILL) are removed first: in /dev/shm
-    they would hold memory until the machine restarts.
+    It holds the pid of the process that made it; with ``sweep``, roots of processes that have
+    ended without removing theirs are removed first (see :func:`remove_orphan_roots`).
     """
     root = Path(tempfile.mkdtemp(prefix=prefix, dir=session_storage_parent()))
-    _remove_orphans(root.parent, prefix, keep=root)
+    if sweep:
+        remove_orphan_roots(root, prefix)
     (root / OWNER_FILE).write_text(str(os.getpid()))
     return root
 
@@ -92,22 +92,28 @@ OWNER_FILE = ".crewguard-pid"
 _ORPHAN_AGE_S = 60.0  # a root younger than this may belong to a process still starting
 
 
-def _remove_orphans(parent: Path, prefix: str, keep: Path) -> None:
+def remove_orphan_roots(root: Path, prefix: str = "crewguard-storage-") -> None:
+    """Remove the storage roots beside ``root`` whose processes ended without removing them
+    (killed by CI's cancel, SIGTERM, SIGKILL): in /dev/shm they would hold memory until the
+    machine restarts."""
     import shutil
     import time
 
+    if not hasattr(os, "getuid"):  # Windows: no owner to tell ours from another user's
+        return
     try:
-        candidates = [p for p in parent.iterdir() if p.name.startswith(prefix) and p != keep]
+        candidates = [p for p in root.parent.iterdir() if p.name.startswith(prefix) and p != root]
     except OSError:
         return
-    for root in candidates:
+    for candidate in candidates:
         try:
-            owner = int((root / OWNER_FILE).read_text())
-            stale = time.time() - root.stat().st_mtime > _ORPHAN_AGE_S and root.stat().st_uid == os.getuid()
-        except (OSError, ValueError, AttributeError):  # not ours, no owner file, or no uids (Windows)
+            owner = int((candidate / OWNER_FILE).read_text())
+            info = candidate.stat()
+        except (OSError, ValueError):  # not ours, or no owner file
             continue
-        if stale and not _alive(owner):
-            shutil.rmtree(root, ignore_errors=True)
+        stale = time.time() - info.st_mtime > _ORPHAN_AGE_S
+        if info.st_uid == os.getuid() and stale and not _alive(owner):
+            shutil.rmtree(candidate, ignore_errors=True)
 
 
 def _alive(pid: int) -> bool:

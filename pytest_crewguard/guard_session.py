@@ -77,12 +77,10 @@ class GuardSession:
         self.storage_dir: Path = storage_root  # the test's own directory once started
         self.repeat_summaries: list[Callable[[], dict[str, Any]]] = []  # per kickoff call
         self._storage_root = storage_root
-        # Why the test stopped before its end while recording (an error, an interrupt): set by
-        # cut_short; after an interrupt, a cassette that replaces one (rewrite) or is new (once)
-        # is not written.
-        self.cut_short_by: str | None = None
         self.fixture_kickoffs_running = 0  # crewguard.kickoff* calls under way (see body_watchdog)
+        # Set by cut_short: the test was interrupted while recording, its cassette is not written.
         self._keep_cassette = False
+        self._cut_short = False
         self._cassette_existed = False
         self._recording = False
         self._stack = ExitStack()
@@ -157,7 +155,7 @@ class GuardSession:
                 self.cassette_path,
                 self.record_mode,
                 self.match_config,
-                skip_write=lambda: bool(self.wire and self.wire.error_answers()) or self.keeps_cassette(),
+                skip_write=lambda: bool(self.wire and self.wire.error_answers()) or self._keep_cassette,
             )
         )
         self.wire = WireLog(
@@ -200,27 +198,22 @@ class GuardSession:
         ``rewrite``, or in ``once`` for a new cassette, leaves the cassette as it was: the
         recording is partial, and a whole one must not be replaced by it. A failure is written as
         vcrpy writes it (its calls were paid for), and the note says what it holds."""
-        if self.record_mode == "none" or not self._recording or self.cut_short_by is not None:
+        # A fault recorded on purpose (record_errors) keeps its error: that is the recording.
+        if not self._recording or self._cut_short or self.spec.record_errors:
             return None
-        if self.spec.record_errors:  # a fault recorded on purpose: the error is what is kept
-            return None
-        self.cut_short_by = type(err).__name__
-        where = self.display(self.cassette_path)
+        self._cut_short = True
+        why, where = type(err).__name__, self.display(self.cassette_path)
         if isinstance(err, KeyboardInterrupt | SystemExit) and self.record_mode in ("rewrite", "once"):
             self._keep_cassette = True
             kept = "the one before is kept" if self._cassette_existed else "none was written"
             return (
-                f"stopped while recording ({self.cut_short_by}): {where} would hold part of the "
-                f"test's calls, so {kept}; record it again"
+                f"stopped while recording ({why}): {where} would hold part of the test's calls, "
+                f"so {kept}; record it again"
             )
         return (
-            f"failed while recording ({self.cut_short_by}): {where} holds the calls made before "
+            f"failed while recording ({why}): {where} holds the calls made before "
             "the failure; if the failure stopped the test early, record it again once it passes"
         )
-
-    def keeps_cassette(self) -> bool:
-        """Whether the cassette is left as it was: the test was interrupted (see cut_short)."""
-        return self._keep_cassette
 
     def close(self) -> str | None:
         """Leave the cassette (writing it when recording) and restore the environment.

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .environment import new_storage_root, prepare_crewai_environment
+from .environment import new_storage_root, prepare_crewai_environment, remove_orphan_roots
 from .settings import Settings
 
 if TYPE_CHECKING:
@@ -51,7 +51,7 @@ class RunState:
             from .baseline import load_comparison
 
             baseline, thresholds = load_comparison(settings.baseline, settings.compare_fail)
-        storage = new_storage_root()
+        storage = new_storage_root(sweep=False)  # swept at the first guarded test, not at start-up
         return cls(settings, prices, baseline, thresholds, storage, prepare_crewai_environment(storage))
 
     def session(self) -> CrewguardSession:
@@ -62,6 +62,7 @@ class RunState:
 
             if self.prices is None:  # imported only now: a run without crew tests never pays for it
                 self.prices = PriceTable()
+            remove_orphan_roots(self.storage)
             self.results = CrewguardSession(prices=self.prices, budget=self.settings.max_cost)
         return self.results
 

@@ -23,7 +23,7 @@ from . import multipart
 from .body_codec import content_encoding, content_type, decoded
 from .credential_forms import CHALLENGE_HEADERS, scrub_credential_value
 from .json_fields import scrub_as_text, scrub_json
-from .secret_values import PLACEHOLDER, remember, response_secrets, secret_env_values, secret_forms, sending
+from .secret_values import PLACEHOLDER, remember, secret_env_values, secret_forms, secrets_so_far, sending
 
 # Request headers that are dropped outright (credentials or account identity). Lower-case.
 SECRET_HEADERS: frozenset[str] = frozenset(
@@ -262,7 +262,7 @@ def _scrub_sent(request: Any, headers: bool) -> Any:
     body = request.body_bytes if hasattr(request, "body_bytes") else request.body
     # With what the test sent by name so far, headers and URL included: recorded and replayed
     # alike, request by request, so a request scrubbed when recorded is scrubbed when replayed.
-    cleaned = scrub_body(body, request.headers, response_secrets())
+    cleaned = scrub_body(body, request.headers, secrets_so_far())
     if cleaned is not body:
         request.body = cleaned
     return request
@@ -272,7 +272,7 @@ def scrub_response(response: dict[str, Any], secrets: list[tuple[str, str]] | No
     """vcrpy ``before_record_response``: credential headers and secret values out of a response,
     and the credentials the test's client sent so far (an echoing server, an error quoting the
     key). ``secrets``: those to use instead."""
-    secrets = response_secrets() if secrets is None else secrets
+    secrets = secrets_so_far() if secrets is None else secrets
     headers = response.get("headers") or {}
     response["headers"] = scrub_headers(headers, SECRET_RESPONSE_HEADERS, secrets)
     body = response.get("body")

@@ -83,13 +83,13 @@ def secret_env_values() -> list[tuple[str, str]]:
     return _secret_values(tuple(raw.items()) if isinstance(raw, dict) else tuple(os.environ.items()))
 
 
-def response_secrets() -> list[tuple[str, str]]:
+def secrets_so_far() -> list[tuple[str, str]]:
     """:func:`secret_env_values`, and the credentials the test's client has sent under a
     credential name so far (see :func:`remember`): what each answer is scrubbed of when it is
     recorded, and each request's body when it is recorded or replayed, in the order they come
     (so that both ways a request is scrubbed alike)."""
     found = secret_env_values()
-    return _with_remembered(found, len(_remembered)) if _remembered else found
+    return found + _remembered if _remembered else found
 
 
 def forget_remembered() -> None:
@@ -100,11 +100,12 @@ def forget_remembered() -> None:
 
 
 # Credentials the running test's client sent under a credential name (a header, a query
-# parameter, a form or JSON field): a server that echoes the request, an error quoting the key
-# or a next-page link would otherwise keep them in the response.
-_remembered: dict[str, None] = {}
+# parameter, a form or JSON field), as (name, value) pairs like the environment's: a server
+# that echoes the request, an error quoting the key or a next-page link would otherwise keep them.
+_remembered: list[tuple[str, str]] = []
 _remembered_lock = threading.Lock()
-_REMEMBERED_KEEP = 64
+_REMEMBERED_KEEP = 64  # a token per request must not slow every scrub
+_SENT_BY_NAME = "a credential sent by name"
 
 
 _sending: contextvars.ContextVar[bool] = contextvars.ContextVar("crewguard_sending", default=False)
@@ -123,20 +124,21 @@ def sending() -> Iterator[None]:
 
 
 def remember(value: Any) -> None:
-    """Scrub ``value`` from the test's recorded responses from now on: its client sent it under a
-    credential name (see :func:`sending`). Only what looks like a credential (a token without spaces, of 12
-    characters or more, of two kinds of characters at least), never an ordinary word."""
+    """Scrub ``value`` from what the test sends and receives from now on (see
+    :func:`secrets_so_far`): its client sent it under a credential name (see :func:`sending`).
+    Only what looks like a credential (a token without spaces, of 12 characters or more, of two
+    kinds of characters at least), never an ordinary word."""
     if not _sending.get():
         return
     text = value.decode("latin-1") if isinstance(value, bytes) else value
     if not isinstance(text, str):
         return
     for word in text.split():  # "Bearer <token>": the token, not the scheme
-        if _credential_like(word) and word not in _REPLAY_PLACEHOLDERS and word not in _remembered:
+        pair = (_SENT_BY_NAME, word)
+        if _credential_like(word) and word not in _REPLAY_PLACEHOLDERS and pair not in _remembered:
             with _remembered_lock:
-                _remembered[word] = None
-                if len(_remembered) > _REMEMBERED_KEEP:  # a token per request must not slow every scrub
-                    del _remembered[next(iter(_remembered))]
+                _remembered.append(pair)
+                del _remembered[:-_REMEMBERED_KEEP]
 
 
 def _credential_like(word: str) -> bool:
@@ -145,19 +147,6 @@ def _credential_like(word: str) -> bool:
     kinds = (any(c.islower() for c in word), any(c.isupper() for c in word), any(c.isdigit() for c in word),
              any(not c.isalnum() for c in word))
     return sum(kinds) >= 2
-
-
-@lru_cache(maxsize=16)
-def _with_remembered_cached(
-    found: tuple[tuple[str, str], ...], count: int, newest: str
-) -> list[tuple[str, str]]:
-    del count, newest  # the key: a new credential makes a new list
-    return list(found) + [("a credential sent by name", v) for v in list(_remembered)]
-
-
-def _with_remembered(found: list[tuple[str, str]], count: int) -> list[tuple[str, str]]:
-    # Keyed by the newest value too: at the bound, the count stays while the values change.
-    return _with_remembered_cached(tuple(found), count, next(reversed(_remembered), ""))
 
 
 @lru_cache(maxsize=16)

@@ -88,7 +88,7 @@ def wait_for(
         crew_events.flush()
         # A kickoff that a BaseException (pytest.skip, KeyboardInterrupt) ended has no end event:
         # it runs only while some thread still holds its crew.
-        left = [k for k in unfinished(events, skip) if running_crew(k.source_id) is not None]
+        left = [k for k in unfinished(events, skip) if _object_with_id(k.source_id) is not None]
         frames = sys._current_frames()  # one look at every thread, for all that follows
         now = threads_now(frames)
         kickoffs = {t: kickoff_of(t, frames) for t in now.where if t not in there_before}
@@ -154,7 +154,7 @@ def stop(kickoffs: list[CrewEvent], threads: list[threading.Thread], owner: str)
 
     crews = {id(crew): crew for crew in map(kickoff_of, threads) if crew is not None}
     for kickoff in kickoffs:
-        crew = running_crew(kickoff.source_id)
+        crew = _object_with_id(kickoff.source_id)
         if crew is not None:  # else ended meanwhile, or run where no frame holds it
             crews.setdefault(id(crew), crew)
     shown = []
@@ -165,19 +165,25 @@ def stop(kickoffs: list[CrewEvent], threads: list[threading.Thread], owner: str)
     return max(len(crews), len(kickoffs)), shown
 
 
-def running_crew(wanted: int | None) -> Any:
-    """The crew whose kickoff a thread is running, found by its id among the threads' frames."""
-    if wanted is None:
-        return None
+def held_objects(*, include_current: bool = False) -> dict[int, Any]:
+    """Every ``self`` the threads' frames hold, by id: the crews (and agents, flows) whose
+    methods some thread runs. The calling thread's own frames only with ``include_current``."""
+    me = threading.get_ident()
+    held: dict[int, Any] = {}
     for thread_id, frame in sys._current_frames().items():
-        if thread_id == threading.get_ident():
+        if thread_id == me and not include_current:
             continue
         while frame is not None:
             owner = frame.f_locals.get("self")
-            if id(owner) == wanted:
-                return owner
+            if owner is not None:
+                held.setdefault(id(owner), owner)
             frame = frame.f_back  # type: ignore[assignment]
-    return None
+    return held
+
+
+def _object_with_id(wanted: int | None) -> Any:
+    """The crew whose kickoff a thread is running, found by its id among the threads' frames."""
+    return None if wanted is None else held_objects().get(wanted)
 
 
 def message(left: list[CrewEvent], count: int, waited: float, threads: list[str]) -> str:
