@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import threading
 import time
 
 import pytest
@@ -160,3 +161,44 @@ def test_the_run_is_the_kickoff_the_crew_just_made(pytester, provider):
     )
     pytester.makepyfile(test_crew=crew_test_file(server.openai_base_url, APP_FIRST_BODY))
     pytester.runpytest("--crewguard-record-mode=once").assert_outcomes(passed=1)
+
+
+def test_a_start_event_still_queued_when_another_kickoff_ends_is_not_lost(crewai_loaded) -> None:
+    # Two kickoffs at once: when one ends, crewguard looks at every call so far, and the other's
+    # newest request may be on the wire while its llm_call_started event still waits for a free
+    # handler thread. That call was counted as made with crewguard's handlers removed.
+    from crewai.events import crewai_event_bus
+    from crewai.events.types.llm_events import LLMCallStartedEvent
+
+    from pytest_crewguard import events as crew_events
+    from pytest_crewguard.events import CrewEvent, EventLog, calls_without_events
+    from pytest_crewguard.usage import classify_exchange
+    from pytest_crewguard.wire import HttpExchange
+
+    log = EventLog()
+    log.add(CrewEvent(event_id="k", type="crew_kickoff_started", sequence=1, parent_id=None))
+    crew_events.activate(log)
+    release = threading.Event()
+    try:
+        # Every handler thread busy, as on a loaded machine: the event waits in the queue.
+        crewai_event_bus._ensure_executor_initialized()
+        busy = [crewai_event_bus._sync_executor.submit(release.wait, 30) for _ in range(10)]
+        event = LLMCallStartedEvent(model="gpt-4o-mini", messages=[], call_id="c")
+        crewai_event_bus.emit(None, event)
+        url = "https://api.openai.com/v1/chat/completions"
+        body = '{"choices": [], "usage": {"prompt_tokens": 1, "completion_tokens": 1}}'
+        exchange = classify_exchange("POST", url, "{}", 200, {}, body)
+        call = HttpExchange(
+            index=0, method="POST", uri=url, request_body="{}", status=200, response_headers={},
+            response_body=body,
+            scope=(("k", "crew_kickoff_started"), (str(event.event_id), "llm_call_started")),
+            recorded_latency_s=0.0, replayed=True, exchange=exchange,
+        )
+        threading.Timer(0.3, release.set).start()  # the handler threads free up a moment later
+        assert calls_without_events([call], log) == (0, 0)
+        assert log.get(str(event.event_id)) is not None
+    finally:
+        release.set()
+        for future in busy:
+            future.result(timeout=30)
+        crew_events.activate(None)
