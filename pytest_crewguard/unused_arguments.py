@@ -11,15 +11,15 @@ from typing import TYPE_CHECKING
 from .verdict import Gate, Violation
 
 if TYPE_CHECKING:
-    from .guard_session import GuardSession
+    from .guard_verdicts import GuardVerdicts
 
 
-def unused_arguments(guard: GuardSession) -> list[Violation]:
+def unused_arguments(guard: GuardVerdicts) -> list[Violation]:
     """The marker's arguments that did nothing in the test that just ended."""
     return _faults_unused(guard) + _repeat_unused(guard)
 
 
-def _repeat_unused(guard: GuardSession) -> list[Violation]:
+def _repeat_unused(guard: GuardVerdicts) -> list[Violation]:
     """``repeat=N`` where nothing was repeated: only ``crewguard.kickoff`` (and
     ``kickoff_flow``) run a factory N times; a test that kicks off crews itself ran them once
     and compared nothing."""
@@ -35,7 +35,7 @@ def _repeat_unused(guard: GuardSession) -> list[Violation]:
     return [Violation(Gate.REPEAT, message)]
 
 
-def _faults_unused(guard: GuardSession) -> list[Violation]:
+def _faults_unused(guard: GuardVerdicts) -> list[Violation]:
     """``faults=`` in replay that answered no request: the test checked nothing it meant to
     (a misspelt agent, task or model, or no LLM call at all)."""
     wire = guard.wire
