@@ -79,6 +79,23 @@ def decoded(body: bytes, headers: Mapping[str, Any]) -> tuple[str, Callable[[str
     return text, lambda new: recompress(new.encode(codec))
 
 
+_READABLE_ENCODINGS = frozenset({"", "identity", "gzip", "x-gzip", "deflate"})
+
+
+def unreadable_bodies(interactions: list[Any]) -> Iterator[tuple[str, str]]:
+    """Bodies compressed in a way crewguard cannot read (``br``, ``zstd``), so cannot scrub:
+    where each is, and its encoding."""
+    for number, interaction in enumerate(interactions, 1):
+        for side in ("request", "response"):
+            part = interaction.get(side) if isinstance(interaction, dict) else None
+            if not isinstance(part, dict) or not part.get("body"):
+                continue
+            body = part["body"].get("string") if isinstance(part["body"], dict) else part["body"]
+            encoding = content_encoding(part.get("headers") or {})
+            if body and any(e.strip() not in _READABLE_ENCODINGS for e in encoding.split(",")):
+                yield f"the {side} body of interaction {number}", encoding
+
+
 def interaction_bodies(interactions: list[Any]) -> Iterator[tuple[str, str]]:
     """Every body in decoded form, with where it is (``the request body of interaction 2``)."""
     for number, interaction in enumerate(interactions, 1):

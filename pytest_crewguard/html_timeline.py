@@ -16,7 +16,7 @@ from .events import CrewEvent, EventLog
 from .ledger import LLMCall
 from .run import GuardedRun
 from .scrubbing import scrub_body
-from .secret_values import secret_env_values
+from .secret_values import secrets_so_far
 from .usage.decoding import as_text, parse_json
 from .wire import HttpExchange
 
@@ -135,7 +135,8 @@ def timeline(
     """
     exchanges = [w for w in wire if w.exchange.kind == "llm"]
     indexed = list(zip(range(len(calls)), calls, exchanges, strict=False))
-    secrets = secret_env_values()
+    # And what the test sent by name: the request bodies here are the ones sent, not scrubbed.
+    secrets = secrets_so_far()
     found = []
     for run in runs:
         mine = [t for t in indexed if run.kickoff_id is not None and t[1].kickoff_id == run.kickoff_id]

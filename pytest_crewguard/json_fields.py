@@ -72,16 +72,42 @@ def scrub_json(value: Any) -> Any:
                 items = items if items is not None else list(value)
                 items[n] = new
         return value if items is None else items
-    if isinstance(value, str) and value.lstrip()[:1] in ("{", "["):
-        # JSON inside a string (leading whitespace too): a tool call's "arguments" carry the
-        # tool's own fields.
-        try:
-            inner = json.loads(value)
-        except (ValueError, RecursionError):
-            return value
-        cleaned = scrub_json(inner)
-        return value if cleaned is inner else json.dumps(cleaned, ensure_ascii=False)
+    if isinstance(value, str):
+        if value.lstrip()[:1] in ("{", "["):
+            # JSON inside a string (leading whitespace too): a tool call's "arguments" carry the
+            # tool's own fields.
+            try:
+                inner = json.loads(value)
+            except (ValueError, RecursionError):
+                return _members_scrubbed(value)
+            cleaned = scrub_json(inner)
+            return value if cleaned is inner else json.dumps(cleaned, ensure_ascii=False)
+        return _members_scrubbed(value)
     return value
+
+
+def _members_scrubbed(text: str) -> str:
+    """A string that is no JSON but may quote some: a tool's dict as Python prints it
+    (``{'password': '...'}``) or JSON after other text (``Result: {"api_key": "..."}``), as
+    the tool's result reaches the next prompt. Its credential members' values replaced."""
+    new = text
+    if "':" in new or "' :" in new:
+        new = _PYTHON_MEMBER.sub(_scrub_python_member, new)
+    if '":' in new or '" :' in new:
+        new = scrub_as_text(new)
+    return text if new == text else new
+
+
+# ``'name': 'value'`` as Python's repr of a dict writes it (possessive, as _STRING_MEMBER).
+_PYTHON_MEMBER = re.compile(r"'((?:[^'\\]|\\.)*+)'(\s*:\s*)'((?:[^'\\]|\\.)*+)'")
+
+
+def _scrub_python_member(member: re.Match[str]) -> str:
+    name, separator, value = member.groups()
+    if not is_secret_field(name) or not value or value == PLACEHOLDER:
+        return member.group(0)
+    remember(value)
+    return f"'{name}'{separator}'{PLACEHOLDER}'"
 
 
 # A JSON string, whole (escapes kept, possessive: never tried again from a quote inside it),

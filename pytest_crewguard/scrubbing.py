@@ -17,12 +17,12 @@ import re
 from collections.abc import Mapping
 from functools import lru_cache
 from typing import Any
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+from urllib.parse import parse_qsl, unquote, urlencode, urlsplit, urlunsplit
 
 from . import multipart
 from .body_codec import content_encoding, content_type, decoded
 from .credential_forms import CHALLENGE_HEADERS, scrub_credential_value
-from .json_fields import scrub_as_text, scrub_json
+from .json_fields import is_secret_field, scrub_as_text, scrub_json
 from .secret_values import PLACEHOLDER, remember, secret_env_values, secret_forms, secrets_so_far, sending
 
 # Request headers that are dropped outright (credentials or account identity). Lower-case.
@@ -57,14 +57,20 @@ SECRET_QUERY_PARAMETERS: tuple[str, ...] = (
     "key", "api_key", "apikey", "api-key", "access_token", "code", "sig", "signature", "token",
     "auth", "password", "secret", "client_secret", "subscription-key", "x-api-key",
 )
+_CAMEL = re.compile(r"(?<=[a-z0-9])(?=[A-Z])")
+
+
 def _words(name: str) -> list[str]:
-    return [w for w in re.split(r"[^a-z0-9]+", name.lower()) if w]
+    # camelCase names are words too: accessToken, clientSecret, X-AuthToken.
+    return [w for w in re.split(r"[^a-z0-9]+", _CAMEL.sub("-", name).lower()) if w]
 
 
 @lru_cache(maxsize=4096)  # a cassette repeats the same few names thousands of times
 def is_secret_header(name: str) -> bool:
     """A header whose value is a credential: a known name or one with a credential word."""
-    return name.lower() in SECRET_HEADERS or any(w in _HEADER_WORDS for w in _words(name))
+    # Named as JSON fields are too: clients send header names in lower case (x-accesstoken).
+    lower = name.lower()
+    return lower in SECRET_HEADERS or any(w in _HEADER_WORDS for w in _words(name)) or is_secret_field(lower)
 
 
 def scrub_text(text: str, secrets: list[tuple[str, str]]) -> str:
@@ -80,10 +86,18 @@ def scrub_uri(uri: str, secrets: list[tuple[str, str]] | None = None) -> str:
     """Replace credential query parameters' values and secret values in a URL."""
     secrets = secret_env_values() if secrets is None else secrets
     parts = urlsplit(uri)
-    if parts.password:  # https://user:password@host
-        host = parts.netloc.rpartition("@")[2]
-        parts = parts._replace(netloc=f"{parts.username}:{PLACEHOLDER}@{host}")
-        uri = urlunsplit(parts)
+    if "@" in parts.netloc:
+        userinfo, _, host = parts.netloc.rpartition("@")
+        user, colon, password = userinfo.partition(":")
+        if password:  # https://user:password@host
+            remember(unquote(password))
+            netloc = f"{user}:{PLACEHOLDER}@{host}"
+        else:  # https://ghp_token@host, https://rk_live_key:@host: the user is the credential
+            remember(unquote(user))
+            netloc = f"{PLACEHOLDER}{colon}@{host}"
+        if netloc != parts.netloc:
+            parts = parts._replace(netloc=netloc)
+            uri = urlunsplit(parts)
     if parts.query:
         query = _scrub_pairs(parts.query)
         if query is not parts.query:
@@ -107,7 +121,10 @@ def _scrub_pairs(encoded: str) -> str:
 def _is_secret_parameter(name: str) -> bool:
     """A query parameter or form field that holds a credential: a known name, or one with a
     credential word, as for headers (``auth_token``, ``client-secret``, ``X-Amz-Signature``)."""
-    return name.lower() in SECRET_QUERY_PARAMETERS or any(w in _HEADER_WORDS for w in _words(name))
+    return (
+        name.lower() in SECRET_QUERY_PARAMETERS or any(w in _HEADER_WORDS for w in _words(name))
+        or is_secret_field(name)
+    )
 
 
 def scrub_headers(
@@ -219,11 +236,13 @@ def _scrubbed(body: bytes | str, headers: Mapping[str, Any], secrets: list[tuple
         new = scrub_as_text(new)
     except ValueError:  # not JSON
         kind = content_type(headers)
-        if "x-www-form-urlencoded" in kind:
+        if "x-www-form-urlencoded" in kind or (not kind and _FORM.fullmatch(new)):
             new = _scrub_pairs(new)  # an OAuth token request: client_secret=..., password=...
         elif "multipart/" in kind:  # an upload with a credential field
             boundary = multipart.boundary_of(content_type(headers, as_sent=True))
             new = multipart.scrub_fields(new, boundary, _is_secret_parameter) if boundary else new
+        elif "event-stream" in kind or "ndjson" in kind or "jsonl" in kind:
+            new = scrub_as_text(new)  # JSON chunks (an MCP server's answer): their members
     else:
         if cleaned is not data:
             new = bom + json.dumps(cleaned, ensure_ascii=False, separators=(",", ":"))
@@ -237,6 +256,10 @@ def _scrubbed(body: bytes | str, headers: Mapping[str, Any], secrets: list[tuple
         if cleaned is None:
             raise
         return encode(bom + json.dumps(cleaned, ensure_ascii=True, separators=(",", ":")))
+
+
+# A body sent without a content type that reads as a form (``requests.post(url, data="a=1&b=2")``).
+_FORM = re.compile(r"[\w.~%+\-]+=[^&=\s]*(?:&[\w.~%+\-]+=[^&=\s]*)*")
 
 
 def scrub_request(request: Any, *, headers: bool = True) -> Any:
@@ -256,7 +279,9 @@ def _scrub_sent(request: Any, headers: bool) -> Any:
         scrubbed = scrub_headers(request.headers, SECRET_HEADERS, secrets)
         if scrubbed is not request.headers:
             request.headers = scrubbed
-    uri = scrub_uri(request.uri, secrets)
+    else:  # learned as when recording, or a key the tool sent in a header misses in replay
+        _remember_credential_headers(request.headers)
+    uri = scrub_uri(request.uri, secrets_so_far())
     if uri != request.uri:
         request.uri = uri
     body = request.body_bytes if hasattr(request, "body_bytes") else request.body
@@ -266,6 +291,13 @@ def _scrub_sent(request: Any, headers: bool) -> Any:
     if cleaned is not body:
         request.body = cleaned
     return request
+
+
+def _remember_credential_headers(headers: Mapping[str, Any]) -> None:
+    for name, value in headers.items():
+        if name.lower() in SECRET_HEADERS or is_secret_header(name):
+            for sent in value if isinstance(value, (list, tuple)) else [value]:
+                remember(sent)
 
 
 def scrub_response(response: dict[str, Any], secrets: list[tuple[str, str]] | None = None) -> dict[str, Any]:

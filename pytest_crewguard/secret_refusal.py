@@ -11,11 +11,11 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from .body_codec import interaction_bodies
+from .body_codec import interaction_bodies, unreadable_bodies
 from .errors import CassetteError
 from .scrubbing import scrub_text
 from .secret_values import MIN_SECRET_LENGTH, secret_env_values, secret_forms
-from .usage.decoding import sse_events
+from .usage.decoding import parse_json, sse_events
 
 # Shapes of provider keys: OpenAI (sk-, sk-proj-), Anthropic (sk-ant-), Google (AIza), AWS (AKIA).
 # Not inside a longer word: "risk-assessment-calculator" holds "sk-" but is no key.
@@ -43,7 +43,15 @@ def find_secret(text: str) -> tuple[str, int] | None:
 
 
 def refuse_secrets(path: str, serialized: str, interactions: list[Any] | None = None) -> None:
-    """Raise when a cassette still holds a secret, in its text or in any decoded body."""
+    """Raise when a cassette still holds a secret, in its text or in any decoded body, or a
+    body it cannot read to know."""
+    for place, encoding in unreadable_bodies(interactions or []):
+        raise CassetteError(
+            f"crewguard refused to write cassette {path}: {place} is compressed as {encoding!r}, "
+            "which crewguard cannot read, so it cannot scrub secrets from it nor read its usage. "
+            "The client asked for it because brotli or zstandard is installed: record where it is "
+            "not, or have the client send 'Accept-Encoding: gzip'. Nothing was written."
+        )
     found = find_secret(serialized)
     where = ""
     if found is not None:
@@ -72,18 +80,23 @@ def refuse_secrets(path: str, serialized: str, interactions: list[Any] | None = 
 
 
 # Where the providers' stream chunks carry the model's text (OpenAI delta content and tool
-# arguments, Anthropic text and partial JSON, Gemini parts' text).
-_TEXT_KEYS = frozenset({"content", "text", "arguments", "partial_json", "thinking", "refusal"})
+# arguments, its Responses API's deltas, Anthropic text and partial JSON, Gemini parts' text).
+_TEXT_KEYS = frozenset({"content", "text", "arguments", "partial_json", "thinking", "refusal", "delta"})
 
 
 def _stream_text(text: str) -> str:
-    """A server-sent-event stream's text as the client puts it together: the text fields of
-    its JSON chunks, in order, joined (a model streams a few characters per chunk)."""
-    if "data:" not in text:
+    """A stream's text as the client puts it together: the text fields of its JSON chunks, in
+    order, joined (a model streams a few characters per chunk). Server-sent events, or JSON
+    lines (Ollama's streams)."""
+    if "data:" in text:
+        chunks: list[Any] = list(sse_events(text))
+    elif text.count("\n") > 1 and text.lstrip().startswith("{"):
+        chunks = [parse_json(line) for line in text.splitlines()]
+    else:
         return ""
     pieces: list[str] = []
-    for event in sse_events(text):
-        _texts(event, pieces, False)
+    for chunk in chunks:
+        _texts(chunk, pieces, False)
     return "".join(pieces)
 
 
@@ -99,7 +112,8 @@ def _texts(value: Any, into: list[str], wanted: bool) -> None:
             _texts(item, into, wanted)
 
 
-def masked_text(text: str) -> str:
-    """``text`` for a message or a report: secret values replaced, key-shaped strings masked
-    (a provider's error text often quotes the key it refused)."""
-    return KEY_SHAPED.sub(lambda match: mask(match.group(0)), scrub_text(text, secret_env_values()))
+def masked_text(text: str, secrets: list[tuple[str, str]] | None = None) -> str:
+    """``text`` for a message or a report: secret values (the environment's, or ``secrets``)
+    replaced, key-shaped strings masked (a provider's error text often quotes the key it refused)."""
+    secrets = secret_env_values() if secrets is None else secrets
+    return KEY_SHAPED.sub(lambda match: mask(match.group(0)), scrub_text(text, secrets))

@@ -104,7 +104,10 @@ def forget_remembered() -> None:
 # that echoes the request, an error quoting the key or a next-page link would otherwise keep them.
 _remembered: list[tuple[str, str]] = []
 _remembered_lock = threading.Lock()
-_REMEMBERED_KEEP = 64  # a token per request must not slow every scrub
+_REMEMBERED_KEEP = 256  # a token per request must not slow every scrub
+# A signature made for one request (AWS SigV4 signs each request anew) is no key: remembered, it
+# would push out the credentials that are, and the secret it is made with never travels.
+_ONE_OFF_SIGNATURES = ("AWS4-HMAC-SHA256 ", "AWS4-ECDSA-P256-SHA256 ")
 _SENT_BY_NAME = "a credential sent by name"
 
 
@@ -131,7 +134,7 @@ def remember(value: Any) -> None:
     if not _sending.get():
         return
     text = value.decode("latin-1") if isinstance(value, bytes) else value
-    if not isinstance(text, str):
+    if not isinstance(text, str) or text.startswith(_ONE_OFF_SIGNATURES):
         return
     for word in text.split():  # "Bearer <token>": the token, not the scheme
         pair = (_SENT_BY_NAME, word)

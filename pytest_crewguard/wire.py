@@ -26,6 +26,7 @@ from .miss_message import miss_message
 from .recorded_latency import LATENCY_HEADER, latency_seconds
 from .scrubbing import scrub_uri
 from .secret_refusal import masked_text
+from .secret_values import secrets_so_far
 from .stand_ins import stand_in_kind, stand_in_response
 from .usage import Exchange, classify_exchange, header_value
 
@@ -192,7 +193,8 @@ class WireLog:
             with self._lock:
                 self.unrecorded_preflights += 1
         elif kind == "miss":
-            message = miss_message(self, request)
+            # Printed and written into JUnit XML: also what the test sent by name, if it still shows.
+            message = masked_text(miss_message(self, request), secrets_so_far())
             with self._lock:
                 self.misses.append(message)
         return stand_in_response(kind, self.cassette_path)
