@@ -484,13 +484,14 @@ def test_faults_scoped_to_an_agent_task_or_model() -> None:
     assert by_task.matches(None, lambda: (None, "draft")) and not by_task.matches(None, lambda: (None, "x"))
 
 
-def test_waits_outside_a_guard_still_sleep() -> None:
+def test_waits_outside_a_guard_still_sleep(crewai_loaded: None) -> None:
+    # Imported first: virtual_waits patches the modules already loaded, as a guard finds them.
+    from crewai.utilities.rpm_controller import RPMController
+
     from pytest_crewguard.virtual_clock import virtual_waits
 
     seen: list[tuple[float, str]] = []
     with virtual_waits(lambda s, kind: seen.append((s, kind))):
-        from crewai.utilities.rpm_controller import RPMController
-
         controller = RPMController(max_rpm=1)
         assert controller.check_or_wait() and controller.check_or_wait()  # the second waits
         controller.stop_rpm_counter()

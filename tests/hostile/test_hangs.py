@@ -234,16 +234,18 @@ def lookup(q: str) -> str:
     return "never"
 
 
+# First (xdist -n 1 runs in file order): it loads the SDK, which the stuck test's first call
+# would otherwise load under its time limit.
+@pytest.mark.crewguard
+def test_next(crewguard):
+    assert crewguard.kickoff(make_crew, inputs={"topic": "quick things"}).output.raw == "quick answer"
+
+
 # Long enough for the crew to reach its tool on a loaded machine: stopped before it, the
 # crew's thread ends with the cassette, and no thread is left to name.
 @pytest.mark.crewguard(max_seconds=3)
 def test_blocked(crewguard):
     crewguard.kickoff(lambda: make_crew(tools=[lookup]), inputs={"topic": "stuck things"})
-
-
-@pytest.mark.crewguard
-def test_next(crewguard):
-    assert crewguard.kickoff(make_crew, inputs={"topic": "quick things"}).output.raw == "quick answer"
 """
 
 
