@@ -1,11 +1,11 @@
 """Deadlines on crew kickoffs, and what becomes of a crew that outlives one.
 
 Python cannot kill a thread. A kickoff that runs past ``max_seconds`` is waited for no longer:
-the test fails, the crew's threads are told to stop (an exception raised at their next bytecode,
-their socket reads shut down), and whatever cannot stop (a tool blocked in C code for good) is
-left behind and remembered. CrewAI runs an agent's rounds on asyncio worker threads, which are
-not daemon threads, so one left behind would keep the process from exiting after its summary;
-:func:`left_behind` names them, so that the session can end without them.
+the test fails, the crew's threads are told to stop (:mod:`.thread_stop`), and whatever cannot
+stop (a tool blocked in C code for good) is left behind and remembered. CrewAI runs an agent's
+rounds on asyncio worker threads, which are not daemon threads, so one left behind would keep
+the process from exiting after its summary; :func:`left_behind` names them, so that the
+session can end without them.
 
 This module does not import pytest: it knows threads and crews, not tests.
 """
@@ -14,9 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
-import ctypes
 import os
-import socket
 import sys
 import threading
 import time
@@ -25,10 +23,7 @@ from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import Any
 
-
-class CrewTimeout(BaseException):
-    """Raised inside a crew thread that outlived ``max_seconds`` (best effort)."""
-
+from .thread_stop import interrupt, unblock_read
 
 # Frames of the machinery every thread runs on: they say nothing about where a crew is stuck
 # (crewguard's own socket check included: it wraps every send and receive).
@@ -101,42 +96,6 @@ def threads_of(crew: Any) -> list[threading.Thread]:
                 break
             frame = frame.f_back
     return found
-
-
-def interrupt(thread: threading.Thread) -> None:
-    """Raise :class:`CrewTimeout` in ``thread`` at its next bytecode.
-
-    That ends a crew stuck in Python code. One blocked in C (a socket read, a lock, a sleep)
-    sees it only when the call returns.
-    """
-    if thread.ident is not None:
-        ctypes.pythonapi.PyThreadState_SetAsyncExc(
-            ctypes.c_ulong(thread.ident), ctypes.py_object(CrewTimeout)
-        )
-
-
-def unblock_read(thread: threading.Thread) -> None:
-    """Shut down the socket ``thread`` is blocked reading from, so its read returns now.
-
-    The asyncio worker that sends an agent's LLM call is not a daemon thread: left blocked, it
-    would keep the interpreter from exiting until the provider answers (or the SDK's 10-minute
-    timeout). With the read ended, the CrewTimeout set by :func:`interrupt` stops it before the
-    SDK can retry.
-    """
-    frame = sys._current_frames().get(thread.ident or -1)
-    while frame is not None:
-        owner = frame.f_locals.get("self")
-        try:
-            sock = owner if isinstance(owner, socket.socket) else getattr(owner, "_sock", None)
-        except Exception:  # an object whose attributes cannot be read holds no socket of ours
-            sock = None
-        if isinstance(sock, socket.socket):
-            try:
-                sock.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
-            return
-        frame = frame.f_back
 
 
 @dataclass

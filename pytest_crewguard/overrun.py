@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any, NoReturn
 
 from . import deadline
 from . import events as crew_events
-from .deadline import CrewTimeout
+from .thread_stop import CrewTimeout
 from .verdict import Gate, Violation
 
 if TYPE_CHECKING:

@@ -268,3 +268,46 @@ def test_an_xdist_worker_with_a_stuck_crew_ends_and_the_controller_names_the_thr
         tests = json.loads(report.read_text())["tests"]
         verdicts = {nodeid.split("::")[-1]: test["verdict"] for nodeid, test in tests.items()}
         assert verdicts["test_next"] == "passed" and verdicts["test_blocked"].startswith("FAILED max_seconds")
+
+
+SLOW_MODULE = """
+import time
+
+time.sleep(0.4)  # a module whose import takes a while, as an SDK's first import does
+LOADED = True
+"""
+
+
+def test_a_thread_stopped_while_it_imports_stops_after_the_import(tmp_path: Path, monkeypatch: Any) -> None:
+    # A crew past max_seconds while its first LLM call loads the SDK: the stop was raised
+    # inside the import, leaving the module half-loaded (or its import lock held).
+    import sys
+    import threading
+    import time
+
+    from pytest_crewguard.thread_stop import CrewTimeout, importing, interrupt
+
+    (tmp_path / "crewguard_slow_module.py").write_text(SLOW_MODULE)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.delitem(sys.modules, "crewguard_slow_module", raising=False)
+    ended: list[BaseException | None] = []
+
+    def load_then_work() -> None:
+        try:
+            import crewguard_slow_module  # noqa: F401
+
+            while True:  # the crew's work after the import: stopped here
+                time.sleep(0.01)
+        except BaseException as err:
+            ended.append(err)
+
+    thread = threading.Thread(target=load_then_work, daemon=True)
+    thread.start()
+    started = time.monotonic()
+    while not importing(thread) and time.monotonic() - started < 5:
+        time.sleep(0.001)
+    interrupt(thread)
+    thread.join(10)
+    assert not thread.is_alive()
+    assert len(ended) == 1 and isinstance(ended[0], CrewTimeout)
+    assert getattr(sys.modules.get("crewguard_slow_module"), "LOADED", False), "the import was cut short"
