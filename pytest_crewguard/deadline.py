@@ -175,15 +175,43 @@ _abandoned: list[_Abandoned] = []
 _abandoned_lock = threading.Lock()
 
 
+# How long threads that take up an abandoned crew's work are still stopped (see abandon).
+LATECOMERS_WATCH_S = 3.0
+
+
 def abandon(crew: Any, threads: list[threading.Thread], owner: str) -> None:
-    """Stop waiting for ``crew``: tell its threads to stop, and remember those that do not."""
-    for thread in threads:
-        interrupt(thread)
-        unblock_read(thread)
+    """Stop waiting for ``crew``: tell its threads to stop, and remember those that do not.
+
+    Also those working for it now, and for a few seconds those that start to: on a loaded
+    machine the agent's next LLM call may only be handed to a fresh worker thread after the
+    crew was found stuck, and that call would run to its end (a slow provider's minutes).
+    """
+    entry = _Abandoned(owner, crew)
     with _abandoned_lock:
         # A crew whose threads all ended is not kept: it holds nothing up any more.
         _abandoned[:] = [e for e in _abandoned if any(t.is_alive() for t in e.threads)]
-        _abandoned.append(_Abandoned(owner, crew, list(threads)))
+        _abandoned.append(entry)
+    _stop(entry, [*threads, *threads_of(crew)])
+    watcher = threading.Thread(target=_stop_latecomers, args=(entry,), daemon=True)
+    watcher.name = "crewguard-stop-latecomers"
+    watcher.start()
+
+
+def _stop(entry: _Abandoned, threads: list[threading.Thread]) -> None:
+    for thread in threads:
+        if thread in entry.threads or thread is threading.current_thread():
+            continue
+        with _abandoned_lock:
+            entry.threads.append(thread)
+        interrupt(thread)
+        unblock_read(thread)
+
+
+def _stop_latecomers(entry: _Abandoned) -> None:
+    until = time.monotonic() + LATECOMERS_WATCH_S
+    while time.monotonic() < until:
+        time.sleep(0.05)
+        _stop(entry, threads_of(entry.crew))
 
 
 def is_abandoned(crew: Any) -> bool:

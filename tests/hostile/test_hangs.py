@@ -311,3 +311,39 @@ def test_a_thread_stopped_while_it_imports_stops_after_the_import(tmp_path: Path
     assert not thread.is_alive()
     assert len(ended) == 1 and isinstance(ended[0], CrewTimeout)
     assert getattr(sys.modules.get("crewguard_slow_module"), "LOADED", False), "the import was cut short"
+
+
+def test_a_thread_that_takes_up_an_abandoned_crews_work_is_stopped_too() -> None:
+    # On a loaded machine the agent's next LLM call went to a fresh worker thread just after
+    # the crew was found stuck: that thread was never told to stop, and ran to the provider's
+    # slow answer.
+    import threading
+    import time
+
+    from pytest_crewguard import deadline
+    from pytest_crewguard.thread_stop import CrewTimeout
+
+    class Agent:
+        def __init__(self, crew: Any) -> None:
+            self.crew = crew
+
+        def work(self, ended: list[BaseException]) -> None:
+            try:
+                while True:
+                    time.sleep(0.01)
+            except BaseException as err:
+                ended.append(err)
+
+    class Crew:
+        def __init__(self) -> None:
+            self.agents: list[Any] = []
+            self.tasks: list[Any] = []
+
+    crew = Crew()
+    deadline.abandon(crew, [], "test_crew.py::test_stuck")
+    ended: list[BaseException] = []
+    later = threading.Thread(target=Agent(crew).work, args=(ended,), daemon=True)
+    later.start()
+    later.join(deadline.LATECOMERS_WATCH_S + 10)
+    assert not later.is_alive(), "the thread that took up the crew's work was never stopped"
+    assert len(ended) == 1 and isinstance(ended[0], CrewTimeout)
