@@ -292,7 +292,8 @@ def _post(server: ScriptedProvider, path: str, body: dict[str, Any]) -> httpx.Re
 
 def _usage(server: ScriptedProvider, path: str, response: httpx.Response) -> Usage | None:
     exchange = classify_exchange(
-        "POST", server.url + path, b"{}", response.status_code, dict(response.headers), response.content
+        "POST", server.url + path, b'{"model": "m", "messages": []}', response.status_code,
+        dict(response.headers), response.content,
     )
     return exchange.usage
 

@@ -161,11 +161,43 @@ def test_token_count_preflights_are_not_llm_calls(url: str, provider: str) -> No
         ("http://localhost:11434/v1/chat/completions", "llm", "ollama", "chat"),
         ("http://localhost:11434/api/show", "other", None, None),
         ("http://localhost:11434/api/embed", "embedding", "ollama", "ollama_embeddings"),
+        # OpenAI's API shape at providers with prices of their own (gpt-oss at Cerebras is not
+        # OpenAI's price).
+        ("https://api.cerebras.ai/v1/chat/completions", "llm", "cerebras", "chat"),
+        ("https://api.groq.com/openai/v1/chat/completions", "llm", "groq", "chat"),
+        (
+            "https://bedrock-runtime.us-east-1.amazonaws.com/model/amazon.titan-embed-text-v2:0/invoke",
+            "embedding",
+            "bedrock",
+            "invoke",
+        ),
     ],
 )
 def test_routing_by_path_and_host(url: str, kind: str, provider: str | None, api: str | None) -> None:
-    ex = classify_exchange("POST", url, None, 200, {}, None)
+    ex = classify_exchange("POST", url, MODEL_REQUEST, 200, {}, None)
     assert (ex.kind, ex.provider, ex.api) == (kind, provider, api)
+
+
+MODEL_REQUEST = b'{"model": "m", "messages": [{"role": "user", "content": "hi"}]}'
+
+
+@pytest.mark.parametrize(
+    "url", ["https://discord.com/api/v10/channels/1/messages", "https://graph.microsoft.com/v1.0/me/messages",
+            "http://localhost:5001/v1/responses"]
+)
+def test_a_messages_path_of_another_service_is_no_llm_call(url: str) -> None:
+    # A tool posting a chat message was an Anthropic call of unknown usage: counted in
+    # llm_calls, and failing the test as unpriced.
+    ex = classify_exchange("POST", url, b'{"content": "The report is ready."}', 200, {}, b'{"id": "1"}')
+    assert ex.kind == "other"
+
+
+def test_a_titan_embedding_on_bedrock_reads_its_token_count() -> None:
+    url = "https://bedrock-runtime.us-east-1.amazonaws.com/model/amazon.titan-embed-text-v2:0/invoke"
+    body = b'{"embedding": [0.1, 0.2], "inputTextTokenCount": 7}'
+    headers = {"Content-Type": "application/json"}
+    ex = classify_exchange("POST", url, b'{"inputText": "hi"}', 200, headers, body)
+    assert (ex.kind, ex.usage) == ("embedding", Usage(7, 0))
 
 
 def test_get_requests_are_never_llm_calls() -> None:
@@ -309,3 +341,88 @@ def test_gemini_total_only_gives_the_output_by_difference() -> None:
     )
     url = "https://generativelanguage.googleapis.com/v1beta/models/gemma-3-27b-it:generateContent"
     assert classify_exchange("POST", url, None, 200, {}, body).usage == Usage(8, 12)
+
+
+def _sse(*events: dict[str, Any]) -> bytes:
+    return "".join(f"event: {e.get('type', 'x')}\ndata: {json.dumps(e)}\n\n" for e in events).encode()
+
+
+ANTHROPIC_START = {
+    "type": "message_start",
+    "message": {"model": "claude-haiku-4-5", "usage": {"input_tokens": 5000, "output_tokens": 1}},
+}
+ANTHROPIC_END = {
+    "type": "message_delta", "delta": {"stop_reason": "end_turn"}, "usage": {"output_tokens": 321}
+}
+TEXT_DELTA = {"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": "Hel"}}
+OVERLOADED = {"type": "error", "error": {"type": "overloaded_error", "message": "Overloaded"}}
+
+
+@pytest.mark.parametrize(
+    ("events", "usage"),
+    [
+        ((ANTHROPIC_START, TEXT_DELTA, ANTHROPIC_END), Usage(5000, 321)),
+        # Cut off before message_delta: message_start's output count is a placeholder.
+        ((ANTHROPIC_START, TEXT_DELTA), None),
+        # An overload midway, on HTTP 200: the call did not complete as counted.
+        ((ANTHROPIC_START, TEXT_DELTA, OVERLOADED), None),
+    ],
+)
+def test_an_anthropic_stream_has_usage_only_once_it_ends(
+    events: tuple[dict[str, Any], ...], usage: Any
+) -> None:
+    # Both partial streams were priced as whole calls of 5,000 in and 1 out.
+    headers = {"Content-Type": "text/event-stream"}
+    url = "https://api.anthropic.com/v1/messages"
+    assert classify_exchange("POST", url, MODEL_REQUEST, 200, headers, _sse(*events)).usage == usage
+
+
+def test_a_bedrock_invoke_stream_cut_off_has_no_usage() -> None:
+    from pytest_crewguard.usage import bedrock
+
+    folded = bedrock.fold_stream([{"type": "message_start", **ANTHROPIC_START}, TEXT_DELTA])
+    assert bedrock.invoke_usage(folded, {}) is None
+    whole = bedrock.fold_stream([{"type": "message_start", **ANTHROPIC_START}, TEXT_DELTA, ANTHROPIC_END])
+    assert bedrock.invoke_usage(whole, {}) == Usage(5000, 321)
+
+
+def _gemini_chunk(finished: bool, out: int | None) -> dict[str, Any]:
+    candidate: dict[str, Any] = {"content": {"parts": [{"text": "Hi"}]}}
+    if finished:
+        candidate["finishReason"] = "STOP"
+    metadata: dict[str, Any] = {"promptTokenCount": 165, "totalTokenCount": 165 + (out or 0)}
+    if out is not None:
+        metadata["candidatesTokenCount"] = out
+    return {"candidates": [candidate], "usageMetadata": metadata, "modelVersion": "gemini-2.5-flash"}
+
+
+def test_a_gemini_stream_cut_off_before_its_finish_reason_has_no_usage() -> None:
+    # Its first chunk's usageMetadata has no candidatesTokenCount: read as 0 output tokens.
+    url = "https://generativelanguage.googleapis.com/v1beta/models/gemini-2.5-flash:streamGenerateContent?alt=sse"
+    headers = {"Content-Type": "text/event-stream"}
+
+    def stream(*chunks: dict[str, Any]) -> bytes:
+        return "".join(f"data: {json.dumps(c)}\r\n\r\n" for c in chunks).encode()
+
+    cut = stream(_gemini_chunk(False, None))
+    whole = stream(_gemini_chunk(False, None), _gemini_chunk(True, 13))
+    assert classify_exchange("POST", url, b"{}", 200, headers, cut).usage is None
+    assert classify_exchange("POST", url, b"{}", 200, headers, whole).usage == Usage(165, 13)
+
+
+@pytest.mark.parametrize(
+    ("usage", "expected"),
+    [
+        # A gateway that left the reasoning out of the output count, but not out of the total.
+        ({"prompt_tokens": 21, "completion_tokens": 0, "total_tokens": 81,
+          "completion_tokens_details": {"reasoning_tokens": 60}}, Usage(21, 60, reasoning_tokens=60)),
+        # Nothing to tell the output by: unknown, not 0.
+        ({"prompt_tokens": 21, "completion_tokens": 0, "completion_tokens_details": {"reasoning_tokens": 60}},
+         None),
+    ],
+)
+def test_reasoning_over_the_output_count_is_not_clamped_away(usage: dict[str, Any], expected: Any) -> None:
+    body = json.dumps({"model": "gemini-2.5-flash", "choices": [], "usage": usage}).encode()
+    url = "https://generativelanguage.googleapis.com/v1beta/openai/chat/completions"
+    ex = classify_exchange("POST", url, MODEL_REQUEST, 200, {"Content-Type": "application/json"}, body)
+    assert ex.usage == expected

@@ -10,9 +10,13 @@ from .types import Usage, count, has_any, main_counts
 
 def fold_messages(chunks: list[Any]) -> dict[str, Any]:
     """``message_start`` carries the input side, every ``message_delta`` the running output
-    count (newer API versions repeat input and cache counts there too): the last value wins."""
+    count (newer API versions repeat input and cache counts there too): the last value wins.
+
+    A stream cut off before its ``message_delta``, or ended by an ``error`` event (an overload
+    midway, on HTTP 200), has no usage: ``message_start``'s output count is a placeholder."""
     folded: dict[str, Any] = {}
     usage: dict[str, Any] = {}
+    ended = False
     for chunk in dicts(chunks):
         if chunk.get("type") == "message_start" and isinstance(chunk.get("message"), dict):
             message = chunk["message"]
@@ -21,7 +25,11 @@ def fold_messages(chunks: list[Any]) -> dict[str, Any]:
                 usage.update(message["usage"])
         elif chunk.get("type") == "message_delta" and isinstance(chunk.get("usage"), dict):
             usage.update({k: v for k, v in chunk["usage"].items() if v is not None})
-    if usage:
+            ended = True
+        elif chunk.get("type") == "error":
+            ended = False
+            break
+    if usage and ended:
         folded["usage"] = usage
     return folded
 

@@ -14,14 +14,24 @@ def fold_stream(chunks: list[Any]) -> dict[str, Any]:
     """ConverseStream ends with a ``metadata`` event holding ``usage``; invoke streams carry
     Anthropic's events (base64-wrapped) and ``amazon-bedrock-invocationMetrics``."""
     folded: dict[str, Any] = {}
+    started = ended = False  # Anthropic's events: usage is whole only after message_delta
     for payload in dicts(chunks):
-        for key in ("usage", "amazon-bedrock-invocationMetrics"):
-            if isinstance(payload.get(key), dict):
-                folded[key] = payload[key]
+        if isinstance(payload.get("amazon-bedrock-invocationMetrics"), dict):
+            folded["amazon-bedrock-invocationMetrics"] = payload["amazon-bedrock-invocationMetrics"]
+        if isinstance(payload.get("usage"), dict) and payload.get("type") != "message_delta":
+            folded["usage"] = payload["usage"]  # ConverseStream's metadata event
         if isinstance(payload.get("message"), dict):  # Anthropic message_start via invoke
             folded.update({k: v for k, v in payload["message"].items() if k in ("model", "usage")})
+            started = True
         elif payload.get("type") == "message_delta" and isinstance(payload.get("usage"), dict):
             folded["usage"] = {**folded.get("usage", {}), **payload["usage"]}
+            ended = True
+        elif payload.get("type") == "error":
+            started, ended = True, False
+            folded.pop("amazon-bedrock-invocationMetrics", None)
+            break
+    if started and not ended:  # cut off: message_start's output count is a placeholder
+        folded.pop("usage", None)
     return folded
 
 
@@ -57,6 +67,8 @@ def invoke_usage(data: Any, headers: Headers) -> Usage | None:
     if isinstance(data, dict):
         if found := messages_usage(data):
             return found
+        if isinstance(data.get("inputTextTokenCount"), int):  # Titan embeddings
+            return Usage(input_tokens=max(data["inputTextTokenCount"], 0), output_tokens=0)
         metrics = data.get("amazon-bedrock-invocationMetrics")
         if isinstance(metrics, dict):
             read, write = (

@@ -8,7 +8,7 @@ from urllib.parse import unquote, urlsplit
 
 from . import anthropic, bedrock, gemini, ollama, openai
 from .decoding import Headers, as_text, decode_body, decompress, header_value, model_of, parse_json
-from .routing import route
+from .routing import host_provider, route
 from .types import Exchange, Usage
 
 Fold = Callable[[list[Any]], dict[str, Any]]
@@ -65,6 +65,8 @@ def classify_exchange(
     if found is None:
         return _OTHER
     kind, provider, api, url_model = found
+    if api in _COMMON_PATHS and host_provider(host, port) is None and not _model_request(request_body):
+        return _OTHER  # a chat app's /messages, a mail API's: no model asked
 
     content_type = header_value(response_headers, "content-type").lower()
     try:
@@ -78,6 +80,17 @@ def classify_exchange(
     except Exception:  # a cassette is untrusted input: never fail a run on it
         streamed, usage, model = "event-stream" in content_type, None, url_model
     return Exchange(kind=kind, provider=provider, api=api, model=model, usage=usage, streamed=streamed)
+
+
+# APIs whose path ends in a word other services use too (POST /channels/1/messages): on a host
+# that is no known provider's, only a request naming a model and its input is an LLM call.
+_COMMON_PATHS = frozenset({"messages", "responses"})
+
+
+def _model_request(body: bytes | str | None) -> bool:
+    text = as_text(decompress(body, ""))
+    data = parse_json(text) if text else None
+    return isinstance(data, dict) and "model" in data and ("messages" in data or "input" in data)
 
 
 def _request_model(body: bytes | str | None) -> str | None:

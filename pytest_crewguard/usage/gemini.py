@@ -4,13 +4,24 @@ from __future__ import annotations
 
 from typing import Any
 
-from .decoding import fold_chunks
+from .decoding import dicts, fold_chunks
 from .types import Usage, count, has_any, main_counts
 
 
 def fold_generate(chunks: list[Any]) -> dict[str, Any]:
-    """Every stream chunk may carry ``usageMetadata``; the last one has the totals."""
-    return fold_chunks(chunks, "usageMetadata")
+    """Every stream chunk may carry ``usageMetadata``; the last one has the totals, and only a
+    stream that got to a ``finishReason`` has its last one (cut off earlier: no usage)."""
+    folded = fold_chunks(chunks, "usageMetadata")
+    if not any(_finished(chunk) for chunk in dicts(chunks)):
+        folded.pop("usageMetadata", None)
+    return folded
+
+
+def _finished(chunk: dict[str, Any]) -> bool:
+    candidates = chunk.get("candidates")
+    return isinstance(candidates, list) and any(
+        isinstance(c, dict) and c.get("finishReason") for c in candidates
+    )
 
 
 def generate_usage(data: Any) -> Usage | None:

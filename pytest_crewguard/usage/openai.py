@@ -58,11 +58,18 @@ def _usage(block: Mapping[str, Any], inputs: str, outputs: str) -> Usage | None:
     if counts is None:
         return None
     input_tokens, output_tokens = counts
+    reasoning = count(block, f"{outputs}_details", "reasoning_tokens")
+    if reasoning > output_tokens:
+        # Output includes reasoning; a gateway that left the reasoning out of it (Gemini's
+        # OpenAI-compatible route) still counts it in the total. Neither: the usage is unknown.
+        output_tokens = count(block, "total_tokens") - input_tokens
+        if reasoning > output_tokens:
+            return None
     return Usage(
         input_tokens=input_tokens,
         output_tokens=output_tokens,
         cached_tokens=count(block, f"{inputs}_details", "cached_tokens"),
-        reasoning_tokens=count(block, f"{outputs}_details", "reasoning_tokens"),
+        reasoning_tokens=reasoning,
         cache_write_tokens=count(block, f"{inputs}_details", "cache_write_tokens"),
     )
 

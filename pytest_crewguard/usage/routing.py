@@ -43,7 +43,25 @@ def host_provider(host: str, port: int | None) -> str | None:
         return "anthropic"
     if port == OLLAMA_PORT or host == "ollama.com" or host.endswith(".ollama.com"):
         return "ollama"
-    return None
+    return _COMPATIBLE_HOSTS.get(host)
+
+
+# Providers serving OpenAI's API shape under their own prices, by the ids genai-prices lists
+# them under: their models (gpt-oss, llama, ...) must not be priced at OpenAI's rates. Any other
+# host speaking OpenAI's API (a gateway, a proxy) is priced by model name, as OpenAI's.
+_COMPATIBLE_HOSTS = {
+    "api.groq.com": "groq",
+    "api.cerebras.ai": "cerebras",
+    "api.together.xyz": "together",
+    "api.fireworks.ai": "fireworks",
+    "api.deepseek.com": "deepseek",
+    "api.mistral.ai": "mistral",
+    "api.x.ai": "x-ai",
+    "api.perplexity.ai": "perplexity",
+    "api.novita.ai": "novita",
+    "api.z.ai": "zai",
+    "inference.baseten.co": "baseten",
+}
 
 
 def route(method: str, host: str, port: int | None, path: str) -> Route | None:
@@ -106,6 +124,8 @@ def _bedrock(model: str, op: str) -> Route | None:
         # An inference-profile or foundation-model ARN: its last part is the model id
         # (an application profile's opaque id can be priced through the price file's aliases).
         model = model.rsplit("/", 1)[-1]
+    if "embed" in model.lower() and op in ("invoke", "invoke-with-response-stream"):
+        return "embedding", "bedrock", "invoke", model  # Titan and Cohere embeddings: no LLM call
     if op in ("converse", "converse-stream"):
         return "llm", "bedrock", "converse", model
     if op in ("invoke", "invoke-with-response-stream"):
