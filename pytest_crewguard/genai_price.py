@@ -41,6 +41,12 @@ class GenaiQuote:
         return known
 
     def _price(self, usage: Usage) -> float:
+        parts = {
+            "input_audio_tokens": usage.input_audio_tokens,
+            "cache_audio_read_tokens": usage.cached_audio_tokens,
+            "output_audio_tokens": usage.output_audio_tokens,
+            "web_searches": usage.web_searches,
+        }
         genai_usage = genai_prices.Usage(
             input_tokens=usage.input_tokens,
             cache_read_tokens=usage.cached_tokens,
@@ -48,8 +54,11 @@ class GenaiQuote:
             cache_write_1h_tokens=usage.cache_write_1h_tokens,
             output_tokens=usage.output_tokens,
             output_reasoning_tokens=usage.reasoning_tokens,
+            **{name: value for name, value in parts.items() if value},
         )
-        return round(float(self.model.calc_price(genai_usage, self.provider).total_price), 10)
+        context = {"service_tier": usage.service_tier} if usage.service_tier else None
+        price = self.model.calc_price(genai_usage, self.provider, price_context=context)
+        return round(float(price.total_price), 10)
 
 
 def genai_quote(provider: str | None, model: str) -> GenaiQuote | None:

@@ -303,3 +303,45 @@ def test_bedrock_model_given_as_an_inference_profile_arn() -> None:
     ex = classify_exchange("POST", url, None, 200, {}, body)
     assert (ex.provider, ex.api, ex.model) == ("bedrock", "converse", "us.anthropic.claude-sonnet-4-6")
     assert _cost(ex.provider, ex.model, Usage(9, 24)) == pytest.approx((9 * 3.30 + 24 * 16.50) * MICRO)
+
+
+# --- fees beside the tokens -------------------------------------------------------------------
+
+
+def test_a_web_search_the_model_made_is_priced_beside_its_tokens() -> None:
+    # The Responses API's web_search_call: $10 per 1,000 searches at gpt-4o-mini. It was left
+    # out, and the call reported at 1/65 of its price.
+    ex = recorded("llms/openai/test_openai_responses_api_with_web_search.yaml", 0).classify()
+    assert (ex.usage and ex.usage.web_searches) == 1
+    tokens_micro = 312 * 0.15 + 181 * 0.60
+    assert _cost(ex.provider, ex.model, ex.usage) == pytest.approx((tokens_micro + 10_000) * MICRO, abs=1e-12)
+
+
+def test_gemini_audio_input_is_priced_at_its_audio_rate() -> None:
+    # 25 of the 39 input tokens are audio: $0.70 per million at gemini-2.0-flash, not $0.10.
+    ex = recorded("llms/TestGeminiMultimodalIntegration.test_analyze_audio_file.yaml", 0).classify()
+    assert ex.usage is not None and (ex.usage.input_tokens, ex.usage.input_audio_tokens) == (39, 25)
+    micro = 14 * 0.10 + 25 * 0.70 + 7 * 0.40
+    assert _cost(ex.provider, ex.model, ex.usage) == pytest.approx(micro * MICRO, abs=1e-12)
+
+
+def _classified(url: str, body: dict[str, Any]) -> Any:
+    headers = {"Content-Type": ["application/json"]}
+    request = json.dumps({"model": body["model"], "messages": []}).encode()
+    return classify_exchange("POST", url, request, 200, headers, json.dumps(body).encode())
+
+
+def test_anthropic_server_web_searches_and_openai_priority_tier_are_priced() -> None:
+    anthropic = _classified("https://api.anthropic.com/v1/messages", {
+        "model": "claude-sonnet-4-5", "content": [], "stop_reason": "end_turn",
+        "usage": {"input_tokens": 1_000, "output_tokens": 100, "server_tool_use": {"web_search_requests": 3}},
+    })
+    assert _cost("anthropic", "claude-sonnet-4-5", anthropic.usage) == pytest.approx(
+        (1_000 * 3.00 + 100 * 15.00 + 3 * 10_000) * MICRO, abs=1e-12
+    )
+    priority = _classified("https://api.openai.com/v1/chat/completions", {
+        "model": "gpt-5", "choices": [], "service_tier": "priority",
+        "usage": {"prompt_tokens": 1_000_000, "completion_tokens": 1_000_000},
+    })
+    assert priority.usage.service_tier == "priority"
+    assert _cost("openai", "gpt-5", priority.usage) == pytest.approx(22.50)  # standard: 11.25

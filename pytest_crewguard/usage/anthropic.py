@@ -59,4 +59,5 @@ def messages_usage(data: Any) -> Usage | None:
         reasoning_tokens=count(block, "output_tokens_details", "thinking_tokens"),
         cache_write_tokens=write,
         cache_write_1h_tokens=min(write_1h, write),
+        web_searches=count(block, "server_tool_use", "web_search_requests"),
     )

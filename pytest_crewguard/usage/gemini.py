@@ -46,7 +46,29 @@ def generate_usage(data: Any) -> Usage | None:
         output_tokens=output_tokens,
         cached_tokens=count(block, "cachedContentTokenCount"),
         reasoning_tokens=thoughts,
+        input_audio_tokens=_audio(block, "promptTokensDetails"),
+        cached_audio_tokens=_audio(block, "cacheTokensDetails"),
+        output_audio_tokens=_audio(block, "candidatesTokensDetails"),
+        web_searches=_grounded(data),
     )
+
+
+def _audio(block: dict[str, Any], details: str) -> int:
+    """The ``AUDIO`` part of a count split by modality (audio input costs more than text)."""
+    parts = block.get(details)
+    if not isinstance(parts, list):
+        return 0
+    return sum(count(p, "tokenCount") for p in parts if isinstance(p, dict) and p.get("modality") == "AUDIO")
+
+
+def _grounded(data: dict[str, Any]) -> int:
+    """1 when the answer was grounded in Google Search (billed per grounded prompt)."""
+    candidates = data.get("candidates")
+    for candidate in candidates if isinstance(candidates, list) else []:
+        grounding = candidate.get("groundingMetadata") if isinstance(candidate, dict) else None
+        if isinstance(grounding, dict) and grounding.get("webSearchQueries"):
+            return 1
+    return 0
 
 
 def vertex_embeddings_usage(data: Any) -> Usage | None:

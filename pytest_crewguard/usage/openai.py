@@ -4,6 +4,7 @@ Chat Completions (and legacy Completions), Responses, and embeddings."""
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import replace
 from typing import Any
 
 from .decoding import dicts, fold_chunks
@@ -39,15 +40,36 @@ def chat_usage(data: Any) -> Usage | None:
     if not has_any(block, "prompt_tokens", "completion_tokens"):
         # Some OpenAI-compatible servers answer chat requests with the Responses field names.
         return responses_usage(data)
-    return _usage(block, "prompt_tokens", "completion_tokens")
+    found = _usage(block, "prompt_tokens", "completion_tokens")
+    if found is None:
+        return None
+    return replace(
+        found,
+        input_audio_tokens=count(block, "prompt_tokens_details", "audio_tokens"),
+        output_audio_tokens=count(block, "completion_tokens_details", "audio_tokens"),
+        service_tier=_tier(data),
+    )
+
+
+def _tier(data: Any) -> str | None:
+    """The tier a response was served in, when it costs other than the default."""
+    tier = data.get("service_tier") if isinstance(data, dict) else None
+    return tier if tier in ("priority", "flex") else None
 
 
 def responses_usage(data: Any) -> Usage | None:
-    """``usage`` of a Responses body (same inclusions as chat, other field names)."""
+    """``usage`` of a Responses body (same inclusions as chat, other field names); each
+    ``web_search_call`` in its output is a search billed apart."""
     block = _block(data)
     if block is None or not has_any(block, "input_tokens", "output_tokens"):
         return None
-    return _usage(block, "input_tokens", "output_tokens")
+    found = _usage(block, "input_tokens", "output_tokens")
+    if found is None:
+        return None
+    output = data.get("output")
+    items = output if isinstance(output, list) else []
+    searches = sum(1 for item in items if isinstance(item, dict) and item.get("type") == "web_search_call")
+    return replace(found, web_searches=searches, service_tier=_tier(data))
 
 
 def _usage(block: Mapping[str, Any], inputs: str, outputs: str) -> Usage | None:

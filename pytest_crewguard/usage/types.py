@@ -18,6 +18,12 @@ class Usage:
     added here. ``cache_write_1h_tokens`` is the part of the cache writes made with Anthropic's
     one-hour lifetime (priced higher than the default five minutes). ``output_tokens`` includes
     ``reasoning_tokens`` (Gemini's thoughts, reported apart, are added here).
+
+    Priced apart when the price data lists them: the audio parts of the input, of its cache
+    reads and of the output (``*_audio_tokens``, included in the counts above), the web searches
+    a model made on its own (``web_searches``: OpenAI's web search tool, Anthropic's server
+    tool, Gemini's grounding), and the ``service_tier`` a response names (OpenAI's ``priority``
+    and ``flex`` cost more and less).
     """
 
     input_tokens: int
@@ -26,6 +32,11 @@ class Usage:
     reasoning_tokens: int = 0
     cache_write_tokens: int = 0
     cache_write_1h_tokens: int = 0
+    input_audio_tokens: int = 0
+    cached_audio_tokens: int = 0
+    output_audio_tokens: int = 0
+    web_searches: int = 0
+    service_tier: str | None = None
 
     def __post_init__(self) -> None:
         # The parts never exceed the whole, whatever a response claims: a cache read larger than
@@ -36,6 +47,9 @@ class Usage:
         object.__setattr__(self, "cache_write_tokens", write)
         object.__setattr__(self, "cache_write_1h_tokens", min(self.cache_write_1h_tokens, write))
         object.__setattr__(self, "reasoning_tokens", min(self.reasoning_tokens, self.output_tokens))
+        object.__setattr__(self, "input_audio_tokens", min(self.input_audio_tokens, self.input_tokens))
+        object.__setattr__(self, "cached_audio_tokens", min(self.cached_audio_tokens, cached))
+        object.__setattr__(self, "output_audio_tokens", min(self.output_audio_tokens, self.output_tokens))
 
     @property
     def total_tokens(self) -> int:
