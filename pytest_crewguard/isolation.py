@@ -53,21 +53,42 @@ def describe(obj: Any) -> str:
     return kind
 
 
+# Fields holding objects that carry state across kickoffs: LLMs, a memory or knowledge store
+# built once (``memory=Memory(...)`` at module level keeps one test's memories for the next).
+_CREW_FIELDS = ("manager_llm", "function_calling_llm", "planning_llm", "chat_llm", "memory", "knowledge")
+_AGENT_FIELDS = ("llm", "function_calling_llm", "memory", "knowledge")
+
+
 def crew_parts(crew: Any) -> list[Any]:
-    """The crew, its agents and their LLMs: the objects that carry state across kickoffs."""
+    """The crew, its agents (the manager and task agents too), their LLMs and the memory and
+    knowledge stores they were given: the objects that carry state across kickoffs."""
     parts: list[Any] = [crew]
-    for agent in getattr(crew, "agents", None) or []:
-        parts.append(agent)
-        fields = getattr(agent, "__dict__", {})
-        for attr in ("llm", "function_calling_llm"):
-            # From __dict__ when there: reading the deprecated field as an attribute warns.
-            llm = fields[attr] if attr in fields else getattr(agent, attr, None)
-            if llm is not None and not isinstance(llm, str):
-                parts.append(llm)
-    manager = getattr(crew, "manager_llm", None)
-    if manager is not None and not isinstance(manager, str):
-        parts.append(manager)
+    agents = list(getattr(crew, "agents", None) or [])
+    manager = getattr(crew, "manager_agent", None)
+    agents += [manager] if manager is not None else []
+    agents += [getattr(task, "agent", None) for task in getattr(crew, "tasks", None) or []]
+    seen: set[int] = {id(crew)}
+    for agent in agents:
+        if agent is not None and id(agent) not in seen:
+            seen.add(id(agent))
+            parts.append(agent)
+            parts += _stateful(agent, _AGENT_FIELDS, seen)
+    parts += _stateful(crew, _CREW_FIELDS, seen)
     return parts
+
+
+def _stateful(owner: Any, names: tuple[str, ...], seen: set[int]) -> list[Any]:
+    found = []
+    fields = getattr(owner, "__dict__", {})
+    for attr in names:
+        # From __dict__ when there: reading a deprecated field as an attribute warns.
+        value = fields[attr] if attr in fields else getattr(owner, attr, None)
+        # A model name, or memory=True (a store CrewAI builds for this crew), is no shared object.
+        if value is None or isinstance(value, str | bool | int | float | list | dict) or id(value) in seen:
+            continue
+        seen.add(id(value))
+        found.append(value)
+    return found
 
 
 class UsedObjects:
@@ -94,7 +115,8 @@ class UsedObjects:
             f"crewguard: {use.description} was already used in a crew run {where}.\n"
             "  CrewAI objects keep state between kickoffs (retry budgets, token and RPM counters, "
             "caches, memory), so this run would depend on the one before.\n"
-            "  Fix: create the crew, its agents and their LLMs anew for every run: inside the "
+            "  Fix: create the crew, its agents, their LLMs and any memory or knowledge store anew for "
+            "every run: inside the "
             "factory you pass to crewguard.kickoff() (for a @CrewBase project, "
             "crewguard.kickoff(lambda: MyCrew().crew())), or, in a flow, inside the step that kicks "
             "the crew off. Keep none of them at module level, nor as a class attribute: "

@@ -12,6 +12,7 @@ import yaml
 from pytest_crewguard.testing.scripted_provider import ReceivedRequest, Reply
 
 from .conftest import crew_test_file, read_dump
+from .test_iterations import outcomes
 
 CODEWORD = "PINEAPPLE-42"
 
@@ -285,7 +286,8 @@ def test_objects_used_by_an_earlier_run_are_refused(pytester, provider):
             "crewguard: Agent 'Researcher' (model gpt-4o-mini) was already used in a crew run "
             "by test_crew.py::test_a.",
             "*CrewAI objects keep state between kickoffs*",
-            "*Fix: create the crew, its agents and their LLMs anew for every run: inside the factory*",
+            "*Fix: create the crew, its agents, their LLMs and any memory or knowledge store anew for "
+            "every run: inside the factory*",
         ]
     )
     result.stdout.fnmatch_lines(
@@ -378,3 +380,67 @@ def test_the_file_lock_crewai_made_for_a_tests_database_goes_with_it(
     assert not directory.exists()
     assert not made & set(temp.glob("crewai:*.lock"))
     assert (temp / "crewai:someone-elses.lock").is_file()
+
+
+SHARED_PARTS_BODY = """
+from crewai import Memory, Process
+
+EMBEDDER = {"provider": "openai", "config": {"model_name": "text-embedding-3-small", "api_base": BASE_URL}}
+SHARED_MEMORY = Memory(llm=make_llm(), embedder=EMBEDDER)  # as CrewAI's docs build one
+MANAGER = Agent(role="Manager", goal="Manage the team", backstory="A manager", llm=make_llm(),
+                allow_delegation=True)
+
+
+def memory_crew(description):
+    agent = Agent(role="Keeper", goal="Keep codewords", backstory="Remembers things", llm=make_llm())
+    task = Task(name="codeword", description=description, expected_output="The codeword", agent=agent)
+    return Crew(agents=[agent], tasks=[task], memory=SHARED_MEMORY, embedder=EMBEDDER)
+
+
+def managed_crew():
+    worker = Agent(role="Researcher", goal="Research", backstory="Expert", llm=make_llm())
+    task = Task(name="research", description="Research {topic}", expected_output="A summary")
+    return Crew(agents=[worker], tasks=[task], process=Process.hierarchical, manager_agent=MANAGER)
+
+
+@pytest.mark.crewguard
+def test_remember(crewguard):
+    crewguard.kickoff(lambda: memory_crew("Remember this: the secret codeword is PINEAPPLE-42"))
+
+
+@pytest.mark.crewguard
+def test_recall(crewguard):
+    crewguard.kickoff(lambda: memory_crew("What is the secret codeword?"))
+
+
+@pytest.mark.crewguard
+def test_managed_a(crewguard):
+    crewguard.kickoff(managed_crew, inputs={"topic": "AI"})
+
+
+@pytest.mark.crewguard
+def test_managed_b(crewguard):
+    crewguard.kickoff(managed_crew, inputs={"topic": "AI"})
+"""
+
+
+def test_a_memory_or_manager_kept_at_module_level_is_refused_in_the_next_test(
+    pytester: pytest.Pytester, provider: Any, storage_loaded: None
+) -> None:
+    # Fresh crews and agents, but one Memory built at module level: the second test recalled
+    # the first one's codeword and passed. So did a hierarchical crew's shared manager agent.
+    server = provider(memory_responder)
+    pytester.makepyfile(test_crew=crew_test_file(server.openai_base_url, SHARED_PARTS_BODY))
+    result = pytester.runpytest("--crewguard-record-mode=once", "-p", "no:randomly")
+    assert outcomes(result) == {
+        "test_remember": "passed", "test_recall": "failed",
+        "test_managed_a": "passed", "test_managed_b": "failed",
+    }
+    result.stdout.fnmatch_lines(
+        ["crewguard: Memory was already used in a crew run by test_crew.py::test_remember.",
+         "*any memory or knowledge store anew*"]
+    )
+    result.stdout.fnmatch_lines(
+        ["crewguard: Agent 'Manager' (model gpt-4o-mini) was already used in a crew run by "
+         "test_crew.py::test_managed_a."]
+    )
