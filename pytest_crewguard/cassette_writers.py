@@ -19,6 +19,7 @@ import glob
 import hashlib
 import json
 import os
+import shutil
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -99,12 +100,21 @@ def fingerprint(interaction: Any) -> str:
     )
 
 
+def _run_dir(run: str) -> Path:
+    return Path(tempfile.gettempdir()) / f"crewguard-run-{run[:32]}"
+
+
 def _run_log(path: Path) -> Path | None:
     run = os.environ.get("PYTEST_XDIST_TESTRUNUID")
     if not run:
         return None
     digest = hashlib.sha256(_key(path).encode()).hexdigest()[:24]
-    return Path(tempfile.gettempdir()) / f"crewguard-run-{run[:32]}" / f"{digest}.writers"
+    return _run_dir(run) / f"{digest}.writers"
+
+
+def forget_run(run: str) -> None:
+    """The xdist run ``run`` is over: its workers' record of who wrote which cassette goes."""
+    shutil.rmtree(_run_dir(run), ignore_errors=True)
 
 
 def _earlier_writers(path: Path) -> list[tuple[str, str]]:

@@ -32,6 +32,7 @@ _spec_key: pytest.StashKey[GuardSpec] = pytest.StashKey()
 _guard_key: pytest.StashKey[GuardSession] = pytest.StashKey()  # the running test's guard
 _notes_key = pytest.StashKey[list[str]]()
 _guarded_key = pytest.StashKey[bool]()  # marked, or asks for the crewguard fixture
+_xdist_run_key = pytest.StashKey[str]()  # pytest-xdist's id of this run, on the controller
 MARKER_FIXTURE = "_crewguard_marker"
 VCR_NOTE = (
     "carry @pytest.mark.vcr too: crewguard's cassette answered their HTTP traffic, "
@@ -317,6 +318,9 @@ def pytest_xdist_setupnodes(config: pytest.Config, specs: Any) -> None:
 def pytest_testnodedown(node: Any) -> None:
     # pytest-xdist controller: merge each worker's records, so the table and the session
     # budget cover the whole run rather than one worker's share.
+    run = getattr(node, "workerinput", {}).get("testrunuid")
+    if run:  # the workers' shared record of cassette writers is removed at the session's end
+        node.config.stash[_xdist_run_key] = run
     output = getattr(node, "workeroutput", {})
     if output.get("crewguard_stuck"):  # shown now: the worker ends without waiting for them
         from .stuck_exit import show_worker_lines
@@ -334,6 +338,11 @@ def pytest_testnodedown(node: Any) -> None:
 
 @pytest.hookimpl(tryfirst=True)
 def pytest_sessionfinish(session: pytest.Session) -> None:
+    run = session.config.stash.get(_xdist_run_key, None)
+    if run is not None:
+        from .cassette_writers import forget_run
+
+        forget_run(run)
     state = session.config.stash[_state_key]
     if state.results is None:
         return

@@ -133,7 +133,7 @@ def _empty_task_outputs_db(storage_class: Any) -> Path | None:
     """The database as CrewAI makes it, once per process (``None``: CrewAI changed)."""
     folder = Path(tempfile.mkdtemp(prefix="crewguard-task-outputs-"))
     atexit.register(shutil.rmtree, folder, ignore_errors=True)
-    atexit.register(_remove_lock_file, folder / TASK_OUTPUTS_DB)
+    atexit.register(_remove_lock_file, f"sqlite:{os.path.realpath(folder / TASK_OUTPUTS_DB)}")
     try:
         storage_class(db_path=str(folder / TASK_OUTPUTS_DB))
     except Exception:  # CrewAI makes the database itself, as before
@@ -167,33 +167,38 @@ def remove_if_disposable(directory: Path) -> None:
             return
         if TASK_OUTPUTS_DB in files:
             databases.append(Path(folder) / TASK_OUTPUTS_DB)
-    _remove(directory, databases)
+    _remove(directory, [f"sqlite:{os.path.realpath(database)}" for database in databases])
 
 
 def remove_storage(directory: Path) -> None:
-    """Remove a storage ``directory``, and the lock files CrewAI made for its task output
-    databases (see ``_remove_lock_file``)."""
-    databases = [
-        Path(folder) / TASK_OUTPUTS_DB for folder, _, files in os.walk(directory) if TASK_OUTPUTS_DB in files
-    ]
-    _remove(directory, databases)
+    """Remove a storage ``directory``, and the lock files CrewAI made for the stores in it
+    (see ``_remove_lock_file``)."""
+    names = []
+    for folder, _, files in os.walk(directory):
+        # As CrewAI names its locks: a SQLite database (task outputs, flow states) by its real
+        # path, a LanceDB memory by its resolved folder, a Chroma store by the folder it was given.
+        databases = [Path(folder) / name for name in files if name.endswith(".db")]
+        names += [f"sqlite:{os.path.realpath(database)}" for database in databases]
+        real = os.path.realpath(folder)
+        names += [f"lancedb:{Path(folder).resolve()}", f"chromadb:{folder}", f"chromadb:{real}"]
+    _remove(directory, names)
 
 
-def _remove(directory: Path, databases: list[Path]) -> None:
-    for database in databases:
-        _remove_lock_file(database)
+def _remove(directory: Path, lock_names: list[str]) -> None:
+    for name in dict.fromkeys(lock_names):
+        _remove_lock_file(name)
     shutil.rmtree(directory, ignore_errors=True)
 
 
-def _remove_lock_file(database: Path) -> None:
-    """Remove the file lock CrewAI made in the temp dir for ``database``, now gone with its test.
+def _remove_lock_file(lock_name: str) -> None:
+    """Remove the file lock CrewAI made in the temp dir for a store, now gone with its test.
 
-    ``crewai_core.lock_store`` (without Redis or a lock backend of the application's) locks the
-    database through an empty file named after the database's path, and never removes it: one
-    file per test and session would pile up in the temp dir. Named as ``lock_store.lock`` names
-    it; a file that is not there (another backend, another naming) is simply not found.
+    ``crewai_core.lock_store`` (without Redis or a lock backend of the application's) locks a
+    store through an empty file named after the store, and never removes it: one file per test
+    and session would pile up in the temp dir. Named as ``lock_store.lock`` names it; a file
+    that is not there (another backend, another naming) is simply not found.
     """
-    channel = hashlib.md5(f"sqlite:{os.path.realpath(database)}".encode(), usedforsecurity=False)
+    channel = hashlib.md5(lock_name.encode(), usedforsecurity=False)
     lock_file = Path(tempfile.gettempdir()) / f"crewai:{channel.hexdigest()}.lock"
     try:
         if lock_file.stat().st_size == 0:  # a lock file holds nothing; anything else is not it

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -82,3 +83,29 @@ def test_a_storage_root_left_by_a_process_that_ended_is_removed_by_the_next_run(
     assert (fresh / OWNER_FILE).read_text() == str(os.getpid())
     remove_if_empty(fresh)  # its owner file alone does not keep it
     assert not fresh.exists()
+
+
+def test_an_xdist_session_leaves_nothing_in_its_temp_dir(
+    pytester: pytest.Pytester, provider: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The workers' shared record of who wrote which cassette (crewguard-run-<run id>) stayed
+    # after every recording session under pytest-xdist.
+    from pytest_crewguard.testing.scripted_provider import Reply
+
+    from .conftest import crew_test_file
+
+    server = provider(lambda request: Reply(text="A short summary."))
+    body = """
+@pytest.mark.crewguard
+@pytest.mark.parametrize("n", range(2))
+def test_plain(crewguard, n):
+    crewguard.kickoff(make_crew, inputs={"topic": "AI"})
+"""
+    pytester.makepyfile(test_crew=crew_test_file(server.openai_base_url, body))
+    private = tmp_path / "private-tmp"
+    private.mkdir()
+    monkeypatch.setenv("TMPDIR", str(private))
+    result = pytester.runpytest_subprocess("--crewguard-record-mode=once", "-p", "no:randomly", "-n", "2",
+                                           timeout=120)
+    result.assert_outcomes(passed=2)
+    assert sorted(p.name for p in private.iterdir() if not p.name.startswith("crewai:")) == []

@@ -444,3 +444,38 @@ def test_a_memory_or_manager_kept_at_module_level_is_refused_in_the_next_test(
         ["crewguard: Agent 'Manager' (model gpt-4o-mini) was already used in a crew run by "
          "test_crew.py::test_managed_a."]
     )
+
+
+PER_TEST_MEMORY_BODY = """
+EMBEDDER = {"provider": "openai", "config": {"model_name": "text-embedding-3-small", "api_base": BASE_URL}}
+
+
+@pytest.mark.crewguard
+def test_remember(crewguard):
+    agent = Agent(role="Keeper", goal="Keep codewords", backstory="Remembers things", llm=make_llm())
+    task = Task(name="codeword", description="Remember this: the secret codeword is PINEAPPLE-42",
+                expected_output="The codeword", agent=agent)
+    crew = Crew(agents=[agent], tasks=[task], memory=True, embedder=EMBEDDER)
+    with open(os.path.join(os.path.dirname(__file__), "paths.json"), "w") as f:
+        json.dump({"memory": str(crew._memory._storage._path)}, f)
+    crewguard.kickoff(lambda: crew)
+"""
+
+
+def test_a_memory_store_leaves_no_lock_file_in_the_temp_dir(
+    pytester: pytest.Pytester, provider: Any, storage_loaded: None
+) -> None:
+    # CrewAI locks a LanceDB memory through an empty file in the temp dir named after its
+    # folder, and never removes it: one per test with memory piled up there.
+    import hashlib
+    import tempfile
+
+    server = provider(memory_responder)
+    pytester.makepyfile(test_crew=crew_test_file(server.openai_base_url, PER_TEST_MEMORY_BODY))
+    pytester.runpytest("--crewguard-record-mode=once", "-p", "no:randomly").assert_outcomes(passed=1)
+    memory = Path(read_dump(pytester, "paths")["memory"])
+    name = hashlib.md5(f"lancedb:{memory.resolve()}".encode(), usedforsecurity=False).hexdigest()
+    lock = Path(tempfile.gettempdir()) / f"crewai:{name}.lock"
+    left = lock.exists()
+    lock.unlink(missing_ok=True)
+    assert not memory.exists() and not left
