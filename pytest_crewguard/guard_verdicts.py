@@ -105,6 +105,7 @@ class GuardVerdicts:
                 run.gave_up = self.assembly.gave_up(run.kickoff_id)
                 found += run_violations(self.spec, run)
         found += total_violations(self.spec, self.assembly.calls())
+        found += self.assembly.outside_fault_violations()
         found += tool_violations(self.spec, runs)
         found += application_flow_violations(self.spec.output, self.assembly, self.settings.rootdir)
         found += end_of_test_violations(self.spec.output, runs, self.assembly)

@@ -58,18 +58,24 @@ def rpm_violations(max_rpm: int | None, run: GuardedRun) -> list[Violation]:
 
 def fault_violations(run: GuardedRun) -> list[Violation]:
     """The SDK gave up on a request after the faults injected into it (``faults=``)."""
-    if not run.gave_up:
+    return given_up_violations(run.gave_up, run.calls, "the crew")
+
+
+def given_up_violations(gave_up: list[str], calls: list[LLMCall], who: str) -> list[Violation]:
+    """``who`` (the crew, or LLM calls outside any crew) did not get past injected faults:
+    the SDK gave up on the ``gave_up`` requests after its retries."""
+    if not gave_up:
         return []
-    rate_limited = any(text.startswith("429") for text in run.gave_up)
+    rate_limited = any(text.startswith("429") for text in gave_up)
     what = "the provider's rate limit (429)" if rate_limited else "the provider's errors"
     lines = [
-        f"the crew did not get past {what}: the SDK gave up on {len(run.gave_up)} "
-        f"request{'s' if len(run.gave_up) > 1 else ''} after its retries:"
+        f"{who} did not get past {what}: the SDK gave up on {len(gave_up)} "
+        f"request{'s' if len(gave_up) > 1 else ''} after its retries:"
     ]
-    lines += [f"    {i + 1}. {text}" for i, text in enumerate(run.gave_up[:10])]
-    if len(run.gave_up) > 10:
-        lines.append(f"    ... and {len(run.gave_up) - 10} more")
-    answered = [c for c in run.calls if c.faults]
+    lines += [f"    {i + 1}. {text}" for i, text in enumerate(gave_up[:10])]
+    if len(gave_up) > 10:
+        lines.append(f"    ... and {len(gave_up) - 10} more")
+    answered = [c for c in calls if c.faults]
     if answered:
         lines.append("  calls answered after retries:")
         lines += [f"    {c.describe()}  after {', '.join(c.faults)}" for c in answered[:10]]
@@ -77,4 +83,4 @@ def fault_violations(run: GuardedRun) -> list[Violation]:
         "  In production this run fails or degrades the same way: raise the LLM's max_retries, "
         "lower the request rate (max_rpm), or handle the error in the application."
     )
-    return [Violation(Gate.PROVIDER_FAULT, "\n".join(lines), {"gave_up": len(run.gave_up)})]
+    return [Violation(Gate.PROVIDER_FAULT, "\n".join(lines), {"gave_up": len(gave_up)})]

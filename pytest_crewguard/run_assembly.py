@@ -147,6 +147,22 @@ class RunAssembly:
             and not any(w.index >= f.position and _other_model(w.request_model, f.model) for w in answers)
         ]
 
+    def gave_up_outside_runs(self) -> list[str]:
+        """The faults after which a request made outside any crew or agent kickoff (a flow
+        step's or the test's own ``LLM.call``) was never answered (as :meth:`gave_up`)."""
+        wire = self._wire()
+        if wire is None:
+            return []
+        answers = wire.llm_answers()
+        same_call = {_call_of(w.scope) for w in answers}
+        return [
+            describe_fault(f, self.events)
+            for f in wire.fault_log.faults
+            if not any(kind in _RUN_STARTS for _, kind in f.scope)
+            and _call_of(f.scope) not in same_call
+            and not any(w.index >= f.position and _other_model(w.request_model, f.model) for w in answers)
+        ]
+
     def _inside_crew(self, started: CrewEvent) -> bool:
         """An ``Agent.kickoff()`` made inside a crew's kickoff (a tool, a guardrail): its calls
         belong to the crew's run, so it is not a run of its own."""
@@ -186,7 +202,15 @@ class RunAssembly:
         for run in self.all_runs():
             run.gave_up = self.gave_up(run.kickoff_id)
             found += fault_violations(run)
-        return found
+        return found + self.outside_fault_violations()
+
+    def outside_fault_violations(self) -> list[Violation]:
+        """Requests made outside any kickoff that the SDK gave up on after injected faults:
+        an application that falls back to a canned answer passed with no call at $0."""
+        from .rate_limits import given_up_violations
+
+        who = "an LLM call made outside any crew (a flow step's or the test's own LLM.call)"
+        return given_up_violations(self.gave_up_outside_runs(), [], who)
 
     def all_runs(self) -> list[GuardedRun]:
         """Fixture runs plus kickoffs the application made itself, in start order."""
@@ -250,6 +274,9 @@ class RunAssembly:
             )
         except Exception:  # a CrewAI without CrewOutput's fields: the task output is still right
             return final
+
+
+_RUN_STARTS = frozenset({"crew_kickoff_started", LITE_AGENT})
 
 
 def _call_of(scope: Scope) -> object:

@@ -43,6 +43,15 @@ def crewai_loaded() -> None:
     import pytest_crewguard.vcr_setup  # noqa: F401
 
 
+@pytest.fixture(scope="session")
+def lancedb_loaded(crewai_loaded: None) -> None:
+    """Import CrewAI's memory storage (LanceDB) once, before any pytester run: a Flow or a crew
+    with memory builds one, and LanceDB's native module cannot be initialised twice in one
+    process (pytester's in-process runs, and the test around them, unload what they import)."""
+    import crewai.memory.storage.lancedb_storage  # noqa: F401
+    import lancedb  # noqa: F401
+
+
 @pytest.fixture
 def provider(crewai_loaded: None) -> Iterator[Callable[..., ScriptedProvider]]:
     """Start scripted providers; every one started is stopped after the test."""

@@ -536,3 +536,55 @@ def test_an_answer_takes_only_the_faults_its_own_request_met() -> None:
     log.fault("500", "gpt-4o", kickoff, 1)
     assert log.take(kickoff, "gpt-4o") == (("500",), 0.0)
     assert log.take(kickoff, "gpt-4o") == ((), 0.0)
+
+
+FALLBACK_BODY = """
+from crewai.flow.flow import Flow, start
+
+
+class Brief(Flow):
+    @start()
+    def summarise(self):
+        llm = LLM(model=MODEL, base_url=BASE_URL, max_retries=1)
+        try:
+            return llm.call("Summarise rate limits in one line")
+        except Exception:
+            return "FALLBACK"  # the application's canned answer when the provider is down
+
+
+@pytest.mark.crewguard(cassette="flow.yaml", faults=FAULTS)
+def test_flow_step(crewguard):
+    crewguard.kickoff_flow(Brief)
+
+
+@pytest.mark.crewguard(cassette="direct.yaml", faults=FAULTS)
+def test_direct_call(crewguard):
+    try:
+        LLM(model=MODEL, base_url=BASE_URL, max_retries=1).call("Summarise rate limits in one line")
+    except Exception:
+        pass
+"""
+
+
+def test_an_llm_call_outside_any_crew_that_gave_up_on_faults_fails(
+    lancedb_loaded: None, pytester: pytest.Pytester, provider: Any
+) -> None:
+    # A flow step's (or the test's own) LLM.call that the SDK gave up on after the 429s, with
+    # the application falling back to a canned answer, passed with no call at $0.
+    server = provider(
+        lambda request: Reply(text="pong" if "ping" in request.prompt_text else "Rate limits cap requests.")
+    )
+    warm_up(server.openai_base_url)
+    with_faults = FALLBACK_BODY.replace("FAULTS", '{"429": 20}')
+    without = FALLBACK_BODY.replace("FAULTS", "None")
+    pytester.makepyfile(test_crew=crew_test_file(server.openai_base_url, without))
+    pytester.runpytest("--crewguard-record-mode=once", "-p", "no:randomly").assert_outcomes(passed=2)
+    server.stop()
+    pytester.makepyfile(test_crew=crew_test_file(server.openai_base_url, with_faults))
+    result = pytester.runpytest("-p", "no:randomly")
+    assert outcomes(result) == {"test_flow_step": "failed", "test_direct_call": "failed"}
+    result.stdout.fnmatch_lines(
+        ["*an LLM call made outside any crew (a flow step's or the test's own LLM.call) did not get "
+         "past the provider's rate limit (429): the SDK gave up on * requests after its retries:",
+         "    1. 429 rate limit: gpt-4o-mini*"]
+    )

@@ -45,13 +45,6 @@ def dumped(pytester: pytest.Pytester, name: str) -> dict[str, Any]:
     return data
 
 
-@pytest.fixture(scope="session")
-def lancedb_loaded(crewai_loaded: None) -> None:
-    """A Flow builds its memory on lancedb, whose native module cannot be loaded twice in one
-    process; loaded by the session, before any pytester snapshot, it is never unloaded."""
-    import crewai.memory.storage.lancedb_storage  # noqa: F401
-
-
 @pytest.fixture
 def project(
     lancedb_loaded: None, pytester: pytest.Pytester, provider: Any, monkeypatch: pytest.MonkeyPatch

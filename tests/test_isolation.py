@@ -17,17 +17,6 @@ from .test_iterations import outcomes
 CODEWORD = "PINEAPPLE-42"
 
 
-@pytest.fixture(scope="module")
-def storage_loaded(crewai_loaded: None) -> None:
-    """Import CrewAI's storage back ends in this process, before any pytester run.
-
-    pytester's in-process runs unload what they imported, and LanceDB's native module cannot
-    be initialised twice in one process.
-    """
-    import crewai.memory.storage.lancedb_storage  # noqa: F401
-    import lancedb  # noqa: F401
-
-
 def _schema(request: ReceivedRequest) -> str | None:
     response_format = request.body.get("response_format")
     if isinstance(response_format, dict):
@@ -133,7 +122,7 @@ def _interactions(pytester: pytest.Pytester, name: str) -> list[dict[str, Any]]:
     return list(data["interactions"])
 
 
-def test_memory_of_one_test_is_not_recalled_in_the_next(pytester, provider, storage_loaded):
+def test_memory_of_one_test_is_not_recalled_in_the_next(pytester, provider, lancedb_loaded):
     server = provider(memory_responder)
     second_server = provider(memory_responder)
     source = crew_test_file(server.openai_base_url, MEMORY_BODY).replace(
@@ -214,7 +203,7 @@ def test_second(crewguard):
 """
 
 
-def test_knowledge_storage_frozen_at_import_is_per_test_too(pytester, provider, storage_loaded):
+def test_knowledge_storage_frozen_at_import_is_per_test_too(pytester, provider, lancedb_loaded):
     import crewai.rag.chromadb.config as chroma_config
 
     frozen = chroma_config.DEFAULT_STORAGE_PATH  # where this process imported crewai
@@ -425,7 +414,7 @@ def test_managed_b(crewguard):
 
 
 def test_a_memory_or_manager_kept_at_module_level_is_refused_in_the_next_test(
-    pytester: pytest.Pytester, provider: Any, storage_loaded: None
+    pytester: pytest.Pytester, provider: Any, lancedb_loaded: None
 ) -> None:
     # Fresh crews and agents, but one Memory built at module level: the second test recalled
     # the first one's codeword and passed. So did a hierarchical crew's shared manager agent.
@@ -463,7 +452,7 @@ def test_remember(crewguard):
 
 
 def test_a_memory_store_leaves_no_lock_file_in_the_temp_dir(
-    pytester: pytest.Pytester, provider: Any, storage_loaded: None
+    pytester: pytest.Pytester, provider: Any, lancedb_loaded: None
 ) -> None:
     # CrewAI locks a LanceDB memory through an empty file in the temp dir named after its
     # folder, and never removes it: one per test with memory piled up there.
