@@ -11,6 +11,7 @@ per process (the bus is a singleton), when a log is first activated, and write t
 from __future__ import annotations
 
 import threading
+import weakref
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -63,10 +64,27 @@ class EventLog:
 
     records: dict[str, CrewEvent] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
+    # The crew each kickoff started with (weakly held): the application's own are claimed
+    # at the end of the test, as crewguard.kickoff claims the crews it builds.
+    _kickoff_sources: dict[str, Any] = field(default_factory=dict)
 
     def add(self, record: CrewEvent) -> None:
         with self._lock:
             self.records[record.event_id] = record
+
+    def kicked_off(self, event_id: str, crew: Any) -> None:
+        try:
+            held: Any = weakref.ref(crew)
+        except TypeError:
+            return
+        with self._lock:
+            self._kickoff_sources[event_id] = held
+
+    def kickoff_source(self, event_id: str | None) -> Any:
+        """The crew the kickoff ``event_id`` started with, if it is still alive."""
+        with self._lock:
+            held = self._kickoff_sources.get(event_id or "")
+        return held() if held is not None else None
 
     def get(self, event_id: str | None) -> CrewEvent | None:
         if event_id is None:
@@ -146,6 +164,8 @@ def _collect(source: Any, event: Any) -> None:
     log = _active
     if log is None:
         return
+    if event.type == "crew_kickoff_started" and source is not None:
+        log.kicked_off(str(event.event_id), source)
     agent = field_of(event, "agent")
     task = field_of(event, "task")
     args = field_of(event, "tool_args")

@@ -13,7 +13,7 @@ from . import events as crew_events
 from . import interception
 from .blind_spots import blind_spots
 from .events import EventLog
-from .isolation import UsedObjects
+from .isolation import ReusedObjectError, UsedObjects
 from .limits import run_violations, tool_violations, total_violations
 from .marker import GuardSpec
 from .output_gates import application_flow_violations, end_of_test_violations
@@ -109,6 +109,7 @@ class GuardVerdicts:
         found += tool_violations(self.spec, runs)
         found += application_flow_violations(self.spec.output, self.assembly, self.settings.rootdir)
         found += end_of_test_violations(self.spec.output, runs, self.assembly)
+        found += self._application_reuse(runs)
         found += unused_arguments(self)
         found = self.verdict.new(found)
         if found:
@@ -132,4 +133,18 @@ class GuardVerdicts:
             failure = self.verdict.failure(found)
             if fail:
                 raise failure
+
+    def _application_reuse(self, runs: list[GuardedRun]) -> list[Violation]:
+        """Crews the application kicked off itself that reuse an object of an earlier run."""
+        own = {run.kickoff_id for run in self.assembly.fixture_runs}
+        for run in runs:
+            crew = self.events.kickoff_source(run.kickoff_id) if run.kickoff_id not in own else None
+            if crew is None:
+                continue
+            try:
+                self.used.claim_application_kickoff(crew, self.nodeid)
+            except ReusedObjectError as err:
+                # The first only: the others follow from it.
+                return [Violation(Gate.REUSED_OBJECT, str(err).removeprefix("crewguard: "))]
+        return []
 

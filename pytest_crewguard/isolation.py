@@ -108,6 +108,22 @@ class UsedObjects:
             for part in crew_parts(crew):
                 self._uses[id(part)] = _Use(describe(part), nodeid, _ref(part))
 
+    def claim_application_kickoff(self, crew: Any, nodeid: str) -> None:
+        """Mark the objects of a crew the application kicked off itself used by ``nodeid``;
+        raise if another test used one (a module-level agent in a crew built per request).
+        Within one test the application may kick a crew off again: CrewAI's own ``train``,
+        ``test`` and ``replay`` do."""
+        with self._lock:
+            parts = crew_parts(crew)
+            for part in parts:
+                use = self._uses.get(id(part))
+                if use is not None and use.ref() is part and use.nodeid != nodeid:
+                    raise ReusedObjectError(self._message(use, nodeid))
+            for part in parts:
+                use = self._uses.get(id(part))
+                if use is None or use.ref() is not part:
+                    self._uses[id(part)] = _Use(describe(part), nodeid, _ref(part))
+
     @staticmethod
     def _message(use: _Use, nodeid: str) -> str:
         where = f"earlier in this test ({nodeid})" if use.nodeid == nodeid else f"by {use.nodeid}"
@@ -116,7 +132,7 @@ class UsedObjects:
             "  CrewAI objects keep state between kickoffs (retry budgets, token and RPM counters, "
             "caches, memory), so this run would depend on the one before.\n"
             "  Fix: create the crew, its agents, their LLMs and any memory or knowledge store anew for "
-            "every run: inside the "
+            "every run: per request in the application's own code, inside the "
             "factory you pass to crewguard.kickoff() (for a @CrewBase project, "
             "crewguard.kickoff(lambda: MyCrew().crew())), or, in a flow, inside the step that kicks "
             "the crew off. Keep none of them at module level, nor as a class attribute: "

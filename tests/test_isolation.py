@@ -276,7 +276,7 @@ def test_objects_used_by_an_earlier_run_are_refused(pytester, provider):
             "by test_crew.py::test_a.",
             "*CrewAI objects keep state between kickoffs*",
             "*Fix: create the crew, its agents, their LLMs and any memory or knowledge store anew for "
-            "every run: inside the factory*",
+            "every run: per request in the application's own code, inside the factory*",
         ]
     )
     result.stdout.fnmatch_lines(
@@ -468,3 +468,48 @@ def test_a_memory_store_leaves_no_lock_file_in_the_temp_dir(
     left = lock.exists()
     lock.unlink(missing_ok=True)
     assert not memory.exists() and not left
+
+
+APP_REUSE_BODY = """
+SHARED_AGENT = Agent(role="Researcher", goal="Research", backstory="Expert", llm=make_llm())
+
+
+def handle_request(topic):  # the application's endpoint: a crew per request, one agent for all
+    task = Task(name="research", description=f"Research {topic}", expected_output="A summary",
+                agent=SHARED_AGENT)
+    return Crew(agents=[SHARED_AGENT], tasks=[task]).kickoff()
+
+
+@pytest.mark.crewguard
+def test_a(crewguard):
+    handle_request("AI")
+
+
+@pytest.mark.crewguard
+def test_b(crewguard):
+    handle_request("AI")
+
+
+@pytest.mark.crewguard
+def test_fresh_twice(crewguard):
+    for topic in ("AI", "ML"):
+        agent = Agent(role="Researcher", goal="Research", backstory="Expert", llm=make_llm())
+        task = Task(name="research", description=f"Research {topic}", expected_output="A summary",
+                    agent=agent)
+        Crew(agents=[agent], tasks=[task]).kickoff()
+"""
+
+
+def test_an_agent_the_application_keeps_across_requests_is_refused(
+    pytester: pytest.Pytester, provider: Any
+) -> None:
+    # Only crews crewguard built were claimed: the application's own, with one module-level
+    # agent serving every request (the server bug this check is for), passed in every test.
+    server = provider(lambda request: Reply(text="A short summary."))
+    pytester.makepyfile(test_crew=crew_test_file(server.openai_base_url, APP_REUSE_BODY))
+    result = pytester.runpytest("--crewguard-record-mode=once", "-p", "no:randomly")
+    assert outcomes(result) == {"test_a": "passed", "test_b": "failed", "test_fresh_twice": "passed"}
+    result.stdout.fnmatch_lines(
+        ["crewguard: Agent 'Researcher' (model gpt-4o-mini) was already used in a crew run by "
+         "test_crew.py::test_a."]
+    )
