@@ -134,22 +134,16 @@ class RunAssembly:
         test (the application fell back to it). CrewAI's own retry of the agent with the same
         model does not count: the rate limit reached the crew, as it would in production.
         """
-        wire = self._wire()
-        if wire is None or kickoff_id is None:
+        if kickoff_id is None:
             return []
-        answers = wire.llm_answers()
-        same_call = {_call_of(w.scope) for w in answers}
-        return [
-            describe_fault(f, self.events)
-            for f in wire.fault_log.faults
-            if _in_kickoff(f.scope, kickoff_id)
-            and _call_of(f.scope) not in same_call
-            and not any(w.index >= f.position and _other_model(w.request_model, f.model) for w in answers)
-        ]
+        return self._unanswered(lambda scope: _in_kickoff(scope, kickoff_id))
 
     def gave_up_outside_runs(self) -> list[str]:
         """The faults after which a request made outside any crew or agent kickoff (a flow
         step's or the test's own ``LLM.call``) was never answered (as :meth:`gave_up`)."""
+        return self._unanswered(lambda scope: not any(kind in _RUN_STARTS for _, kind in scope))
+
+    def _unanswered(self, mine: Callable[[Scope], bool]) -> list[str]:
         wire = self._wire()
         if wire is None:
             return []
@@ -158,7 +152,7 @@ class RunAssembly:
         return [
             describe_fault(f, self.events)
             for f in wire.fault_log.faults
-            if not any(kind in _RUN_STARTS for _, kind in f.scope)
+            if mine(f.scope)
             and _call_of(f.scope) not in same_call
             and not any(w.index >= f.position and _other_model(w.request_model, f.model) for w in answers)
         ]

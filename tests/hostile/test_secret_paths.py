@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 from vcr.request import Request
@@ -12,39 +13,40 @@ from vcr.request import Request
 from pytest_crewguard.errors import CassetteError
 from pytest_crewguard.scrubbing import scrub_request, scrub_response
 from pytest_crewguard.secret_values import forget_remembered
-from pytest_crewguard.testing.scripted_provider import Reply
 
 from ..conftest import answer, crew_test_file, recorded_then_replayed
-from .test_secrets import ENV_KEY, _echo_server, _everything, _request, _response, _save
+from .test_secrets import (
+    ENV_KEY,
+    _echo_server,
+    _everything,
+    _request,
+    _response,
+    _save,
+    sends_then_prompts,
+    tool_once,
+)
 
 TOKEN = "Zx9Qw7Er5Ty3Ui1Op"  # sent by the tool under a credential header name
 
 
-def _tool_then_answer(request):
-    if request.body.get("tools") and not any(m.get("role") == "tool" for m in request.body["messages"]):
-        return Reply.tool("fetch_profile", q="me")
-    return Reply(text="Done.")
+_tool_then_answer = tool_once("fetch_profile", q="me")
 
 
-HEADER_THEN_PROMPTED = """
-import os
-
-import httpx
-
-TOKEN = "Zx9Qw7Er5Ty3Ui1Op"
+HEADER_THEN_PROMPTED = sends_then_prompts(
+    'httpx.get(os.environ["ECHO_URL"] + "/profile", headers={"X-Api-Key": TOKEN})', "test_header"
+)
 
 
-@tool("fetch_profile")
-def fetch_profile(q: str) -> str:
-    \"\"\"Fetch the profile.\"\"\"
-    httpx.get(os.environ["ECHO_URL"] + "/profile", headers={"X-Api-Key": TOKEN})
-    return "profile fetched for account " + TOKEN
-
-
-@pytest.mark.crewguard
-def test_header(crewguard):
-    crewguard.kickoff(lambda: make_crew(tools=[fetch_profile]), inputs={"topic": "x"})
-"""
+def _recorded_against_echo(pytester: Any, monkeypatch: Any, source: str, test: str) -> str:
+    """Record ``source`` (one test, ``test``, calling $ECHO_URL): its cassette's text, decoded."""
+    echo = _echo_server()
+    monkeypatch.setenv("ECHO_URL", f"http://127.0.0.1:{echo.server_port}")
+    try:
+        pytester.makepyfile(test_echo=source)
+        pytester.runpytest("--crewguard-record-mode=once").assert_outcomes(passed=1)
+    finally:
+        echo.shutdown()
+    return _everything(Path(pytester.path) / "cassettes" / "test_echo" / f"{test}.yaml")
 
 
 def _files_holding(root: Path, secret: str) -> list[str]:
@@ -84,25 +86,10 @@ def test_a_credential_a_tool_sent_in_a_header_and_quoted_to_the_model_replays(
     result.assert_outcomes(passed=1)
 
 
-FIELD_THEN_PROMPTED = """
-import os
-
-import httpx
-
-TOKEN = "Zx9Qw7Er5Ty3Ui1Op"
-
-
-@tool("fetch_profile")
-def fetch_profile(q: str) -> str:
-    \"\"\"Fetch the profile.\"\"\"
-    httpx.post(os.environ["ECHO_URL"] + "/profile", json={"user": "bob", "access_token": TOKEN})
-    return "profile fetched for account " + TOKEN
-
-
-@pytest.mark.crewguard
-def test_field(crewguard):
-    crewguard.kickoff(lambda: make_crew(tools=[fetch_profile]), inputs={"topic": "x"})
-"""
+FIELD_THEN_PROMPTED = sends_then_prompts(
+    'httpx.post(os.environ["ECHO_URL"] + "/profile", json={"user": "bob", "access_token": TOKEN})',
+    "test_field",
+)
 
 
 def test_the_html_report_scrubs_a_credential_the_test_sent_by_name(pytester, provider, monkeypatch):
@@ -147,14 +134,7 @@ def test_camel_case_credential_names_in_query_form_and_headers_are_scrubbed(
 ):
     # Query parameters, form fields and headers were read by whole words only: accessToken,
     # clientSecret and x-accesstoken (clients send header names in lower case) were kept.
-    echo = _echo_server()
-    monkeypatch.setenv("ECHO_URL", f"http://127.0.0.1:{echo.server_port}")
-    try:
-        pytester.makepyfile(test_echo=CAMEL_QUERY)
-        pytester.runpytest("--crewguard-record-mode=once").assert_outcomes(passed=1)
-    finally:
-        echo.shutdown()
-    text = _everything(Path(pytester.path) / "cassettes" / "test_echo" / "test_camel.yaml")
+    text = _recorded_against_echo(pytester, monkeypatch, CAMEL_QUERY, "test_camel")
     key = "Qq8vW2mN4xR7tY1uI3oP5aS6dF9gCCC3"
     assert [k for k in (key, key + "x", key + "y") if k in text] == []
 
@@ -201,14 +181,7 @@ def test_urls(crewguard):
 
 
 def test_credentials_in_later_urls_and_in_a_user_name_are_scrubbed(pytester, monkeypatch, crewai_loaded):
-    echo = _echo_server()
-    monkeypatch.setenv("ECHO_URL", f"http://127.0.0.1:{echo.server_port}")
-    try:
-        pytester.makepyfile(test_echo=URL_FORMS)
-        pytester.runpytest("--crewguard-record-mode=once").assert_outcomes(passed=1)
-    finally:
-        echo.shutdown()
-    text = _everything(Path(pytester.path) / "cassettes" / "test_echo" / "test_urls.yaml")
+    text = _recorded_against_echo(pytester, monkeypatch, URL_FORMS, "test_urls")
     secrets = ("Kx7vW2mN4xR7tY1uI3oP5aS6dF9gDDD4", "ghp_16C7e42F292c6912E7710c838347Ae178B4a",
                "rk_live_4eC39HqLyjWDarjtT1zdp7dc")
     assert [s for s in secrets if s in text] == []
@@ -229,12 +202,7 @@ def test_dict(crewguard):
 
 
 def test_a_tools_dict_quoted_to_the_model_as_python_prints_it_loses_its_credential(pytester, provider):
-    def reply(request):
-        if request.body.get("tools") and not any(m.get("role") == "tool" for m in request.body["messages"]):
-            return Reply.tool("db_config", q="me")
-        return Reply(text="Done.")
-
-    server = provider(reply)
+    server = provider(tool_once("db_config", q="me"))
     pytester.makepyfile(test_crew=crew_test_file(server.openai_base_url, DICT_RESULT))
     for result in recorded_then_replayed(pytester, server):
         result.assert_outcomes(passed=1)

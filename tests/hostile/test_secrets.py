@@ -11,6 +11,7 @@ import json
 import os
 import stat
 import zlib
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -556,12 +557,7 @@ def test_door(crewguard):
 def test_a_tool_argument_named_secret_is_no_credential_to_scrub_everywhere(pytester, provider):
     # The model's tool call {"secret": "lighthouse"} made "lighthouse" a secret scrubbed from
     # every later request: the cassette just recorded then never replayed.
-    def reply(request):
-        if request.body.get("tools") and not any(m.get("role") == "tool" for m in request.body["messages"]):
-            return Reply.tool("unlock", secret="lighthouse")
-        return Reply(text="The lighthouse door is open.")
-
-    server = provider(reply)
+    server = provider(tool_once("unlock", "The lighthouse door is open.", secret="lighthouse"))
     pytester.makepyfile(test_crew=crew_test_file(server.openai_base_url, WORD_AS_SECRET))
     for result in recorded_then_replayed(pytester, server):
         result.assert_outcomes(passed=1)
@@ -578,7 +574,22 @@ def test_only_credential_shaped_values_are_remembered() -> None:
     assert not _credential_like("Abc123")
 
 
-SENT_THEN_PROMPTED = """
+def tool_once(name: str, answer: str = "Done.", **arguments: Any) -> Callable[[Any], Reply]:
+    """A script: call the tool ``name`` with ``arguments`` while tools are offered and none was
+    called yet, then answer ``answer``."""
+
+    def reply(request: Any) -> Reply:
+        if request.body.get("tools") and not any(m.get("role") == "tool" for m in request.body["messages"]):
+            return Reply.tool(name, **arguments)
+        return Reply(text=answer)
+
+    return reply
+
+
+def sends_then_prompts(call: str, test: str) -> str:
+    """A test whose crew's tool sends TOKEN with ``call`` (an httpx call to $ECHO_URL), then
+    quotes it to the model in its result."""
+    return f"""
 import os
 
 import httpx
@@ -589,15 +600,21 @@ TOKEN = "Zx9Qw7Er5Ty3Ui1Op"  # in the code, not in a credential-named variable
 @tool("fetch_profile")
 def fetch_profile(q: str) -> str:
     \"\"\"Fetch the profile.\"\"\"
-    httpx.post(os.environ["ECHO_URL"] + "/profile", json={"user": "bob", "access_token": TOKEN})
+    {call}
     return "profile fetched for account " + TOKEN
 
 
 @pytest.mark.crewguard
-def test_a_sends_then_prompts(crewguard):
-    crewguard.kickoff(lambda: make_crew(tools=[fetch_profile]), inputs={"topic": "x"})
+def {test}(crewguard):
+    crewguard.kickoff(lambda: make_crew(tools=[fetch_profile]), inputs={{"topic": "x"}})
+
+"""
 
 
+SENT_THEN_PROMPTED = sends_then_prompts(
+    'httpx.post(os.environ["ECHO_URL"] + "/profile", json={"user": "bob", "access_token": TOKEN})',
+    "test_a_sends_then_prompts",
+) + """
 @pytest.mark.crewguard
 def test_b_prompts_only(crewguard):
     crew = make_crew(description="Summarise {topic} for account " + TOKEN)
@@ -608,12 +625,7 @@ def test_b_prompts_only(crewguard):
 def test_a_remembered_credential_changes_no_request_and_no_other_test(pytester, provider, monkeypatch):
     # Remembered credentials scrubbed requests too: a prompt holding one was recorded scrubbed
     # and replayed raw (a miss), and one test's credential changed the next test's cassette.
-    def reply(request):
-        if request.body.get("tools") and not any(m.get("role") == "tool" for m in request.body["messages"]):
-            return Reply.tool("fetch_profile", q="me")
-        return Reply(text="Done.")
-
-    server = provider(reply)
+    server = provider(tool_once("fetch_profile", q="me"))
     echo = _echo_server()
     monkeypatch.setenv("ECHO_URL", f"http://127.0.0.1:{echo.server_port}")
     try:
