@@ -77,6 +77,8 @@ def parse_faults(value: Any) -> FaultPlan:
             )
     if not sequence:
         raise bad(f"no fault to inject: give a count for one of {', '.join(FAULT_KINDS)}")
+    if "retry_after" in value and "429" not in sequence:  # it would change nothing
+        raise bad("'retry_after' is the Retry-After of 429 answers, and no '429' is injected")
     return FaultPlan(tuple(sequence), every=every, retry_after=retry_after, **scopes)
 
 

@@ -36,6 +36,7 @@ def test_faults_argument_is_checked_at_collection() -> None:
         ({"agent": "Researcher"}, "no fault to inject"),
         ({"429": 1, "every": 0}, "'every'"),
         ({"429": 1, "retry_after": 600}, "'retry_after'"),
+        ({"503": 2, "retry_after": 20}, "no '429' is injected"),  # it was silently ignored
         ([429], "expected a non-empty dict"),
     ]:
         with pytest.raises(ConfigError, match="argument faults=") as err:
