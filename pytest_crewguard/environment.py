@@ -84,7 +84,7 @@ def new_storage_root(prefix: str = "crewguard-storage-", *, sweep: bool = True) 
     root = Path(tempfile.mkdtemp(prefix=prefix, dir=session_storage_parent()))
     if sweep:
         remove_orphan_roots(root, prefix)
-    (root / OWNER_FILE).write_text(str(os.getpid()))
+    (root / OWNER_FILE).write_text(f"{os.getpid()}\n{_pid_namespace()}")
     return root
 
 
@@ -105,15 +105,27 @@ def remove_orphan_roots(root: Path, prefix: str = "crewguard-storage-") -> None:
         candidates = [p for p in root.parent.iterdir() if p.name.startswith(prefix) and p != root]
     except OSError:
         return
+    namespace = _pid_namespace()
     for candidate in candidates:
         try:
-            owner = int((candidate / OWNER_FILE).read_text())
+            pid, _, owner_namespace = (candidate / OWNER_FILE).read_text().partition("\n")
+            owner = int(pid)
             info = candidate.stat()
         except (OSError, ValueError):  # not ours, or no owner file
             continue
+        if owner_namespace.strip() not in ("", namespace):  # "": written before it was kept
+            continue  # a container's run sharing this /dev/shm: its pids are not ours to check
         stale = time.time() - info.st_mtime > _ORPHAN_AGE_S
         if info.st_uid == os.getuid() and stale and not _alive(owner):
             shutil.rmtree(candidate, ignore_errors=True)
+
+
+def _pid_namespace() -> str:
+    """The process's PID namespace (``pid:[4026531836]``; empty where there is none to read)."""
+    try:
+        return os.readlink("/proc/self/ns/pid")
+    except OSError:
+        return ""
 
 
 def _alive(pid: int) -> bool:

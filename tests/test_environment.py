@@ -70,17 +70,24 @@ def test_a_storage_root_left_by_a_process_that_ended_is_removed_by_the_next_run(
                            text=True, check=True)
     old = os.stat(tmp_path).st_mtime - 3600
     roots = {}
-    for name, pid in (("dead", ended.stdout.strip()), ("alive", str(os.getppid())), ("foreign", None)):
+    here = os.readlink("/proc/self/ns/pid")
+    dead = ended.stdout.strip()
+    owners = (("dead", f"{dead}\n{here}"), ("alive", f"{os.getppid()}\n{here}"), ("foreign", None),
+              # a dead pid here may be a live run's in another PID namespace (a container
+              # sharing /dev/shm): its storage was removed under it
+              ("elsewhere", f"{dead}\npid:[1]"))
+    for name, owner in owners:
         root = tmp_path / f"crewguard-storage-{name}"
         (root / "test-dir").mkdir(parents=True)
-        if pid is not None:
-            (root / OWNER_FILE).write_text(pid)
+        if owner is not None:
+            (root / OWNER_FILE).write_text(owner)
         os.utime(root, (old, old))
         roots[name] = root
     fresh = new_storage_root()
     assert not roots["dead"].exists()
     assert roots["alive"].exists() and roots["foreign"].exists()  # a live owner, or none known
-    assert (fresh / OWNER_FILE).read_text() == str(os.getpid())
+    assert roots["elsewhere"].exists()
+    assert (fresh / OWNER_FILE).read_text() == f"{os.getpid()}\n{here}"
     remove_if_empty(fresh)  # its owner file alone does not keep it
     assert not fresh.exists()
 
