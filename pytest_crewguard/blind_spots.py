@@ -6,6 +6,9 @@ and error answers refused while recording.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+from typing import Any
+
 from . import events as crew_events
 from . import interception
 from .events import EventLog
@@ -33,7 +36,7 @@ def blind_spots(
             found.append(Violation(Gate.TRAFFIC_NOT_SEEN, message))
         elif not completed and not answered and (agents := _agents_answered(events)):
             found.append(Violation(Gate.TRAFFIC_NOT_SEEN, _no_llm_calls_message(agents, nodeid)))
-    lost, earlier = crew_events.calls_without_events(wire.calls, events)
+    lost, earlier = calls_without_events(wire.calls, events)
     if earlier:
         found.append(Violation(Gate.EVENTS_MISSING, _earlier_kickoff_message(earlier), {"calls": earlier}))
     if lost:
@@ -127,3 +130,42 @@ def _events_missing_message(calls: int) -> str:
         "a fixture that clears the bus's handlers, or a kickoff inside crewai_event_bus.scoped_handlers()). "
         "Clear the bus before the test starts, not while it runs."
     )
+
+
+# Scopes an LLM exchange inside a kickoff runs in, whose start events crewguard must have seen.
+_SCOPES_SEEN = ("crew_kickoff_started", "agent_execution_started", "llm_call_started")
+
+
+def calls_without_events(calls: Iterable[Any], log: EventLog) -> tuple[int, int]:
+    """LLM exchanges that ran inside a CrewAI kickoff, agent execution or LLM call whose start
+    event this test's log never got: ``(lost, earlier)``.
+
+    Those scopes are on the thread that sent the request whether or not any handler ran. A
+    kickoff an earlier test's log saw start (``earlier``) outlived that test or its fixture;
+    otherwise (``lost``) crewguard's handlers were removed while this test ran (also midway
+    through a kickoff, which would leave later rounds unattributed and uncounted).
+    """
+    calls = list(calls)
+    lost, earlier = _without_events(calls, log)
+    if lost:
+        # A kickoff running beside the one that just ended may have a request on the wire
+        # whose start event is still queued for its handler: CrewAI queues it before the
+        # request is sent, so waiting for the handlers queued by now settles it.
+        crew_events.flush()
+        lost, earlier = _without_events(calls, log)
+    return lost, earlier
+
+
+def _without_events(calls: list[Any], log: EventLog) -> tuple[int, int]:
+    lost = earlier = 0
+    for call in calls:
+        kickoff = call.scope_id("crew_kickoff_started") if call.exchange.kind == "llm" else None
+        if kickoff is None:
+            continue
+        if log.get(kickoff) is None and crew_events.seen_start(kickoff):
+            earlier += 1
+            continue
+        scopes = [call.scope_id(kind) for kind in _SCOPES_SEEN]
+        if any(scope is not None and log.get(scope) is None for scope in scopes):
+            lost += 1
+    return lost, earlier

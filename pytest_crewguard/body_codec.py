@@ -82,22 +82,9 @@ def decoded(body: bytes, headers: Mapping[str, Any]) -> tuple[str, Callable[[str
 _READABLE_ENCODINGS = frozenset({"", "identity", "gzip", "x-gzip", "deflate"})
 
 
-def unreadable_bodies(interactions: list[Any]) -> Iterator[tuple[str, str]]:
-    """Bodies compressed in a way crewguard cannot read (``br``, ``zstd``), so cannot scrub:
-    where each is, and its encoding."""
-    for number, interaction in enumerate(interactions, 1):
-        for side in ("request", "response"):
-            part = interaction.get(side) if isinstance(interaction, dict) else None
-            if not isinstance(part, dict) or not part.get("body"):
-                continue
-            body = part["body"].get("string") if isinstance(part["body"], dict) else part["body"]
-            encoding = content_encoding(part.get("headers") or {})
-            if body and any(e.strip() not in _READABLE_ENCODINGS for e in encoding.split(",")):
-                yield f"the {side} body of interaction {number}", encoding
-
-
-def interaction_bodies(interactions: list[Any]) -> Iterator[tuple[str, str]]:
-    """Every body in decoded form, with where it is (``the request body of interaction 2``)."""
+def _bodies(interactions: list[Any]) -> Iterator[tuple[str, bytes, Mapping[str, Any]]]:
+    """Every non-empty body of serialized interactions: where it is (``the request body of
+    interaction 2``), its bytes, and the headers beside it."""
     for number, interaction in enumerate(interactions, 1):
         if not isinstance(interaction, dict):
             continue
@@ -111,4 +98,19 @@ def interaction_bodies(interactions: list[Any]) -> Iterator[tuple[str, str]]:
             if isinstance(body, str):
                 body = body.encode("utf-8")
             if isinstance(body, bytes) and body:
-                yield f"the {side} body of interaction {number}", decoded(body, part.get("headers") or {})[0]
+                yield f"the {side} body of interaction {number}", body, part.get("headers") or {}
+
+
+def unreadable_bodies(interactions: list[Any]) -> Iterator[tuple[str, str]]:
+    """Bodies compressed in a way crewguard cannot read (``br``, ``zstd``), so cannot scrub:
+    where each is, and its encoding."""
+    for place, _, headers in _bodies(interactions):
+        encoding = content_encoding(headers)
+        if any(e.strip() not in _READABLE_ENCODINGS for e in encoding.split(",")):
+            yield place, encoding
+
+
+def interaction_bodies(interactions: list[Any]) -> Iterator[tuple[str, str]]:
+    """Every body in decoded form, with where it is (``the request body of interaction 2``)."""
+    for place, body, headers in _bodies(interactions):
+        yield place, decoded(body, headers)[0]

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import threading
 import weakref
-from collections.abc import Iterable
 from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any
@@ -246,46 +245,8 @@ def activate(log: EventLog | None) -> None:
         _active = log
 
 
-# Scopes an LLM exchange inside a kickoff runs in, whose start events crewguard must have seen.
-_SCOPES_SEEN = ("crew_kickoff_started", "agent_execution_started", "llm_call_started")
-
-
-def calls_without_events(calls: Iterable[Any], log: EventLog) -> tuple[int, int]:
-    """LLM exchanges that ran inside a CrewAI kickoff, agent execution or LLM call whose start
-    event this test's log never got: ``(lost, earlier)``.
-
-    Those scopes are on the thread that sent the request whether or not any handler ran. A
-    kickoff an earlier test's log saw start (``earlier``) outlived that test or its fixture;
-    otherwise (``lost``) crewguard's handlers were removed while this test ran (also midway
-    through a kickoff, which would leave later rounds unattributed and uncounted).
-    """
-    calls = list(calls)
-    lost, earlier = _without_events(calls, log)
-    if lost:
-        # A kickoff running beside the one that just ended may have a request on the wire
-        # whose start event is still queued for its handler: CrewAI queues it before the
-        # request is sent, so waiting for the handlers queued by now settles it.
-        flush()
-        lost, earlier = _without_events(calls, log)
-    return lost, earlier
-
-
-def _without_events(calls: list[Any], log: EventLog) -> tuple[int, int]:
-    lost = earlier = 0
-    for call in calls:
-        kickoff = call.scope_id("crew_kickoff_started") if call.exchange.kind == "llm" else None
-        if kickoff is None:
-            continue
-        if log.get(kickoff) is None and _seen_start(kickoff):
-            earlier += 1
-            continue
-        scopes = [call.scope_id(kind) for kind in _SCOPES_SEEN]
-        if any(scope is not None and log.get(scope) is None for scope in scopes):
-            lost += 1
-    return lost, earlier
-
-
-def _seen_start(kickoff: str) -> bool:
+def seen_start(kickoff: str) -> bool:
+    """Whether crewguard saw the kickoff ``kickoff`` start, in this test or an earlier one."""
     with _kickoffs_lock:
         return kickoff in _kickoffs_seen
 

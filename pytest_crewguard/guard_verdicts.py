@@ -136,13 +136,13 @@ class GuardVerdicts:
 
     def _application_reuse(self, runs: list[GuardedRun]) -> list[Violation]:
         """Crews the application kicked off itself that reuse an object of an earlier run."""
-        own = {run.kickoff_id for run in self.assembly.fixture_runs}
+        own = {run.kickoff_id for run in self.assembly.fixture_runs}  # claimed when built
         for run in runs:
-            crew = self.events.kickoff_source(run.kickoff_id) if run.kickoff_id not in own else None
+            crew = None if run.kickoff_id in own else self.events.kickoff_source(run.kickoff_id)
             if crew is None:
                 continue
             try:
-                self.used.claim_application_kickoff(crew, self.nodeid)
+                self.used.claim(crew, self.nodeid, again_in_test=True)
             except ReusedObjectError as err:
                 # The first only: the others follow from it.
                 return [Violation(Gate.REUSED_OBJECT, str(err).removeprefix("crewguard: "))]

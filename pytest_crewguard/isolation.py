@@ -98,31 +98,18 @@ class UsedObjects:
         self._uses: dict[int, _Use] = {}
         self._lock = threading.Lock()
 
-    def claim(self, crew: Any, nodeid: str) -> None:
-        """Mark the crew's objects used by ``nodeid``; raise if any was used before."""
-        with self._lock:
-            for part in crew_parts(crew):
-                use = self._uses.get(id(part))
-                if use is not None and use.ref() is part:
-                    raise ReusedObjectError(self._message(use, nodeid))
-            for part in crew_parts(crew):
-                self._uses[id(part)] = _Use(describe(part), nodeid, _ref(part))
-
-    def claim_application_kickoff(self, crew: Any, nodeid: str) -> None:
-        """Mark the objects of a crew the application kicked off itself used by ``nodeid``;
-        raise if another test used one (a module-level agent in a crew built per request).
-        Within one test the application may kick a crew off again: CrewAI's own ``train``,
-        ``test`` and ``replay`` do."""
+    def claim(self, crew: Any, nodeid: str, *, again_in_test: bool = False) -> None:
+        """Mark the crew's objects used by ``nodeid``; raise if any was used before, by another
+        test or (unless ``again_in_test``) earlier in this one. A crew the application kicks off
+        itself may run again within its test: CrewAI's own ``train``, ``test`` and ``replay`` do."""
         with self._lock:
             parts = crew_parts(crew)
             for part in parts:
                 use = self._uses.get(id(part))
-                if use is not None and use.ref() is part and use.nodeid != nodeid:
+                if use is not None and use.ref() is part and (use.nodeid != nodeid or not again_in_test):
                     raise ReusedObjectError(self._message(use, nodeid))
             for part in parts:
-                use = self._uses.get(id(part))
-                if use is None or use.ref() is not part:
-                    self._uses[id(part)] = _Use(describe(part), nodeid, _ref(part))
+                self._uses[id(part)] = _Use(describe(part), nodeid, _ref(part))
 
     @staticmethod
     def _message(use: _Use, nodeid: str) -> str:

@@ -1,12 +1,13 @@
 """Keeping secrets out of cassettes: what is scrubbed on record, and what refuses a write.
 
 Scrubbed (the value replaced by ``PLACEHOLDER``, so recording goes on): credential-named
-headers, query parameters and JSON fields, whatever the value looks like, and the value of every
-credential-named environment variable wherever it appears. Bodies are scrubbed and scanned in
-decoded form: compressed bodies are decompressed, bodies that are not UTF-8 are read byte for
-byte. What is still there afterwards is for :mod:`.secret_refusal` to find. JSON fields are
-:mod:`.json_fields`' to find, credentials known by their form in headers
-:mod:`.credential_forms`', credential fields of uploads :mod:`.multipart`'s.
+headers, query parameters and form fields (:mod:`.credential_names`) and JSON fields, whatever
+the value looks like, and the value of every credential-named environment variable wherever it
+appears. Bodies are scrubbed and scanned in decoded form: compressed bodies are decompressed,
+bodies that are not UTF-8 are read byte for byte. What is still there afterwards is for
+:mod:`.secret_refusal` to find. JSON fields are :mod:`.json_fields`' to find, credentials
+known by their form in headers :mod:`.credential_forms`', credential fields of uploads
+:mod:`.multipart`'s.
 """
 
 from __future__ import annotations
@@ -15,62 +16,20 @@ import hashlib
 import json
 import re
 from collections.abc import Mapping
-from functools import lru_cache
 from typing import Any
 from urllib.parse import parse_qsl, unquote, urlencode, urlsplit, urlunsplit
 
 from . import multipart
 from .body_codec import content_encoding, content_type, decoded
 from .credential_forms import CHALLENGE_HEADERS, scrub_credential_value
-from .json_fields import is_secret_field, scrub_as_text, scrub_json
+from .credential_names import SECRET_HEADERS, is_secret_header, is_secret_parameter
+from .json_fields import scrub_as_text, scrub_json
 from .secret_values import PLACEHOLDER, remember, secret_env_values, secret_forms, secrets_so_far, sending
 
-# Request headers that are dropped outright (credentials or account identity). Lower-case.
-SECRET_HEADERS: frozenset[str] = frozenset(
-    {
-        "authorization",
-        "proxy-authorization",
-        "api-key",
-        "x-api-key",
-        "x-goog-api-key",
-        "openai-organization",
-        "openai-project",
-        "anthropic-organization-id",
-        "cookie",
-        "x-amz-security-token",
-    }
-)
 # Response headers that identify the account or carry session cookies: dropped.
 SECRET_RESPONSE_HEADERS: frozenset[str] = frozenset(
     {"set-cookie", "openai-organization", "openai-project", "anthropic-organization-id"}
 )
-# Any other header with one of these words in its name has its value replaced
-# (``Ocp-Apim-Subscription-Key``, ``Helicone-Auth``, ``X-Auth-Token``). Whole words only:
-# ``x-ratelimit-remaining-tokens`` is a count, not a credential.
-_HEADER_WORDS = frozenset(
-    {"auth", "authorization", "key", "apikey", "token", "secret", "password", "passwd",
-     "signature", "cookie", "credential", "credentials", "sig", "pass", "pwd", "session", "jwt",
-     "bearer"}
-)
-# Query parameters (any case): Google's key=, Azure Functions' code=, Azure SAS sig=, ...
-SECRET_QUERY_PARAMETERS: tuple[str, ...] = (
-    "key", "api_key", "apikey", "api-key", "access_token", "code", "sig", "signature", "token",
-    "auth", "password", "secret", "client_secret", "subscription-key", "x-api-key",
-)
-_CAMEL = re.compile(r"(?<=[a-z0-9])(?=[A-Z])")
-
-
-def _words(name: str) -> list[str]:
-    # camelCase names are words too: accessToken, clientSecret, X-AuthToken.
-    return [w for w in re.split(r"[^a-z0-9]+", _CAMEL.sub("-", name).lower()) if w]
-
-
-@lru_cache(maxsize=4096)  # a cassette repeats the same few names thousands of times
-def is_secret_header(name: str) -> bool:
-    """A header whose value is a credential: a known name or one with a credential word."""
-    # Named as JSON fields are too: clients send header names in lower case (x-accesstoken).
-    lower = name.lower()
-    return lower in SECRET_HEADERS or any(w in _HEADER_WORDS for w in _words(name)) or is_secret_field(lower)
 
 
 def scrub_text(text: str, secrets: list[tuple[str, str]]) -> str:
@@ -109,22 +68,12 @@ def _scrub_pairs(encoded: str) -> str:
     """A query string or form-encoded body with its credential fields' values replaced;
     ``encoded`` itself when it has none."""
     pairs = parse_qsl(encoded, keep_blank_values=True)
-    if not any(_is_secret_parameter(name) for name, _ in pairs):
+    if not any(is_secret_parameter(name) for name, _ in pairs):
         return encoded
     for name, value in pairs:
-        if _is_secret_parameter(name):
+        if is_secret_parameter(name):
             remember(value)
-    return urlencode([(n, PLACEHOLDER if _is_secret_parameter(n) else v) for n, v in pairs])
-
-
-@lru_cache(maxsize=1024)
-def _is_secret_parameter(name: str) -> bool:
-    """A query parameter or form field that holds a credential: a known name, or one with a
-    credential word, as for headers (``auth_token``, ``client-secret``, ``X-Amz-Signature``)."""
-    return (
-        name.lower() in SECRET_QUERY_PARAMETERS or any(w in _HEADER_WORDS for w in _words(name))
-        or is_secret_field(name)
-    )
+    return urlencode([(n, PLACEHOLDER if is_secret_parameter(n) else v) for n, v in pairs])
 
 
 def scrub_headers(
@@ -141,8 +90,7 @@ def scrub_headers(
     for name, value in headers.items():
         secret = name.lower() in drop or is_secret_header(name)
         if secret:  # Authorization, x-api-key...: an error answer may quote what they held
-            for sent in value if isinstance(value, (list, tuple)) else [value]:
-                remember(sent)
+            _remember_values(value)
         if name.lower() in drop:
             continue
         by_form = name.lower() not in CHALLENGE_HEADERS
@@ -240,7 +188,7 @@ def _scrubbed(body: bytes | str, headers: Mapping[str, Any], secrets: list[tuple
             new = _scrub_pairs(new)  # an OAuth token request: client_secret=..., password=...
         elif "multipart/" in kind:  # an upload with a credential field
             boundary = multipart.boundary_of(content_type(headers, as_sent=True))
-            new = multipart.scrub_fields(new, boundary, _is_secret_parameter) if boundary else new
+            new = multipart.scrub_fields(new, boundary, is_secret_parameter) if boundary else new
         elif "event-stream" in kind or "ndjson" in kind or "jsonl" in kind:
             new = scrub_as_text(new)  # JSON chunks (an MCP server's answer): their members
     else:
@@ -295,9 +243,13 @@ def _scrub_sent(request: Any, headers: bool) -> Any:
 
 def _remember_credential_headers(headers: Mapping[str, Any]) -> None:
     for name, value in headers.items():
-        if name.lower() in SECRET_HEADERS or is_secret_header(name):
-            for sent in value if isinstance(value, (list, tuple)) else [value]:
-                remember(sent)
+        if is_secret_header(name):
+            _remember_values(value)
+
+
+def _remember_values(value: Any) -> None:
+    for sent in value if isinstance(value, (list, tuple)) else [value]:
+        remember(sent)
 
 
 def scrub_response(response: dict[str, Any], secrets: list[tuple[str, str]] | None = None) -> dict[str, Any]:

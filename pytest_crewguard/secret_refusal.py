@@ -45,7 +45,9 @@ def find_secret(text: str) -> tuple[str, int] | None:
 def refuse_secrets(path: str, serialized: str, interactions: list[Any] | None = None) -> None:
     """Raise when a cassette still holds a secret, in its text or in any decoded body, or a
     body it cannot read to know."""
-    for place, encoding in unreadable_bodies(interactions or []):
+    unreadable = next(unreadable_bodies(interactions or []), None)
+    if unreadable is not None:
+        place, encoding = unreadable
         raise CassetteError(
             f"crewguard refused to write cassette {path}: {place} is compressed as {encoding!r}, "
             "which crewguard cannot read, so it cannot scrub secrets from it nor read its usage. "

@@ -133,7 +133,7 @@ def _empty_task_outputs_db(storage_class: Any) -> Path | None:
     """The database as CrewAI makes it, once per process (``None``: CrewAI changed)."""
     folder = Path(tempfile.mkdtemp(prefix="crewguard-task-outputs-"))
     atexit.register(shutil.rmtree, folder, ignore_errors=True)
-    atexit.register(_remove_lock_file, f"sqlite:{os.path.realpath(folder / TASK_OUTPUTS_DB)}")
+    atexit.register(_remove_lock_file, _sqlite_lock(folder / TASK_OUTPUTS_DB))
     try:
         storage_class(db_path=str(folder / TASK_OUTPUTS_DB))
     except Exception:  # CrewAI makes the database itself, as before
@@ -167,7 +167,7 @@ def remove_if_disposable(directory: Path) -> None:
             return
         if TASK_OUTPUTS_DB in files:
             databases.append(Path(folder) / TASK_OUTPUTS_DB)
-    _remove(directory, [f"sqlite:{os.path.realpath(database)}" for database in databases])
+    _remove(directory, [_sqlite_lock(database) for database in databases])
 
 
 def remove_storage(directory: Path) -> None:
@@ -177,11 +177,14 @@ def remove_storage(directory: Path) -> None:
     for folder, _, files in os.walk(directory):
         # As CrewAI names its locks: a SQLite database (task outputs, flow states) by its real
         # path, a LanceDB memory by its resolved folder, a Chroma store by the folder it was given.
-        databases = [Path(folder) / name for name in files if name.endswith(".db")]
-        names += [f"sqlite:{os.path.realpath(database)}" for database in databases]
+        names += [_sqlite_lock(Path(folder) / name) for name in files if name.endswith(".db")]
         real = os.path.realpath(folder)
-        names += [f"lancedb:{Path(folder).resolve()}", f"chromadb:{folder}", f"chromadb:{real}"]
+        names += [f"lancedb:{real}", f"chromadb:{folder}", f"chromadb:{real}"]
     _remove(directory, names)
+
+
+def _sqlite_lock(database: Path) -> str:
+    return f"sqlite:{os.path.realpath(database)}"
 
 
 def _remove(directory: Path, lock_names: list[str]) -> None:

@@ -171,7 +171,8 @@ def test_a_start_event_still_queued_when_another_kickoff_ends_is_not_lost(crewai
     from crewai.events.types.llm_events import LLMCallStartedEvent
 
     from pytest_crewguard import events as crew_events
-    from pytest_crewguard.events import CrewEvent, EventLog, calls_without_events
+    from pytest_crewguard.blind_spots import calls_without_events
+    from pytest_crewguard.events import CrewEvent, EventLog
     from pytest_crewguard.usage import classify_exchange
     from pytest_crewguard.wire import HttpExchange
 

@@ -65,8 +65,11 @@ def classify_exchange(
     if found is None:
         return _OTHER
     kind, provider, api, url_model = found
-    if api in _COMMON_PATHS and host_provider(host, port) is None and not _model_request(request_body):
-        return _OTHER  # a chat app's /messages, a mail API's: no model asked
+    request: Any = _UNREAD  # the request body's JSON, parsed only when needed, once
+    if api in _COMMON_PATHS and host_provider(host, port) is None:
+        request = _request_json(request_body)
+        if not _asks_a_model(request):
+            return _OTHER  # a chat app's /messages, a mail API's: no model asked
 
     content_type = header_value(response_headers, "content-type").lower()
     try:
@@ -76,7 +79,8 @@ def classify_exchange(
         if streamed and data is None:
             data = fold(chunks)
         usage = None if kind == "preflight" else extract(data, response_headers)
-        model = model_of(data) or _request_model(request_body) or url_model
+        if not (model := model_of(data)):
+            model = model_of(_request_json(request_body) if request is _UNREAD else request) or url_model
     except Exception:  # a cassette is untrusted input: never fail a run on it
         streamed, usage, model = "event-stream" in content_type, None, url_model
     return Exchange(kind=kind, provider=provider, api=api, model=model, usage=usage, streamed=streamed)
@@ -85,14 +89,13 @@ def classify_exchange(
 # APIs whose path ends in a word other services use too (POST /channels/1/messages): on a host
 # that is no known provider's, only a request naming a model and its input is an LLM call.
 _COMMON_PATHS = frozenset({"messages", "responses"})
+_UNREAD = object()
 
 
-def _model_request(body: bytes | str | None) -> bool:
+def _asks_a_model(request: Any) -> bool:
+    return isinstance(request, dict) and "model" in request and ("messages" in request or "input" in request)
+
+
+def _request_json(body: bytes | str | None) -> Any:
     text = as_text(decompress(body, ""))
-    data = parse_json(text) if text else None
-    return isinstance(data, dict) and "model" in data and ("messages" in data or "input" in data)
-
-
-def _request_model(body: bytes | str | None) -> str | None:
-    text = as_text(decompress(body, ""))
-    return model_of(parse_json(text)) if text else None
+    return parse_json(text) if text else None

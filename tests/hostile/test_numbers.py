@@ -359,7 +359,8 @@ def test_calls_of_a_kickoff_that_outlived_its_test_are_told_from_lost_events(mon
     # A kickoff an earlier test left running sends calls during this one: its start event is
     # in no log of this test, but crewguard saw it start. That is not "handlers removed".
     from pytest_crewguard import events as crew_events
-    from pytest_crewguard.events import CrewEvent, calls_without_events
+    from pytest_crewguard.blind_spots import calls_without_events
+    from pytest_crewguard.events import CrewEvent
 
     monkeypatch.setattr(crew_events, "_kickoffs_seen", {"k-earlier": None, "k-here": None})
     log = EventLog()
